@@ -1,0 +1,52 @@
+#include "ipt/common/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <malloc.h>
+#include <sys/resource.h>
+
+#include <thread>
+
+#include "ipt/common/error.h"
+
+namespace ipt {
+
+namespace {
+
+// OpenBLAS keeps its own thread pool, separate from libtorch's OpenMP one; find it at run time
+// because which BLAS backs libblas.so.3 is a Debian alternative, not a build-time fact.
+void set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+}
+
+void tune_allocator() {
+  // Large blocks would otherwise be mmap'ed and returned to the OS on free, so every new
+  // activation tensor pays a page fault per 4 KiB on first touch. Serve everything from the
+  // heap and never trim it: freed memory is reused by the next allocation of similar size.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+}  // namespace
+
+void init_runtime(const RuntimeOptions& options) {
+  static bool allocator_done = false;
+  if (options.tune_allocator && !allocator_done) {
+    tune_allocator();
+    allocator_done = true;
+  }
+  IPT_CHECK(options.threads >= 0, "threads must be >= 0 (0 = all cores), got ", options.threads);
+  int threads = options.threads;
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  set_blas_threads(threads);
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+}  // namespace ipt

@@ -1,0 +1,20 @@
+#include "ipt/eval/timing.h"
+
+#include <torch/torch.h>
+
+namespace ipt {
+
+double measure_gemm_gflops(int n, int repeats) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+  at::mm_out(c, a, b);  // warm-up: first touch of c, BLAS thread start
+  double best_ms = 1e300;
+  for (int i = 0; i < repeats; ++i) {
+    Stopwatch watch;
+    at::mm_out(c, a, b);
+    best_ms = std::min(best_ms, watch.ms());
+  }
+  return 2.0 * n * n * n / (best_ms * 1e-3) / 1e9;
+}
+
+}  // namespace ipt

@@ -1,0 +1,21 @@
+#pragma once
+// Small measuring helpers shared by the benchmarks.
+#include <chrono>
+
+namespace ipt {
+
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  double ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+// fp32 matrix-product rate of this machine, measured now (n x n x n products into reused memory).
+double measure_gemm_gflops(int n = 2048, int repeats = 5);
+
+}  // namespace ipt

@@ -1,0 +1,74 @@
+#pragma once
+// Internal to ops/ttt: the algorithms behind ttt::apply, on validated, contiguous inputs.
+// Not part of the public interface (ttt.h).
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "ipt/ops/ttt/ttt.h"
+
+namespace ipt::ttt::detail {
+
+// at::*_out take the destination by non-const reference; these take a view (a temporary) of it.
+inline void mm_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b) { at::mm_out(out, a, b); }
+inline void bmm_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b) { at::bmm_out(out, a, b); }
+inline void add_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b) { at::add_out(out, a, b); }
+inline void sub_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b) { at::sub_out(out, a, b); }
+
+// Rows [begin, end) of batch row `row` form one document.
+struct Segment {
+  int64_t row = 0;
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t length() const { return end - begin; }
+};
+
+struct Problem {
+  std::vector<Segment> segments;
+  int64_t chunk_size = 0;
+  double lr = 0.0;
+  double clip = 0.0;
+  int64_t scan_group = 0;
+
+  int64_t num_chunks(const Segment& s) const { return (s.length() + chunk_size - 1) / chunk_size; }
+};
+
+// Clip factor min(1, clip / ||U||_F) for an update U (1 when clip is off).
+double clip_scale(const torch::Tensor& update, double clip);
+
+// Both forward kernels write O [B, L, d] and return the per-document fast weight after every
+// full chunk (weights[k] for segment k) and the clip factor of every full chunk, in segment
+// order (consumed by the backward).
+struct ForwardResult {
+  std::vector<torch::Tensor> weights;
+  torch::Tensor scales;  // float64 [total full chunks]
+};
+
+ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                                const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
+ForwardResult scan_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                           const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
+
+struct Gradients {
+  torch::Tensor dZ, dV, dW0;
+};
+
+Gradients recurrent_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                             const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
+Gradients scan_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                        const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
+
+// The materialising reference, built from differentiable torch ops (autograd gives its backward).
+Output reference_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                         const torch::Tensor& W0, bool return_state);
+
+// Fast weight the last chunk of segment s is computed with: W0 + sum of the deltas of every chunk
+// but the last, in one matrix product (used by the backward to start its reverse scan).
+torch::Tensor last_chunk_weight(const Problem& p, const Segment& s, const torch::Tensor& Z, const torch::Tensor& V,
+                                const torch::Tensor& W0, const torch::Tensor& segment_scales);
+
+// Gradient with respect to an update U = lr V^T Z, given the gradient R with respect to the
+// clipped update s * U (the clip factor's derivative included). Returns R itself when unclipped.
+torch::Tensor unclip_gradient(const torch::Tensor& R, const torch::Tensor& update, double scale, torch::Tensor& buffer);
+
+}  // namespace ipt::ttt::detail

@@ -1,0 +1,146 @@
+// ipt bench op: the TTT operator's algorithms, forward and forward+backward, each in a child
+// process of its own so that its peak memory (ru_maxrss) is its own.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+#include "command.h"
+#include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
+#include "ipt/eval/timing.h"
+#include "ipt/ops/ttt/ttt.h"
+
+namespace ipt::cli {
+namespace {
+
+struct OpBenchOptions {
+  int64_t L = 32768, d = 1024, h = 4096, chunk = 256, scan_group = 8;
+  double lr = 0.3, clip = 0.0;
+  int repeat = 1;
+  std::vector<std::string> algorithms{"reference", "recurrent", "scan"};
+  bool json = false;
+  std::string worker;  // internal: run one algorithm and print one JSON line
+};
+
+// One algorithm, in this process: fwd (no grad) and fwd+bwd, best of `repeat`; then peak RSS.
+nlohmann::json run_worker(const OpBenchOptions& o) {
+  ttt::Options opt;
+  opt.chunk_size = o.chunk;
+  opt.lr = o.lr;
+  opt.clip = o.clip;
+  opt.algorithm = ttt::parse_algorithm(o.worker);
+  opt.scan_group = o.scan_group;
+  torch::manual_seed(0);
+  // Scaled like real activations so that updates stay finite over many chunks.
+  torch::Tensor Z = torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h));
+  torch::Tensor V = torch::randn({1, o.L, o.d}) / std::sqrt(double(o.L));
+  torch::Tensor W0 = torch::randn({o.d, o.h}) / std::sqrt(double(o.h));
+  torch::Tensor upstream = torch::randn({1, o.L, o.d});
+  const double inputs_mb = peak_rss_mb();
+
+  double fwd_ms = 1e300, fwdbwd_ms = 1e300;
+  for (int r = 0; r < o.repeat; ++r) {
+    torch::NoGradGuard no_grad;
+    Stopwatch watch;
+    torch::Tensor out = ttt::apply(Z, V, W0, opt).out;
+    fwd_ms = std::min(fwd_ms, watch.ms());
+  }
+  Z.requires_grad_(true);
+  V.requires_grad_(true);
+  W0.requires_grad_(true);
+  for (int r = 0; r < o.repeat; ++r) {
+    Z.mutable_grad() = torch::Tensor();
+    V.mutable_grad() = torch::Tensor();
+    W0.mutable_grad() = torch::Tensor();
+    Stopwatch watch;
+    torch::Tensor out = ttt::apply(Z, V, W0, opt).out;
+    out.backward(upstream);
+    fwdbwd_ms = std::min(fwdbwd_ms, watch.ms());
+  }
+  const double flops = 4.0 * o.L * o.d * o.h;
+  return {{"algorithm", o.worker},         {"fwd_ms", fwd_ms},
+          {"fwdbwd_ms", fwdbwd_ms},        {"peak_mb", peak_rss_mb()},
+          {"inputs_mb", inputs_mb},        {"fwd_gflops", flops / (fwd_ms * 1e-3) / 1e9}};
+}
+
+std::string self_path() {
+  char buffer[4096];
+  ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  IPT_CHECK(n > 0, "cannot find this executable through /proc/self/exe");
+  return std::string(buffer, static_cast<size_t>(n));
+}
+
+nlohmann::json spawn_worker(const OpBenchOptions& o, const std::string& algorithm) {
+  std::ostringstream command;
+  command << "'" << self_path() << "' -t " << global_options().threads
+          << (global_options().no_malloc_tuning ? " --no-malloc-tuning" : "") << " bench op --worker " << algorithm
+          << " --L " << o.L << " --d " << o.d << " --h " << o.h << " --chunk " << o.chunk << " --lr " << o.lr
+          << " --clip " << o.clip << " --scan-group " << o.scan_group << " --repeat " << o.repeat;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.str().c_str(), "r"), pclose);
+  IPT_CHECK(pipe, "cannot start a benchmark worker: ", command.str());
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe.get())) output.append(buffer, n);
+  int status = pclose(pipe.release());
+  IPT_CHECK(status == 0, "benchmark worker for '", algorithm, "' failed (status ", status, ")");
+  return nlohmann::json::parse(output);
+}
+
+int run(const OpBenchOptions& o) {
+  if (!o.worker.empty()) {
+    std::cout << run_worker(o).dump() << std::endl;
+    return 0;
+  }
+  for (const auto& a : o.algorithms) ttt::parse_algorithm(a);  // fail before any work
+  nlohmann::json report;
+  report["gemm_gflops"] = measure_gemm_gflops();
+  report["config"] = {{"L", o.L}, {"d", o.d}, {"h", o.h}, {"chunk", o.chunk}, {"scan_group", o.scan_group},
+                      {"clip", o.clip}, {"threads", at::get_num_threads()}};
+  report["results"] = nlohmann::json::array();
+  for (const auto& a : o.algorithms) report["results"].push_back(spawn_worker(o, a));
+
+  if (o.json) {
+    std::cout << report.dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << "TTT operator  L=" << o.L << " d=" << o.d << " h=" << o.h << " chunk=" << o.chunk
+            << " scan_group=" << o.scan_group << " threads=" << at::get_num_threads()
+            << "  GEMM " << std::fixed << std::setprecision(1) << report["gemm_gflops"].get<double>()
+            << " GFLOP/s\n\n";
+  std::cout << "| algorithm | fwd ms | fwd GFLOP/s | % of GEMM | fwd+bwd ms | peak MB |\n"
+            << "|-----------|-------:|------------:|----------:|-----------:|--------:|\n";
+  for (const auto& r : report["results"]) {
+    std::cout << "| " << std::left << std::setw(9) << r["algorithm"].get<std::string>() << std::right << " | "
+              << std::setw(6) << std::setprecision(0) << r["fwd_ms"].get<double>() << " | " << std::setw(11)
+              << std::setprecision(1) << r["fwd_gflops"].get<double>() << " | " << std::setw(8)
+              << 100.0 * r["fwd_gflops"].get<double>() / report["gemm_gflops"].get<double>() << "% | "
+              << std::setw(10) << std::setprecision(0) << r["fwdbwd_ms"].get<double>() << " | " << std::setw(7)
+              << r["peak_mb"].get<double>() << " |\n";
+  }
+  return 0;
+}
+
+Register bench_op("bench", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<OpBenchOptions>();
+  CLI::App* cmd = parent.add_subcommand("op", "TTT operator: reference vs recurrent vs scan, time and peak memory");
+  cmd->add_option("--L", o->L, "sequence length")->check(CLI::PositiveNumber);
+  cmd->add_option("--d", o->d, "hidden size")->check(CLI::PositiveNumber);
+  cmd->add_option("--h", o->h, "MLP intermediate size")->check(CLI::PositiveNumber);
+  cmd->add_option("--chunk", o->chunk, "TTT chunk size")->check(CLI::PositiveNumber);
+  cmd->add_option("--scan-group", o->scan_group, "chunks in flight for the scan (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lr", o->lr, "TTT learning rate");
+  cmd->add_option("--clip", o->clip, "update clip (0 = off)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--repeat", o->repeat, "best of N runs")->check(CLI::PositiveNumber);
+  cmd->add_option("--algorithms", o->algorithms, "which algorithms to run")->delimiter(',');
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--worker", o->worker)->group("");  // internal
+  return [o] { return run(*o); };
+});
+
+}  // namespace
+}  // namespace ipt::cli

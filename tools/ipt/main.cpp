@@ -1,0 +1,66 @@
+// ipt: one command-line tool over the inplace-ttt library. Each subcommand lives in its own file
+// and registers itself (command.h); this file only builds the parser and runs what was chosen.
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <map>
+
+#include "command.h"
+#include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
+
+namespace ipt::cli {
+
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+static GlobalOptions g_options;
+const GlobalOptions& global_options() { return g_options; }
+
+}  // namespace ipt::cli
+
+int main(int argc, char** argv) {
+  using namespace ipt::cli;
+  CLI::App app{"ipt: In-Place Test-Time Training engine"};
+  app.require_subcommand(1);
+  app.add_option("-t,--threads", g_options.threads, "intra-op threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-malloc-tuning", g_options.no_malloc_tuning,
+               "let glibc return freed memory to the OS (for measuring what the tuning buys)");
+
+  std::map<std::string, CLI::App*> parents{{"", &app}};
+  parents["bench"] = app.add_subcommand("bench", "benchmarks (table, or one JSON object with --json)");
+  parents["bench"]->require_subcommand(1);
+
+  std::vector<std::pair<CLI::App*, Action>> actions;
+  for (const Command& command : registry()) {
+    CLI::App* parent = parents.at(command.parent);
+    size_t before = parent->get_subcommands({}).size();
+    Action action = command.define(*parent);
+    actions.emplace_back(parent->get_subcommands({}).at(before), std::move(action));
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    ipt::init_runtime({g_options.threads, !g_options.no_malloc_tuning});
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const ipt::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
