@@ -21,10 +21,12 @@ void set_blas_threads(int threads) {
 }
 
 void tune_allocator() {
-  // Large blocks would otherwise be mmap'ed and returned to the OS on free, so every new
-  // activation tensor pays a page fault per 4 KiB on first touch. Serve everything from the
-  // heap and never trim it: freed memory is reused by the next allocation of similar size.
-  mallopt(M_MMAP_MAX, 0);
+  // By default glibc mmaps blocks from 128 KiB up and unmaps them on free, so every new tensor
+  // pays a page fault per 4 KiB on first touch. Serve blocks up to 32 MiB (glibc's maximum
+  // threshold) from the heap and keep up to 1 GiB of freed heap for reuse. Larger blocks stay
+  // mmap'ed: putting them on the heap too (M_MMAP_MAX = 0) fragmented it badly in measurements
+  // (docs/runtime.md).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 

@@ -14,29 +14,26 @@ Output reference_forward(const Problem& p, const torch::Tensor& Z, const torch::
   for (const Segment& s : p.segments) {
     torch::Tensor Zs = Z[s.row].narrow(0, s.begin, s.length());
     torch::Tensor Vs = V[s.row].narrow(0, s.begin, s.length());
-    const int64_t chunks = p.num_chunks(s), full = s.length() / C;
+    const int64_t chunks = p.num_chunks(s), full = s.length() / C, tail = s.length() - full * C;
+    const int64_t d = W0.size(0), h = W0.size(1);
 
-    // deltas[j] for every full chunk, clipped.
-    std::vector<torch::Tensor> deltas;
-    for (int64_t j = 0; j < full; ++j) {
-      torch::Tensor update = p.lr * torch::mm(Vs.narrow(0, j * C, C).t(), Zs.narrow(0, j * C, C));
-      if (p.clip > 0.0) update = update * torch::clamp_max(p.clip / update.norm(), 1.0);
-      deltas.push_back(update);
-    }
+    // deltas[j] = s_j * lr * V_j^T Z_j for every full chunk j.
+    torch::Tensor Zf = Zs.narrow(0, 0, full * C).view({full, C, h});
+    torch::Tensor Vf = Vs.narrow(0, 0, full * C).view({full, C, d});
+    torch::Tensor deltas = p.lr * torch::bmm(Vf.transpose(1, 2), Zf);
+    if (p.clip > 0.0 && full > 0)
+      deltas = deltas * torch::clamp_max(p.clip / deltas.flatten(1).norm(2, {1}), 1.0).view({full, 1, 1});
     // weights[i] = W0 + sum_{j < i} deltas[j], for every chunk i (materialised).
-    std::vector<torch::Tensor> prefix{torch::zeros_like(W0)};
-    for (int64_t j = 0; j + 1 < chunks; ++j) prefix.push_back(deltas[j]);
-    torch::Tensor weights = torch::stack(prefix).cumsum(0) + W0;  // [chunks, d, h]
+    torch::Tensor before = torch::cat({torch::zeros({1, d, h}, W0.options()), deltas.narrow(0, 0, chunks - 1)});
+    torch::Tensor weights = before.cumsum(0) + W0;  // [chunks, d, h]
 
-    for (int64_t i = 0; i < chunks; ++i) {
-      const int64_t n = std::min(C, s.length() - i * C);
-      row_pieces[s.row].push_back(torch::mm(Zs.narrow(0, i * C, n), weights[i].t()));
-    }
+    if (full > 0) row_pieces[s.row].push_back(torch::bmm(Zf, weights.narrow(0, 0, full).transpose(1, 2)).view({-1, d}));
+    if (tail > 0) row_pieces[s.row].push_back(torch::mm(Zs.narrow(0, full * C, tail), weights[full].t()));
     if (return_state) {
       DocumentState state;
-      state.weight = (full == 0 ? W0 : W0 + torch::stack(deltas).sum(0)).detach().clone();
-      state.pending_z = Zs.narrow(0, full * C, s.length() - full * C).detach().clone();
-      state.pending_v = Vs.narrow(0, full * C, s.length() - full * C).detach().clone();
+      state.weight = (W0 + deltas.sum(0)).detach().clone();
+      state.pending_z = Zs.narrow(0, full * C, tail).detach().clone();
+      state.pending_v = Vs.narrow(0, full * C, tail).detach().clone();
       state.updates = full;
       result.states.push_back(std::move(state));
     }
