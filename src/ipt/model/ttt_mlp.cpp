@@ -1,0 +1,134 @@
+#include "ipt/model/ttt_mlp.h"
+
+#include <cmath>
+
+#include "ipt/common/error.h"
+
+namespace ipt::model {
+
+GatedMlpImpl::GatedMlpImpl(int64_t hidden, int64_t intermediate, TttSettings ttt) : ttt_(ttt), hidden_(hidden) {
+  IPT_CHECK(hidden > 0 && intermediate > 0, "MLP sizes must be > 0, got hidden ", hidden, ", intermediate ",
+            intermediate);
+  auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  gate_proj = register_module("gate_proj", linear(hidden, intermediate));
+  up_proj = register_module("up_proj", linear(hidden, intermediate));
+  down_proj = register_module("down_proj", linear(intermediate, hidden));
+  if (ttt_.enabled) {
+    if (ttt_.target_kind == ttt::TargetKind::kConv)
+      ttt_conv = register_module(
+          "ttt_conv",
+          torch::nn::Conv1d(torch::nn::Conv1dOptions(hidden, hidden, ttt::kConvKernel).groups(hidden).bias(false)));
+    if (ttt_.use_proj) ttt_proj = register_module("ttt_proj", linear(hidden, hidden));
+  }
+  set_ttt(ttt);
+}
+
+void GatedMlpImpl::set_ttt(const TttSettings& settings) {
+  IPT_CHECK(settings.enabled == ttt_.enabled && settings.use_proj == ttt_.use_proj &&
+                settings.target_kind == ttt_.target_kind,
+            "TTT on/off, ttt_proj and the target kind decide which tensors a layer has; they cannot change at run time");
+  IPT_CHECK(settings.chunk_size > 0, "ttt_chunk must be > 0, got ", settings.chunk_size);
+  IPT_CHECK(std::isfinite(settings.lr), "ttt_lr must be finite");
+  IPT_CHECK(std::isfinite(settings.clip) && settings.clip >= 0.0, "ttt_clip must be finite and >= 0");
+  ttt_ = settings;
+}
+
+void GatedMlpImpl::drop_in_init(double initializer_range) {
+  IPT_CHECK(ttt_.enabled, "drop-in initialisation needs a TTT layer");
+  torch::NoGradGuard no_grad;
+  if (ttt_conv) ttt_conv->weight.zero_();
+  if (ttt_proj) ttt_proj->weight.copy_(torch::diag(torch::randn({hidden_}) * initializer_range));
+}
+
+torch::Tensor GatedMlpImpl::activations(const torch::Tensor& H) {
+  return torch::silu(gate_proj(H)) * up_proj(H);
+}
+
+torch::Tensor GatedMlpImpl::target(const torch::Tensor& X, const std::vector<int64_t>& cu_seqlens) {
+  ttt::TargetOptions options;
+  options.chunk_size = ttt_.chunk_size;
+  options.kind = ttt_.target_kind;
+  options.padding = ttt_.conv_padding;
+  options.cu_seqlens = cu_seqlens;
+  return ttt::build_target(X, ttt_conv ? ttt_conv->weight : torch::Tensor(),
+                           ttt_proj ? ttt_proj->weight : torch::Tensor(), options);
+}
+
+torch::Tensor GatedMlpImpl::forward(const torch::Tensor& H, const torch::Tensor& X,
+                                    const std::vector<int64_t>& cu_seqlens) {
+  torch::Tensor Z = activations(H);
+  if (!ttt_.enabled) return down_proj(Z);
+  ttt::Options options;
+  options.chunk_size = ttt_.chunk_size;
+  options.lr = ttt_.lr;
+  options.clip = ttt_.clip;
+  options.algorithm = ttt_.algorithm;
+  options.scan_group = ttt_.scan_group;
+  options.cu_seqlens = cu_seqlens;
+  return ttt::apply(Z, target(X, cu_seqlens), down_proj->weight, options).out;
+}
+
+MlpStream::MlpStream(const GatedMlp& mlp)
+    : mlp_(mlp.get()),
+      stream_(mlp->down_proj->weight.detach(), mlp->ttt().chunk_size, mlp->ttt().lr, mlp->ttt().clip) {
+  IPT_CHECK(mlp->ttt().enabled, "an MLP stream needs a TTT layer");
+  const auto options = mlp->down_proj->weight.options();
+  pending_z_ = torch::empty({0, mlp->gate_proj->weight.size(0)}, options);
+  pending_x_ = torch::empty({0, mlp->down_proj->weight.size(0)}, options);
+}
+
+namespace {
+
+// Rows [n, d] of a [1, n, d] input.
+torch::Tensor single_row(const torch::Tensor& t, const char* name) {
+  IPT_CHECK(t.dim() == 3 && t.size(0) == 1, "streaming takes one sequence: ", name, " must be [1, n, d]");
+  return t[0];
+}
+
+}  // namespace
+
+torch::Tensor MlpStream::prefill(const torch::Tensor& H, const torch::Tensor& X) { return run(H, X, true); }
+
+torch::Tensor MlpStream::step(const torch::Tensor& H, const torch::Tensor& X) {
+  return run(H, X, mlp_->ttt().decode_update);
+}
+
+torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, bool update) {
+  torch::NoGradGuard no_grad;
+  GatedMlpImpl& mlp = const_cast<GatedMlpImpl&>(*mlp_);
+  torch::Tensor Z = single_row(mlp.activations(H), "H"), Xr = single_row(X, "X");
+  IPT_CHECK(Xr.size(0) == Z.size(0), "H and X must have the same number of rows");
+  const int64_t C = stream_.chunk_size();
+  std::vector<torch::Tensor> outputs;
+  for (int64_t begin = 0; begin < Z.size(0);) {
+    const int64_t n = update ? std::min(Z.size(0) - begin, C - pending()) : Z.size(0) - begin;
+    torch::Tensor z = Z.narrow(0, begin, n);
+    outputs.push_back(stream_.output(z));
+    if (update) {
+      pending_z_ = torch::cat({pending_z_, z.to(pending_z_.scalar_type())});
+      pending_x_ = torch::cat({pending_x_, Xr.narrow(0, begin, n).to(pending_x_.scalar_type())});
+      if (pending() == C) {
+        // The chunk is complete: its target can be built now (the convolution stays inside it).
+        torch::Tensor V = mlp.target(pending_x_.unsqueeze(0), {})[0];
+        stream_.append(pending_z_, V);
+        pending_z_ = pending_z_.narrow(0, 0, 0);
+        pending_x_ = pending_x_.narrow(0, 0, 0);
+      }
+    }
+    begin += n;
+  }
+  return torch::cat(outputs).unsqueeze(0).to(H.scalar_type());
+}
+
+void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pending_z, torch::Tensor pending_x) {
+  const auto& ttt = mlp_->ttt();
+  IPT_CHECK(pending_z.dim() == 2 && pending_x.dim() == 2 && pending_z.size(0) == pending_x.size(0) &&
+                pending_z.size(0) < ttt.chunk_size,
+            "a saved MLP stream's pending rows must be Z [r, h] and X [r, d] with r < ttt_chunk");
+  ttt::DocumentState state{weight, torch::Tensor(), torch::Tensor(), updates};
+  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, ttt.clip);
+  pending_z_ = pending_z.to(stream_.state().weight.scalar_type());
+  pending_x_ = pending_x.to(stream_.state().weight.scalar_type());
+}
+
+}  // namespace ipt::model

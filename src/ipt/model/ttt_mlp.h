@@ -1,0 +1,82 @@
+#pragma once
+// The gated MLP of Qwen3 / LLaMA, and its In-Place TTT form (SPEC.md): in TTT layers the down
+// projection is the starting point of a fast weight that is updated chunk by chunk towards
+// V = Conv(X) · P. One module serves training (autograd over whole sequences), prefill and
+// streaming decode (MlpStream).
+#include <torch/torch.h>
+
+#include "ipt/ops/ttt/ttt.h"
+
+namespace ipt::model {
+
+struct TttSettings {
+  bool enabled = false;
+  int64_t chunk_size = 8192;  // ttt_chunk
+  double lr = 0.3;            // ttt_lr
+  double clip = 0.0;          // ttt_clip
+  bool use_proj = true;       // ttt_proj
+  ttt::TargetKind target_kind = ttt::TargetKind::kConv;
+  ttt::ConvPadding conv_padding = ttt::ConvPadding::kSame;
+  bool decode_update = true;  // ttt_decode_update: false = the official inference (no update while decoding)
+  ttt::Algorithm algorithm = ttt::Algorithm::kAuto;
+  int64_t scan_group = 0;
+};
+
+class MlpStream;
+
+class GatedMlpImpl : public torch::nn::Module {
+ public:
+  GatedMlpImpl(int64_t hidden, int64_t intermediate, TttSettings ttt);
+
+  // H [B, L, d] (post-attention-norm hidden states); X [B, L, d] the target source (H itself for
+  // ttt_target = hidden_states, the token embeddings for input_embed; ignored without TTT).
+  torch::Tensor forward(const torch::Tensor& H, const torch::Tensor& X, const std::vector<int64_t>& cu_seqlens = {});
+
+  // SPEC.md's drop-in initialisation: conv = 0, P = diag(N(0, std^2)). Every update is then zero.
+  void drop_in_init(double initializer_range);
+
+  torch::Tensor activations(const torch::Tensor& H);  // Z = SiLU(H Wg^T) * (H Wu^T)
+  torch::Tensor target(const torch::Tensor& X, const std::vector<int64_t>& cu_seqlens);  // V
+
+  const TttSettings& ttt() const { return ttt_; }
+  void set_ttt(const TttSettings& settings);  // chunk/lr/clip/... at run time (weights stay)
+
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  torch::nn::Conv1d ttt_conv{nullptr};  // weight [d, 1, 5], depthwise, no bias
+  torch::nn::Linear ttt_proj{nullptr};  // weight [d, d], used as Conv(X) · P (not P^T)
+
+ private:
+  TttSettings ttt_;
+  int64_t hidden_;
+};
+TORCH_MODULE(GatedMlp);
+
+// One sequence's fast-weight state in one TTT layer: the stream (fast weight + update count) plus
+// the rows of the pending chunk, kept as Z and as target source X because the convolution target
+// of a chunk can only be built once the chunk is complete (it looks two rows ahead).
+class MlpStream {
+ public:
+  explicit MlpStream(const GatedMlp& mlp);
+
+  // Prefill: the whole prompt at once (chunked), leaving the state to continue from.
+  torch::Tensor prefill(const torch::Tensor& H, const torch::Tensor& X);  // [1, n, d] each
+  // Decode / any continuation: rows in order; each row's output uses the current fast weight.
+  torch::Tensor step(const torch::Tensor& H, const torch::Tensor& X);  // [1, n, d] each
+
+  int64_t updates() const { return stream_.state().updates; }
+  int64_t pending() const { return pending_z_.size(0); }
+  const torch::Tensor& fast_weight() const { return stream_.state().weight; }
+  const torch::Tensor& pending_z() const { return pending_z_; }
+  const torch::Tensor& pending_x() const { return pending_x_; }
+  // Restore a saved state (session files).
+  void restore(torch::Tensor weight, int64_t updates, torch::Tensor pending_z, torch::Tensor pending_x);
+
+ private:
+  torch::Tensor run(const torch::Tensor& H, const torch::Tensor& X, bool update);
+
+  const GatedMlpImpl* mlp_;
+  ttt::Stream stream_;
+  torch::Tensor pending_z_, pending_x_;
+};
+
+}  // namespace ipt::model
