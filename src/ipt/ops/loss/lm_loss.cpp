@@ -1,0 +1,85 @@
+#include "ipt/ops/loss/lm_loss.h"
+
+#include "ipt/common/error.h"
+
+namespace ipt::ops {
+
+namespace {
+
+// Forward saves hidden, head, labels and each row's log-sum-exp; backward rebuilds a block of
+// logits at a time: d logits = (softmax - onehot) / counted.
+struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor hidden, torch::Tensor head,
+                               torch::Tensor labels, int64_t block_rows, int64_t ignore_index,
+                               torch::Tensor* token_nll_out, int64_t* counted_out) {
+    const int64_t N = hidden.size(0);
+    torch::Tensor lse = torch::empty({N}, hidden.options());
+    torch::Tensor nll = torch::zeros({N}, lse.options());
+    torch::Tensor valid = labels != ignore_index;
+    torch::Tensor safe_labels = labels.clamp_min(0);
+    for (int64_t begin = 0; begin < N; begin += block_rows) {
+      const int64_t n = std::min(block_rows, N - begin);
+      torch::Tensor logits = torch::mm(hidden.narrow(0, begin, n), head.t());  // [n, V]
+      torch::Tensor block_lse = torch::logsumexp(logits, 1);
+      lse.narrow(0, begin, n).copy_(block_lse);
+      torch::Tensor picked = logits.gather(1, safe_labels.narrow(0, begin, n).unsqueeze(1)).squeeze(1);
+      nll.narrow(0, begin, n).copy_((block_lse - picked) * valid.narrow(0, begin, n).to(lse.scalar_type()));
+    }
+    const int64_t counted = valid.sum().item<int64_t>();
+    *token_nll_out = nll;
+    *counted_out = counted;
+    ctx->save_for_backward({hidden, head, labels, lse});
+    ctx->saved_data["block_rows"] = block_rows;
+    ctx->saved_data["ignore_index"] = ignore_index;
+    ctx->saved_data["counted"] = counted;
+    return counted > 0 ? nll.sum() / static_cast<double>(counted) : nll.sum() * 0.0;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    torch::Tensor hidden = saved[0], head = saved[1], labels = saved[2], lse = saved[3];
+    const int64_t block_rows = ctx->saved_data["block_rows"].toInt();
+    const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
+    const int64_t counted = ctx->saved_data["counted"].toInt();
+    torch::Tensor d_hidden = torch::zeros_like(hidden), d_head = torch::zeros_like(head);
+    if (counted > 0) {
+      const double scale = grad_outputs[0].item<double>() / static_cast<double>(counted);
+      const int64_t N = hidden.size(0);
+      for (int64_t begin = 0; begin < N; begin += block_rows) {
+        const int64_t n = std::min(block_rows, N - begin);
+        torch::Tensor h = hidden.narrow(0, begin, n), y = labels.narrow(0, begin, n);
+        torch::Tensor valid = (y != ignore_index).to(hidden.scalar_type()).unsqueeze(1);
+        // softmax - onehot, zero on ignored rows, times the upstream scale.
+        torch::Tensor g = torch::mm(h, head.t()).sub_(lse.narrow(0, begin, n).unsqueeze(1)).exp_();
+        g.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -torch::ones({n, 1}, g.options()));
+        g.mul_(valid).mul_(scale);
+        d_hidden.narrow(0, begin, n).copy_(torch::mm(g, head));
+        d_head.addmm_(g.t(), h);
+      }
+    }
+    return {d_hidden, d_head, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+LmLoss lm_loss(const torch::Tensor& hidden, const torch::Tensor& head, const torch::Tensor& labels,
+               const LmLossOptions& options) {
+  IPT_CHECK(hidden.dim() == 2, "lm_loss: hidden must be [N, d], got ", hidden.sizes());
+  IPT_CHECK(head.dim() == 2 && head.size(1) == hidden.size(1), "lm_loss: head must be [V, ", hidden.size(1),
+            "], got ", head.sizes());
+  IPT_CHECK(labels.dim() == 1 && labels.size(0) == hidden.size(0) && labels.scalar_type() == torch::kInt64,
+            "lm_loss: labels must be int64 [", hidden.size(0), "]");
+  IPT_CHECK(hidden.scalar_type() == head.scalar_type(), "lm_loss: hidden and head must share one dtype");
+  IPT_CHECK(options.block_rows > 0, "lm_loss: block_rows must be > 0");
+  const int64_t vocab = head.size(0);
+  torch::Tensor bad = (labels != options.ignore_index) & ((labels < 0) | (labels >= vocab));
+  IPT_CHECK(!bad.any().item<bool>(), "lm_loss: a label is outside the vocabulary [0, ", vocab, ")");
+  LmLoss result;
+  result.loss = BlockedLmLoss::apply(hidden, head, labels, options.block_rows, options.ignore_index,
+                                     &result.token_nll, &result.counted);
+  return result;
+}
+
+}  // namespace ipt::ops
