@@ -1,0 +1,31 @@
+#pragma once
+// Causal self-attention that never builds an L x L matrix: blocks of queries against blocks of
+// keys with an online softmax (flash-attention style), saving only the output and each row's
+// log-sum-exp; the backward recomputes block scores. Grouped-query attention, sliding windows,
+// packed documents and a query offset (prefill/decode against a cache) are masks on blocks;
+// blocks that are entirely masked are skipped.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace ipt::ops {
+
+struct AttentionOptions {
+  int64_t window = 0;               // > 0: query at position p sees keys p-window+1 .. p; 0 = full causal
+  std::vector<int64_t> cu_seqlens;  // packed documents (batch of one): attention stays inside each
+  double scale = 0.0;               // 0 = 1/sqrt(head_dim)
+  int64_t block_q = 128, block_k = 128;
+};
+
+// q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], Hq a multiple of Hkv, Lq <= Lk: the queries are the
+// last Lq positions of the Lk keys (Lq = Lk for training and whole-sequence prefill).
+// Returns [B, Hq, Lq, D]; differentiable in q, k, v.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const AttentionOptions& options = {});
+
+// The plain definition (full masked score matrix), for tests and small inputs.
+torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const AttentionOptions& options = {});
+
+}  // namespace ipt::ops
