@@ -1,0 +1,95 @@
+#pragma once
+// Qwen3 / LLaMA decoder-only language model with In-Place TTT MLPs in the layers the config
+// names. Parameter names are Hugging Face's (model.layers.{i}.self_attn.q_proj.weight, …,
+// model.layers.{i}.mlp.ttt_conv.weight, lm_head.weight), so checkpoints map one to one.
+//
+// One forward serves training (autograd over whole sequences) and prefill; batches are padded
+// rows [B, L] or one packed row with document offsets (positions restart, attention and the
+// TTT convolution and fast weights never cross a document).
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "ipt/model/config.h"
+#include "ipt/model/ttt_mlp.h"
+
+namespace ipt::model {
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t size, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& config, int64_t layer);
+  // x [B, L, d], positions [L] or [B, L] -> [B, L, d]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& positions, const std::vector<int64_t>& cu_seqlens);
+  // q, k, v after projection, norm and rotary embedding: [B, H, L, D] each.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> qkv(const torch::Tensor& x, const torch::Tensor& positions);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
+  int64_t heads, kv_heads, head_dim, window;
+  ops::RopeParams rope;
+};
+TORCH_MODULE(Attention);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelConfig& config, int64_t layer);
+  // embeddings: the token embeddings (the TTT target source for ttt_target = input_embed).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& embeddings, const torch::Tensor& positions,
+                        const std::vector<int64_t>& cu_seqlens);
+
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  GatedMlp mlp{nullptr};
+  bool target_is_embedding = false;
+};
+TORCH_MODULE(DecoderLayer);
+
+class DecoderModelImpl : public torch::nn::Module {
+ public:
+  explicit DecoderModelImpl(const ModelConfig& config);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(DecoderModel);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(ModelConfig config);
+
+  // input_ids [B, L] int64; cu_seqlens: packed documents in a batch of one row (empty: one
+  // document per row). Returns the final-norm hidden states [B, L, d].
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const std::vector<int64_t>& cu_seqlens = {});
+  torch::Tensor logits(const torch::Tensor& hidden);  // [..., vocab]
+  const torch::Tensor& head_weight() const;           // lm_head or the tied embedding
+
+  // Random initialisation as the Hugging Face models do it (normal(0, initializer_range), norms
+  // to one) plus SPEC.md's drop-in initialisation for the TTT tensors.
+  void init_weights(uint64_t seed);
+  // Drop-in conversion's TTT initialisation only (conv = 0, P diagonal): logits stay the base model's.
+  void init_ttt_drop_in(uint64_t seed);
+
+  const ModelConfig& config() const { return config_; }
+  // Positions restarting at every document start: [L] (or [B, L] for padded rows, all arange).
+  static torch::Tensor positions_for(int64_t length, const std::vector<int64_t>& cu_seqlens);
+
+  DecoderModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(CausalLM);
+
+}  // namespace ipt::model
