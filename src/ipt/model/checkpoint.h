@@ -1,0 +1,31 @@
+#pragma once
+// Models on disk in Hugging Face's layout: config.json + model.safetensors (or shards + index),
+// tokenizer files alongside. Loading checks every tensor's name and shape against the config.
+#include <string>
+
+#include "ipt/io/safetensors.h"
+#include "ipt/model/decoder.h"
+
+namespace ipt::model {
+
+struct LoadOptions {
+  torch::Dtype dtype = torch::kFloat32;  // compute type the weights are converted to
+  // A checkpoint without TTT tensors whose config (or the caller) turns TTT on gets SPEC.md's
+  // drop-in initialisation for them instead of an error.
+  bool drop_in_missing_ttt = false;
+  const ModelConfig* config_override = nullptr;  // use this config instead of DIR/config.json
+};
+
+CausalLM load_model(const std::string& dir, const LoadOptions& options = {});
+
+// Writes config.json and the weights (in `dtype`), atomically per file.
+void save_model(CausalLM& model, const std::string& dir, torch::Dtype dtype = torch::kFloat32,
+                uint64_t max_shard_bytes = 5ull << 30);
+
+// Copies tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation_config.json
+// when present.
+void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir);
+
+torch::Dtype parse_dtype(const std::string& name);  // float32 | float16 | bfloat16 | float64
+
+}  // namespace ipt::model
