@@ -1,0 +1,84 @@
+// The ipt command end to end: init -> convert -> info -> score, and its errors (exit code 1 and
+// a message, never a crash).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+Result ipt(const std::string& args) {
+  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 " + args + " 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe.get())) output.append(buffer.data(), n);
+  int status = pclose(pipe.release());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+struct Workspace {
+  fs::path dir = fs::temp_directory_path() / ("ipt-cli-" + std::to_string(::getpid()));
+  Workspace() { fs::create_directories(dir); }
+  ~Workspace() { fs::remove_all(dir); }
+  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+}  // namespace
+
+TEST(Cli, InitConvertInfoScore) {
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "base")).status, 0);
+  Result convert = ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 8");
+  ASSERT_EQ(convert.status, 0) << convert.output;
+  Result info = ipt("info -m " + (w / "ttt"));
+  ASSERT_EQ(info.status, 0) << info.output;
+  EXPECT_NE(info.output.find("TTT          layers 1; chunk 8"), std::string::npos) << info.output;
+  {
+    std::ofstream ids(w / "ids.txt");
+    for (int i = 0; i < 40; ++i) ids << (i * 37) % 256 << (i % 10 == 9 ? "\n" : " ");
+  }
+  Result base = ipt("score -m " + (w / "base") + " --ids " + (w / "ids.txt") + " --json");
+  Result ttt = ipt("score -m " + (w / "ttt") + " --ids " + (w / "ids.txt") + " --json");
+  ASSERT_EQ(base.status, 0) << base.output;
+  ASSERT_EQ(ttt.status, 0) << ttt.output;
+  auto a = nlohmann::json::parse(base.output), b = nlohmann::json::parse(ttt.output);
+  EXPECT_EQ(a["tokens"], 39);
+  EXPECT_NEAR(a["mean_nll"].get<double>(), b["mean_nll"].get<double>(), 1e-5);  // the drop-in property
+  EXPECT_NEAR(a["ppl"].get<double>(), std::exp(a["mean_nll"].get<double>()), 1e-6 * a["ppl"].get<double>());
+}
+
+TEST(Cli, ErrorsExitWithAMessage) {
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "m")).status, 0);
+  Result again = ipt("init --preset test -o " + (w / "m"));
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.output.find("already holds a model"), std::string::npos);
+  Result preset = ipt("init --preset huge -o " + (w / "x"));
+  EXPECT_EQ(preset.status, 1);
+  EXPECT_NE(preset.output.find("unknown preset 'huge'"), std::string::npos);
+  std::ofstream(w / "bad.txt") << "1 2 -3";
+  Result bad = ipt("score -m " + (w / "m") + " --ids " + (w / "bad.txt"));
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("'-3' is not a token id"), std::string::npos) << bad.output;
+  std::ofstream(w / "big.txt") << "1 2 300";
+  Result big = ipt("score -m " + (w / "m") + " --ids " + (w / "big.txt"));
+  EXPECT_EQ(big.status, 1);
+  EXPECT_NE(big.output.find("outside the vocabulary"), std::string::npos) << big.output;
+  Result layers = ipt("convert --in " + (w / "m") + " --out " + (w / "t") + " --ttt-layers 5");
+  EXPECT_EQ(layers.status, 1);
+  EXPECT_NE(layers.output.find("ttt_layers entry 5 is outside [0, 2)"), std::string::npos) << layers.output;
+  EXPECT_NE(ipt("score -m " + (w / "missing") + " --ids " + (w / "big.txt")).status, 0);
+  EXPECT_NE(ipt("bench op --L 0").status, 0);
+}

@@ -1,0 +1,89 @@
+// ipt score: per-token negative log-likelihood of a sequence under a model, with or without TTT.
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "command.h"
+#include "ipt/common/error.h"
+#include "ipt/eval/timing.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/ops/loss/lm_loss.h"
+
+namespace ipt::cli {
+namespace {
+
+struct ScoreOptions {
+  std::string model, ids_file;
+  bool no_ttt = false, json = false, per_token = false;
+};
+
+std::vector<int64_t> read_ids(const std::string& path) {
+  std::ifstream in(path);
+  IPT_CHECK(in, "cannot read ", path);
+  std::vector<int64_t> ids;
+  std::string word;
+  while (in >> word) {
+    size_t used = 0;
+    int64_t id = -1;
+    try {
+      id = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    IPT_CHECK(used == word.size() && id >= 0, path, ": '", word, "' is not a token id (non-negative integer)");
+    ids.push_back(id);
+  }
+  IPT_CHECK(ids.size() >= 2, path, ": need at least two token ids to score");
+  return ids;
+}
+
+int run(const ScoreOptions& o) {
+  torch::NoGradGuard no_grad;
+  model::CausalLM lm = model::load_model(o.model);
+  if (o.no_ttt)  // same weights, fast weights never move: every update scaled to zero
+    for (const auto& layer : *lm->model->layers) {
+      auto& mlp = layer->as<model::DecoderLayer>()->mlp;
+      if (mlp->ttt().enabled) {
+        model::TttSettings s = mlp->ttt();
+        s.lr = 0.0;
+        mlp->set_ttt(s);
+      }
+    }
+  std::vector<int64_t> ids = read_ids(o.ids_file);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  torch::Tensor input = torch::tensor(ids, torch::kInt64).view({1, n});
+  Stopwatch watch;
+  torch::Tensor hidden = lm->hidden_states(input)[0].narrow(0, 0, n - 1);
+  ops::LmLoss loss = ops::lm_loss(hidden, lm->head_weight(), input[0].narrow(0, 1, n - 1).contiguous());
+  const double ms = watch.ms(), mean = loss.loss.item<double>();
+  if (o.json) {
+    nlohmann::json out = {{"tokens", n - 1}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
+                          {"seconds", ms / 1000}};
+    if (o.per_token) out["per_token"] = std::vector<double>(loss.token_nll.data_ptr<float>(), loss.token_nll.data_ptr<float>() + n - 1);
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << std::fixed << std::setprecision(4) << "tokens " << n - 1 << "  mean NLL " << mean << "  ppl "
+              << std::exp(mean) << "  (" << (o.no_ttt ? "TTT off" : "TTT as configured") << ", " << std::setprecision(0)
+              << (n - 1) / (ms / 1000) << " tok/s)\n";
+    if (o.per_token)
+      for (int64_t i = 0; i < n - 1; ++i) std::cout << loss.token_nll[i].item<double>() << "\n";
+  }
+  return 0;
+}
+
+Register score_command("", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<ScoreOptions>();
+  CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
+  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids")->required();
+  cmd->add_flag("--no-ttt", o->no_ttt, "score with the fast weights frozen at W0");
+  cmd->add_flag("--json", o->json, "print {\"tokens\", \"mean_nll\", \"ppl\"}");
+  cmd->add_flag("--per-token", o->per_token, "also print every token's NLL");
+  return [o] { return run(*o); };
+});
+
+}  // namespace
+}  // namespace ipt::cli
