@@ -2,13 +2,13 @@
 // process of its own so that its peak memory (ru_maxrss) is its own.
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <iomanip>
 #include <iostream>
 #include <memory>
-#include <unistd.h>
+#include <sstream>
 
 #include "command.h"
+#include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/eval/timing.h"
@@ -27,7 +27,7 @@ struct OpBenchOptions {
 };
 
 // One algorithm, in this process: fwd (no grad) and fwd+bwd, best of `repeat`; then peak RSS.
-nlohmann::json run_worker(const OpBenchOptions& o) {
+nlohmann::json measure_algorithm(const OpBenchOptions& o) {
   ttt::Options opt;
   opt.chunk_size = o.chunk;
   opt.lr = o.lr;
@@ -67,32 +67,17 @@ nlohmann::json run_worker(const OpBenchOptions& o) {
           {"inputs_mb", inputs_mb},        {"fwd_gflops", flops / (fwd_ms * 1e-3) / 1e9}};
 }
 
-std::string self_path() {
-  char buffer[4096];
-  ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-  IPT_CHECK(n > 0, "cannot find this executable through /proc/self/exe");
-  return std::string(buffer, static_cast<size_t>(n));
-}
-
 nlohmann::json spawn_worker(const OpBenchOptions& o, const std::string& algorithm) {
-  std::ostringstream command;
-  command << "'" << self_path() << "' -t " << global_options().threads
-          << (global_options().no_malloc_tuning ? " --no-malloc-tuning" : "") << " bench op --worker " << algorithm
-          << " --L " << o.L << " --d " << o.d << " --h " << o.h << " --chunk " << o.chunk << " --lr " << o.lr
-          << " --clip " << o.clip << " --scan-group " << o.scan_group << " --repeat " << o.repeat;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.str().c_str(), "r"), pclose);
-  IPT_CHECK(pipe, "cannot start a benchmark worker: ", command.str());
-  std::string output;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe.get())) output.append(buffer, n);
-  int status = pclose(pipe.release());
-  IPT_CHECK(status == 0, "benchmark worker for '", algorithm, "' failed (status ", status, ")");
-  return nlohmann::json::parse(output);
+  std::ostringstream args;
+  args << "bench op --worker " << algorithm << " --L " << o.L << " --d " << o.d << " --h " << o.h << " --chunk "
+       << o.chunk << " --lr " << o.lr << " --clip " << o.clip << " --scan-group " << o.scan_group << " --repeat "
+       << o.repeat;
+  return run_worker(args.str());
 }
 
 int run(const OpBenchOptions& o) {
   if (!o.worker.empty()) {
-    std::cout << run_worker(o).dump() << std::endl;
+    std::cout << measure_algorithm(o).dump() << std::endl;
     return 0;
   }
   for (const auto& a : o.algorithms) ttt::parse_algorithm(a);  // fail before any work

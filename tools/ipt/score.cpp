@@ -42,16 +42,9 @@ std::vector<int64_t> read_ids(const std::string& path) {
 
 int run(const ScoreOptions& o) {
   torch::NoGradGuard no_grad;
-  model::CausalLM lm = model::load_model(o.model);
-  if (o.no_ttt)  // same weights, fast weights never move: every update scaled to zero
-    for (const auto& layer : *lm->model->layers) {
-      auto& mlp = layer->as<model::DecoderLayer>()->mlp;
-      if (mlp->ttt().enabled) {
-        model::TttSettings s = mlp->ttt();
-        s.lr = 0.0;
-        mlp->set_ttt(s);
-      }
-    }
+  model::LoadOptions load;
+  load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
+  model::CausalLM lm = model::load_model(o.model, load);
   std::vector<int64_t> ids = read_ids(o.ids_file);
   const int64_t n = static_cast<int64_t>(ids.size());
   torch::Tensor input = torch::tensor(ids, torch::kInt64).view({1, n});

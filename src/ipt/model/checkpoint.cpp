@@ -30,8 +30,9 @@ torch::Dtype parse_dtype(const std::string& name) {
 }
 
 CausalLM load_model(const std::string& dir, const LoadOptions& options) {
-  const ModelConfig config =
+  ModelConfig config =
       options.config_override ? *options.config_override : ModelConfig::load((fs::path(dir) / "config.json").string());
+  if (options.without_ttt) config.ttt_mode = false;
   CausalLM model(config);
   io::TensorMap stored = io::load_checkpoint(dir);
   auto params = model->named_parameters();
@@ -55,7 +56,9 @@ CausalLM load_model(const std::string& dir, const LoadOptions& options) {
     p.value().copy_(it->second.to(torch::kFloat32));
   }
   for (const auto& [name, t] : stored)
-    if (!params.contains(name) && !(config.tie_word_embeddings && name == "lm_head.weight")) extra.push_back(name);
+    if (!params.contains(name) && !(config.tie_word_embeddings && name == "lm_head.weight") &&
+        !(options.without_ttt && is_ttt_tensor(name)))
+      extra.push_back(name);
   auto list = [](const std::vector<std::string>& v) {
     std::string s;
     for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];

@@ -14,6 +14,7 @@ struct LoadOptions {
   // drop-in initialisation for them instead of an error.
   bool drop_in_missing_ttt = false;
   const ModelConfig* config_override = nullptr;  // use this config instead of DIR/config.json
+  bool without_ttt = false;  // load as the same model without TTT (ttt_mode off, TTT tensors skipped)
 };
 
 CausalLM load_model(const std::string& dir, const LoadOptions& options = {});

@@ -15,7 +15,7 @@ struct AttentionOptions {
   int64_t window = 0;               // > 0: query at position p sees keys p-window+1 .. p; 0 = full causal
   std::vector<int64_t> cu_seqlens;  // packed documents (batch of one): attention stays inside each
   double scale = 0.0;               // 0 = 1/sqrt(head_dim)
-  int64_t block_q = 128, block_k = 128;
+  int64_t block_q = 256, block_k = 256;
 };
 
 // q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], Hq a multiple of Hkv, Lq <= Lk: the queries are the
