@@ -263,11 +263,18 @@ struct Tokenizer::Impl {
   std::string normalizer_description = "none";
   std::vector<PreTokenizerStep> steps;
   BpeModel model;
-  std::unordered_map<std::string, int32_t> token_ids;  // tokenizer.json spelling -> id (model and added)
-  std::vector<std::string> id_tokens;                  // id -> spelling ("" for holes)
-  std::vector<std::string> id_bytes;                   // id -> decoded bytes
+  // Per id: its spelling in tokenizer.json and its decoded bytes, as spans of two arenas.
+  std::string token_arena, bytes_arena;
+  std::vector<std::pair<uint32_t, uint32_t>> token_span, bytes_span;
+  std::unordered_map<std::string_view, int32_t> token_ids;  // spelling -> id (model and added)
   std::vector<bool> id_special;
   std::vector<bool> id_present;
+  std::string_view spelling_of(int32_t id) const {
+    return std::string_view(token_arena).substr(token_span[id].first, token_span[id].second);
+  }
+  std::string_view bytes_of(int32_t id) const {
+    return std::string_view(bytes_arena).substr(bytes_span[id].first, bytes_span[id].second);
+  }
   std::vector<AddedToken> added;
   AddedTokenMatcher raw_matcher, normalized_matcher;
   std::vector<PostItem> post_single;  // empty = no template
@@ -385,86 +392,6 @@ void Tokenizer::Impl::load_pre_tokenizer(const json& p, const std::string& where
   steps.push_back(std::move(step));
 }
 
-void Tokenizer::Impl::load_model(const json& m) {
-  IPT_CHECK(m.is_object(), origin, ": \"model\" must be an object");
-  const std::string type = m.value("type", "BPE");
-  IPT_CHECK(type == "BPE", origin, ": model type '", type, "' is not supported (only byte-level BPE)");
-  IPT_CHECK(!m.contains("dropout") || m["dropout"].is_null() || m["dropout"].get<double>() == 0.0, origin,
-            ": model BPE dropout is not supported (it makes encoding random); expected null");
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    IPT_CHECK(!m.contains(key) || m[key].is_null() || m[key].get<std::string>().empty(), origin, ": model BPE ",
-              key, " is not supported by byte-level BPE; expected \"\" or null");
-  const bool ignore_merges = m.value("ignore_merges", false);
-
-  const json& vocab = m.at("vocab");
-  IPT_CHECK(vocab.is_object(), origin, ": model.vocab must be an object of token -> id");
-  int64_t max_id = -1;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
-    IPT_CHECK(id >= 0 && id < (int64_t(1) << 30), origin, ": model.vocab id ", id, " of token '", it.key(),
-              "' is out of range");
-    max_id = std::max(max_id, id);
-  }
-  id_tokens.assign(static_cast<size_t>(max_id + 1), std::string());
-  id_bytes.assign(id_tokens.size(), std::string());
-  id_present.assign(id_tokens.size(), false);
-  std::unordered_map<std::string, int32_t> whole_words;
-  whole_words.reserve(vocab.size());
-  token_ids.reserve(vocab.size() + 64);
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const auto id = static_cast<int32_t>(it.value().get<int64_t>());
-    IPT_CHECK(!id_present[id], origin, ": model.vocab gives id ", id, " to two tokens");
-    id_present[id] = true;
-    id_tokens[id] = it.key();
-    token_ids.emplace(it.key(), id);
-    auto bytes = byte_level_decode(it.key());
-    id_bytes[id] = bytes ? *bytes : it.key();
-    if (bytes) whole_words.emplace(*bytes, id);
-  }
-  model_vocab = vocab.size();
-
-  std::vector<int32_t> byte_tokens(256, -1);
-  for (int b = 0; b < 256; ++b) {
-    std::string spelled;
-    append_utf8(spelled, byte_to_char(static_cast<unsigned char>(b)));
-    auto it = token_ids.find(spelled);
-    IPT_CHECK(it != token_ids.end(), origin, ": model.vocab lacks the byte-level token for byte ", b, " ('", spelled,
-              "'); only byte-level BPE vocabularies (all 256 byte tokens) are supported");
-    byte_tokens[b] = it->second;
-  }
-
-  const json& merges = m.at("merges");
-  IPT_CHECK(merges.is_array(), origin, ": model.merges must be an array");
-  std::vector<std::tuple<int32_t, int32_t, int32_t>> pairs;
-  pairs.reserve(merges.size());
-  std::string merged;
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const json& entry = merges[i];
-    std::string left, right;
-    if (entry.is_string()) {
-      const std::string s = entry.get<std::string>();
-      const size_t space = s.find(' ');
-      IPT_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos, origin, ": model.merges[",
-                i, "] = '", s, "' must be two tokens separated by one space");
-      left = s.substr(0, space);
-      right = s.substr(space + 1);
-    } else {
-      IPT_CHECK(entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string(), origin,
-                ": model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]");
-      left = entry[0].get<std::string>();
-      right = entry[1].get<std::string>();
-    }
-    auto l = token_ids.find(left), r = token_ids.find(right);
-    IPT_CHECK(l != token_ids.end() && r != token_ids.end(), origin, ": model.merges[", i, "] uses a token not in the vocab: '",
-              l == token_ids.end() ? left : right, "'");
-    merged = left + right;
-    auto result = token_ids.find(merged);
-    IPT_CHECK(result != token_ids.end(), origin, ": model.merges[", i, "] makes '", merged, "', which is not in the vocab");
-    pairs.emplace_back(l->second, r->second, result->second);
-  }
-  model = BpeModel(std::move(byte_tokens), pairs, std::move(whole_words), ignore_merges);
-}
-
 void Tokenizer::Impl::load_added_tokens(const json& a) {
   if (a.is_null()) return;
   IPT_CHECK(a.is_array(), origin, ": \"added_tokens\" must be an array");
@@ -480,26 +407,133 @@ void Tokenizer::Impl::load_added_tokens(const json& a) {
     token.rstrip = t.value("rstrip", false);
     token.single_word = t.value("single_word", false);
     token.normalized = t.value("normalized", !token.special);
+    if (token.content.find('\n') != std::string::npos) parallel_safe = false;
     added.push_back(token);
   }
+}
+
+// Needs `added` loaded. All spellings and decoded bytes go to two arenas that never move after
+// this, so the maps can hold views into them (151k tokens load without 151k small allocations).
+void Tokenizer::Impl::load_model(const json& m) {
+  IPT_CHECK(m.is_object(), origin, ": \"model\" must be an object");
+  const std::string type = m.value("type", "BPE");
+  IPT_CHECK(type == "BPE", origin, ": model type '", type, "' is not supported (only byte-level BPE)");
+  IPT_CHECK(!m.contains("dropout") || m["dropout"].is_null() || m["dropout"].get<double>() == 0.0, origin,
+            ": model BPE dropout is not supported (it makes encoding random); expected null");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    IPT_CHECK(!m.contains(key) || m[key].is_null() || m[key].get<std::string>().empty(), origin, ": model BPE ",
+              key, " is not supported by byte-level BPE; expected \"\" or null");
+  const bool ignore_merges = m.value("ignore_merges", false);
+
+  const json& vocab = m.at("vocab");
+  IPT_CHECK(vocab.is_object(), origin, ": model.vocab must be an object of token -> id");
+  struct Entry {
+    std::string_view spelling;
+    int32_t id;
+  };
+  std::vector<Entry> entries;
+  entries.reserve(vocab.size() + added.size());
+  size_t spelled_bytes = 0;
+  int64_t max_id = -1;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    IPT_CHECK(it.value().is_number_integer(), origin, ": model.vocab['", it.key(), "'] must be an integer id");
+    const int64_t id = it.value().get<int64_t>();
+    IPT_CHECK(id >= 0 && id < (int64_t(1) << 30), origin, ": model.vocab id ", id, " of token '", it.key(),
+              "' is out of range");
+    entries.push_back({it.key(), static_cast<int32_t>(id)});
+    spelled_bytes += it.key().size();
+    max_id = std::max(max_id, id);
+  }
+  model_vocab = entries.size();
   for (const AddedToken& token : added) {
-    const auto id = static_cast<size_t>(token.id);
-    if (id >= id_tokens.size()) {
-      id_tokens.resize(id + 1);
-      id_bytes.resize(id + 1);
-      id_present.resize(id + 1, false);
-    }
-    id_tokens[id] = token.content;
+    entries.push_back({token.content, token.id});
+    spelled_bytes += token.content.size();
+    max_id = std::max<int64_t>(max_id, token.id);
+  }
+  const size_t n = static_cast<size_t>(max_id + 1);
+  token_arena.reserve(spelled_bytes);
+  bytes_arena.reserve(spelled_bytes);
+  token_span.assign(n, {0, 0});
+  bytes_span.assign(n, {0, 0});
+  id_present.assign(n, false);
+  id_special.assign(n, false);
+  std::vector<bool> whole_word(n, false);  // model tokens spelled in byte-level characters
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const auto [spelling, id] = entries[e];
+    const bool is_added = e >= model_vocab;
+    IPT_CHECK(is_added || !id_present[id], origin, ": model.vocab gives id ", id, " to two tokens");
+    id_present[id] = true;
+    token_span[id] = {static_cast<uint32_t>(token_arena.size()), static_cast<uint32_t>(spelling.size())};
+    token_arena.append(spelling);
     // The ByteLevel decoder maps a token's characters back to bytes when all of them are byte-level
     // characters, and keeps the token's UTF-8 otherwise (as `tokenizers` does).
-    auto bytes = byte_level_decode(token.content);
-    id_bytes[id] = bytes ? *bytes : token.content;
-    id_present[id] = true;
-    token_ids[token.content] = token.id;
-    if (token.content.find('\n') != std::string::npos) parallel_safe = false;
+    const size_t at = bytes_arena.size();
+    bool byte_level = is_valid_utf8(spelling);
+    for (size_t i = 0; byte_level && i < spelling.size();) {
+      auto b = char_to_byte(next_code_point(spelling, i));
+      if (b) bytes_arena.push_back(static_cast<char>(*b));
+      else byte_level = false;
+    }
+    if (!byte_level) {
+      bytes_arena.resize(at);
+      bytes_arena.append(spelling);
+    }
+    bytes_span[id] = {static_cast<uint32_t>(at), static_cast<uint32_t>(bytes_arena.size() - at)};
+    whole_word[id] = !is_added && byte_level;
   }
-  id_special.assign(id_tokens.size(), false);
   for (const AddedToken& token : added) id_special[static_cast<size_t>(token.id)] = token.special;
+  token_ids.reserve(entries.size());
+  for (size_t id = 0; id < n; ++id)
+    if (id_present[id]) token_ids[spelling_of(static_cast<int32_t>(id))] = static_cast<int32_t>(id);
+  for (const AddedToken& token : added) token_ids[spelling_of(token.id)] = token.id;  // added tokens win
+
+  std::vector<int32_t> byte_tokens(256, -1);
+  for (int b = 0; b < 256; ++b) {
+    std::string spelled;
+    append_utf8(spelled, byte_to_char(static_cast<unsigned char>(b)));
+    auto it = token_ids.find(spelled);
+    IPT_CHECK(it != token_ids.end(), origin, ": model.vocab lacks the byte-level token for byte ", b, " ('", spelled,
+              "'); only byte-level BPE vocabularies (all 256 byte tokens) are supported");
+    byte_tokens[b] = it->second;
+  }
+  std::unordered_map<std::string, int32_t> whole_words;
+  if (ignore_merges) {
+    whole_words.reserve(model_vocab);
+    for (size_t id = 0; id < n; ++id)
+      if (whole_word[id]) whole_words.emplace(std::string(bytes_of(static_cast<int32_t>(id))), static_cast<int32_t>(id));
+  }
+
+  const json& merges = m.at("merges");
+  IPT_CHECK(merges.is_array(), origin, ": model.merges must be an array");
+  std::vector<std::tuple<int32_t, int32_t, int32_t>> pairs;
+  pairs.reserve(merges.size());
+  std::string merged;
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const json& entry = merges[i];
+    std::string_view left, right;
+    if (entry.is_string()) {
+      const std::string& s = entry.get_ref<const std::string&>();
+      const size_t space = s.find(' ');
+      IPT_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos, origin, ": model.merges[",
+                i, "] = '", s, "' must be two tokens separated by one space");
+      left = std::string_view(s).substr(0, space);
+      right = std::string_view(s).substr(space + 1);
+    } else {
+      IPT_CHECK(entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string(), origin,
+                ": model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]");
+      left = entry[0].get_ref<const std::string&>();
+      right = entry[1].get_ref<const std::string&>();
+    }
+    auto l = token_ids.find(left), r = token_ids.find(right);
+    IPT_CHECK(l != token_ids.end() && r != token_ids.end(), origin, ": model.merges[", i,
+              "] uses a token not in the vocab: '", l == token_ids.end() ? left : right, "'");
+    merged.assign(left);
+    merged.append(right);
+    auto result = token_ids.find(merged);
+    IPT_CHECK(result != token_ids.end(), origin, ": model.merges[", i, "] makes '", merged, "', which is not in the vocab");
+    pairs.emplace_back(l->second, r->second, result->second);
+  }
+  model = BpeModel(std::move(byte_tokens), pairs, std::move(whole_words), ignore_merges);
 }
 
 void Tokenizer::Impl::load_post_processor(const json& p, const std::string& where) {
@@ -555,7 +589,7 @@ void Tokenizer::Impl::load_config(const json& c) {
   if (c.contains("tokenizer_class") && c["tokenizer_class"].is_string())
     config.tokenizer_class = c["tokenizer_class"].get<std::string>();
   for (const auto& token : {config.bos_token, config.eos_token, config.pad_token, config.unk_token})
-    IPT_CHECK(!token || token_ids.count(*token), "tokenizer_config.json: special token '", *token,
+    IPT_CHECK(!token || token_ids.count(std::string_view(*token)), "tokenizer_config.json: special token '", *token,
               "' is not in the vocabulary of ", origin);
 }
 
@@ -570,7 +604,6 @@ void Tokenizer::Impl::finish() {
     if (!token.normalized) raw_matcher.add(token.content, static_cast<int32_t>(i));
     else normalized_matcher.add(normalize_text(token.content), static_cast<int32_t>(i));
   }
-  if (id_special.size() < id_tokens.size()) id_special.resize(id_tokens.size(), false);
 }
 
 std::string Tokenizer::Impl::normalize_text(std::string_view text) const {
@@ -836,8 +869,8 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
     IPT_CHECK(j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null(), origin,
               ": pre_tokenizer null is not supported (byte-level BPE needs ByteLevel)");
     impl->load_pre_tokenizer(j["pre_tokenizer"], "pre_tokenizer");
-    impl->load_model(j["model"]);
     impl->load_added_tokens(j.value("added_tokens", json::array()));
+    impl->load_model(j["model"]);
     impl->load_post_processor(j.value("post_processor", json()), "post_processor");
     impl->load_decoder(j.value("decoder", json()), "decoder");
     impl->finish();
@@ -956,12 +989,12 @@ std::vector<int32_t> Tokenizer::encode_parallel(std::string_view text, int threa
 
 std::string Tokenizer::decode_bytes(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
   std::string out;
-  const auto& bytes = impl_->id_bytes;
+  const size_t n = impl_->id_present.size();
   for (int32_t id : ids) {
-    IPT_CHECK(id >= 0 && static_cast<size_t>(id) < bytes.size() && impl_->id_present[static_cast<size_t>(id)],
-              "tokenizer decode: token id ", id, " is not in the vocabulary (size ", bytes.size(), ")");
+    IPT_CHECK(id >= 0 && static_cast<size_t>(id) < n && impl_->id_present[static_cast<size_t>(id)],
+              "tokenizer decode: token id ", id, " is not in the vocabulary (size ", n, ")");
     if (skip_special_tokens && impl_->id_special[static_cast<size_t>(id)]) continue;
-    out += bytes[static_cast<size_t>(id)];
+    out += impl_->bytes_of(id);
   }
   return out;
 }
@@ -991,18 +1024,18 @@ void Tokenizer::pre_tokenize(std::string_view text, const std::function<void(std
   impl_->release(std::move(state));
 }
 
-size_t Tokenizer::vocab_size() const { return impl_->id_tokens.size(); }
+size_t Tokenizer::vocab_size() const { return impl_->id_present.size(); }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
-  auto it = impl_->token_ids.find(std::string(token));
+  auto it = impl_->token_ids.find(token);
   if (it == impl_->token_ids.end()) return std::nullopt;
   return it->second;
 }
 
 std::string Tokenizer::id_to_token(int32_t id) const {
-  IPT_CHECK(id >= 0 && static_cast<size_t>(id) < impl_->id_tokens.size() && impl_->id_present[static_cast<size_t>(id)],
+  IPT_CHECK(id >= 0 && static_cast<size_t>(id) < impl_->id_present.size() && impl_->id_present[static_cast<size_t>(id)],
             "tokenizer: token id ", id, " is not in the vocabulary");
-  return impl_->id_tokens[static_cast<size_t>(id)];
+  return std::string(impl_->spelling_of(id));
 }
 
 const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
