@@ -227,6 +227,135 @@ class AddedTokenMatcher {
   bool first_[256] = {};
 };
 
+// model.vocab and model.merges, read by the SAX handler below instead of into the DOM (151k
+// entries each: the DOM's map and per-entry nodes would cost most of the load time).
+struct VocabAndMerges {
+  bool has_vocab = false, has_merges = false;
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  // A merge: "a b" (second empty, as_string) or ["a", "b"].
+  struct Merge {
+    std::string first, second;
+    bool as_string = false;
+  };
+  std::vector<Merge> merges;
+};
+
+// Builds the DOM of tokenizer.json (nlohmann's own DOM builder) except for root.model.vocab and
+// root.model.merges, which go into a VocabAndMerges and leave null in the DOM.
+class TokenizerJsonSax : public nlohmann::json_sax<json> {
+ public:
+  TokenizerJsonSax(json& root, VocabAndMerges& out, const std::string& origin) : dom_(root, true), out_(out), origin_(origin) {}
+
+  bool null() override { return capturing() ? fail("null") : dom_.null(); }
+  bool boolean(bool v) override { return capturing() ? fail("a boolean") : dom_.boolean(v); }
+  bool number_integer(number_integer_t v) override { return capturing() ? vocab_id(v) : dom_.number_integer(v); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return capturing() ? vocab_id(static_cast<int64_t>(std::min<number_unsigned_t>(v, INT64_MAX))) : dom_.number_unsigned(v);
+  }
+  bool number_float(number_float_t v, const string_t& s) override { return capturing() ? fail("a float") : dom_.number_float(v, s); }
+  bool binary(binary_t& v) override { return capturing() ? fail("binary") : dom_.binary(v); }
+  bool string(string_t& v) override {
+    if (capture_ == Capture::kMerges) {
+      if (merge_depth_ == 0) {
+        out_.merges.push_back({std::move(v), std::string(), true});
+      } else {
+        IPT_CHECK(merge_parts_ < 2, origin_, ": model.merges[", out_.merges.size() - 1, "] must be \"a b\" or [\"a\", \"b\"]");
+        (merge_parts_ == 0 ? out_.merges.back().first : out_.merges.back().second) = std::move(v);
+        ++merge_parts_;
+      }
+      return true;
+    }
+    return capturing() ? fail("a string") : dom_.string(v);
+  }
+  bool start_object(std::size_t n) override {
+    if (capturing()) return fail("an object");
+    if (frames_.size() == 2 && frames_[0].key == "model" && frames_[1].key == "vocab" && frames_[1].object) {
+      capture_ = Capture::kVocab;
+      out_.has_vocab = true;
+      return true;
+    }
+    frames_.push_back({true, {}});
+    return dom_.start_object(n);
+  }
+  bool key(string_t& k) override {
+    if (capture_ == Capture::kVocab) {
+      pending_key_ = std::move(k);
+      return true;
+    }
+    if (capturing()) return fail("a key");
+    frames_.back().key = k;
+    return dom_.key(k);
+  }
+  bool end_object() override {
+    if (capture_ == Capture::kVocab) {
+      capture_ = Capture::kNone;
+      return dom_.null();
+    }
+    if (capturing()) return fail("an object end");
+    frames_.pop_back();
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) override {
+    if (capture_ == Capture::kMerges) {
+      IPT_CHECK(merge_depth_ == 0, origin_, ": model.merges[", out_.merges.size() - 1, "] must be \"a b\" or [\"a\", \"b\"]");
+      merge_depth_ = 1;
+      merge_parts_ = 0;
+      out_.merges.emplace_back();
+      return true;
+    }
+    if (capturing()) return fail("an array");
+    if (frames_.size() == 2 && frames_[0].key == "model" && frames_[1].key == "merges" && frames_[1].object) {
+      capture_ = Capture::kMerges;
+      out_.has_merges = true;
+      return true;
+    }
+    frames_.push_back({false, {}});
+    return dom_.start_array(n);
+  }
+  bool end_array() override {
+    if (capture_ == Capture::kMerges) {
+      if (merge_depth_ == 1) {
+        IPT_CHECK(merge_parts_ == 2, origin_, ": model.merges[", out_.merges.size() - 1, "] must be \"a b\" or [\"a\", \"b\"]");
+        merge_depth_ = 0;
+        return true;
+      }
+      capture_ = Capture::kNone;
+      return dom_.null();
+    }
+    if (capturing()) return fail("an array end");
+    frames_.pop_back();
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t position, const std::string& last_token, const nlohmann::detail::exception& e) override {
+    return dom_.parse_error(position, last_token, e);
+  }
+
+ private:
+  enum class Capture { kNone, kVocab, kMerges };
+  bool capturing() const { return capture_ != Capture::kNone; }
+  struct Frame {
+    bool object;
+    std::string key;
+  };
+  bool vocab_id(int64_t v) {
+    if (capture_ != Capture::kVocab) return fail("a number");
+    out_.vocab.emplace_back(std::move(pending_key_), v);
+    return true;
+  }
+  bool fail(const char* what) {
+    throw Error(origin_ + (capture_ == Capture::kVocab ? ": model.vocab must map tokens to integer ids, found "
+                                                        : ": model.merges must hold \"a b\" strings or [\"a\", \"b\"] pairs, found ") +
+                what);
+  }
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  VocabAndMerges& out_;
+  const std::string& origin_;
+  std::vector<Frame> frames_;
+  Capture capture_ = Capture::kNone;
+  std::string pending_key_;
+  int merge_depth_ = 0, merge_parts_ = 0;
+};
+
 std::string read_file(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
   IPT_CHECK(in, what, ": cannot open '", path, "'");
@@ -308,7 +437,7 @@ struct Tokenizer::Impl {
   // ---- loading ----
   void load_normalizer(const json& n, const std::string& where);
   void load_pre_tokenizer(const json& p, const std::string& where);
-  void load_model(const json& m);
+  void load_model(const json& m, VocabAndMerges& data);
   void load_added_tokens(const json& a);
   void load_post_processor(const json& p, const std::string& where);
   void load_decoder(const json& d, const std::string& where);
@@ -414,7 +543,7 @@ void Tokenizer::Impl::load_added_tokens(const json& a) {
 
 // Needs `added` loaded. All spellings and decoded bytes go to two arenas that never move after
 // this, so the maps can hold views into them (151k tokens load without 151k small allocations).
-void Tokenizer::Impl::load_model(const json& m) {
+void Tokenizer::Impl::load_model(const json& m, VocabAndMerges& data) {
   IPT_CHECK(m.is_object(), origin, ": \"model\" must be an object");
   const std::string type = m.value("type", "BPE");
   IPT_CHECK(type == "BPE", origin, ": model type '", type, "' is not supported (only byte-level BPE)");
@@ -425,23 +554,20 @@ void Tokenizer::Impl::load_model(const json& m) {
               key, " is not supported by byte-level BPE; expected \"\" or null");
   const bool ignore_merges = m.value("ignore_merges", false);
 
-  const json& vocab = m.at("vocab");
-  IPT_CHECK(vocab.is_object(), origin, ": model.vocab must be an object of token -> id");
+  IPT_CHECK(data.has_vocab, origin, ": model.vocab must be an object of token -> id");
   struct Entry {
     std::string_view spelling;
     int32_t id;
   };
   std::vector<Entry> entries;
-  entries.reserve(vocab.size() + added.size());
+  entries.reserve(data.vocab.size() + added.size());
   size_t spelled_bytes = 0;
   int64_t max_id = -1;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    IPT_CHECK(it.value().is_number_integer(), origin, ": model.vocab['", it.key(), "'] must be an integer id");
-    const int64_t id = it.value().get<int64_t>();
-    IPT_CHECK(id >= 0 && id < (int64_t(1) << 30), origin, ": model.vocab id ", id, " of token '", it.key(),
+  for (const auto& [spelling, id] : data.vocab) {
+    IPT_CHECK(id >= 0 && id < (int64_t(1) << 30), origin, ": model.vocab id ", id, " of token '", spelling,
               "' is out of range");
-    entries.push_back({it.key(), static_cast<int32_t>(id)});
-    spelled_bytes += it.key().size();
+    entries.push_back({spelling, static_cast<int32_t>(id)});
+    spelled_bytes += spelling.size();
     max_id = std::max(max_id, id);
   }
   model_vocab = entries.size();
@@ -503,26 +629,19 @@ void Tokenizer::Impl::load_model(const json& m) {
       if (whole_word[id]) whole_words.emplace(std::string(bytes_of(static_cast<int32_t>(id))), static_cast<int32_t>(id));
   }
 
-  const json& merges = m.at("merges");
-  IPT_CHECK(merges.is_array(), origin, ": model.merges must be an array");
+  IPT_CHECK(data.has_merges, origin, ": model.merges must be an array");
   std::vector<std::tuple<int32_t, int32_t, int32_t>> pairs;
-  pairs.reserve(merges.size());
+  pairs.reserve(data.merges.size());
   std::string merged;
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const json& entry = merges[i];
-    std::string_view left, right;
-    if (entry.is_string()) {
-      const std::string& s = entry.get_ref<const std::string&>();
-      const size_t space = s.find(' ');
-      IPT_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos, origin, ": model.merges[",
-                i, "] = '", s, "' must be two tokens separated by one space");
-      left = std::string_view(s).substr(0, space);
-      right = std::string_view(s).substr(space + 1);
-    } else {
-      IPT_CHECK(entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string(), origin,
-                ": model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]");
-      left = entry[0].get_ref<const std::string&>();
-      right = entry[1].get_ref<const std::string&>();
+  for (size_t i = 0; i < data.merges.size(); ++i) {
+    const VocabAndMerges::Merge& entry = data.merges[i];
+    std::string_view left = entry.first, right = entry.second;
+    if (entry.as_string) {
+      const size_t space = left.find(' ');
+      IPT_CHECK(space != std::string::npos && left.find(' ', space + 1) == std::string::npos, origin, ": model.merges[",
+                i, "] = '", entry.first, "' must be two tokens separated by one space");
+      right = left.substr(space + 1);
+      left = left.substr(0, space);
     }
     auto l = token_ids.find(left), r = token_ids.find(right);
     IPT_CHECK(l != token_ids.end() && r != token_ids.end(), origin, ": model.merges[", i,
@@ -858,7 +977,10 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
   auto impl = std::make_unique<Impl>();
   impl->origin = origin;
   try {
-    json j = json::parse(tokenizer_json);
+    json j;
+    VocabAndMerges data;
+    TokenizerJsonSax sax(j, data, origin);
+    json::sax_parse(tokenizer_json, &sax);
     IPT_CHECK(j.is_object(), origin, ": must be a JSON object");
     IPT_CHECK(j.contains("model"), origin, ": has no \"model\"");
     if (j.contains("truncation") && !j["truncation"].is_null())
@@ -870,7 +992,7 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
               ": pre_tokenizer null is not supported (byte-level BPE needs ByteLevel)");
     impl->load_pre_tokenizer(j["pre_tokenizer"], "pre_tokenizer");
     impl->load_added_tokens(j.value("added_tokens", json::array()));
-    impl->load_model(j["model"]);
+    impl->load_model(j["model"], data);
     impl->load_post_processor(j.value("post_processor", json()), "post_processor");
     impl->load_decoder(j.value("decoder", json()), "decoder");
     impl->finish();
