@@ -264,6 +264,13 @@ TEST(TokenizerNormalizer, FastPathAgreesWithUtf8proc) {
     EXPECT_FALSE(normalize(s, NormalForm::kNFC).has_value()) << uint32_t(c);
   }
   EXPECT_EQ(nfc("cafe\xCC\x81"), "caf\xC3\xA9");
+  // NFC of stretches equals NFC of the whole (NFC(NFD(x)) runs utf8proc on all of x).
+  std::mt19937 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    const std::string text = random_text(rng, 1 + i % 61);
+    auto nfd = normalize(text, NormalForm::kNFD);
+    EXPECT_EQ(nfc(text), nfc(nfd ? *nfd : text));
+  }
   EXPECT_EQ(nfc("\xE3\x81\x8B\xE3\x82\x99"), "\xE3\x81\x8C");  // か + voicing mark -> が
   EXPECT_EQ(*normalize("\xEF\xAC\x81", NormalForm::kNFKC), "fi");
 }

@@ -32,22 +32,9 @@ std::optional<NormalForm> parse_normal_form(std::string_view type) {
   return std::nullopt;
 }
 
-std::optional<std::string> normalize(std::string_view text, NormalForm form) {
-  size_t i = 0;
-  bool ascii = true, stable = true;
-  while (i < text.size()) {
-    if (static_cast<unsigned char>(text[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    ascii = false;
-    if (!nfc_stable(next_code_point(text, i))) {
-      stable = false;
-      break;
-    }
-  }
-  if (ascii || (form == NormalForm::kNFC && stable)) return std::nullopt;
+namespace {
 
+std::string utf8proc_normalize(std::string_view text, NormalForm form) {
   int options = UTF8PROC_STABLE;
   switch (form) {
     case NormalForm::kNFC: options |= UTF8PROC_COMPOSE; break;
@@ -62,6 +49,61 @@ std::optional<std::string> normalize(std::string_view text, NormalForm form) {
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owner(result, &std::free);
   IPT_CHECK(n >= 0, "tokenizer normalizer: utf8proc failed: ", utf8proc_errmsg(n));
   return std::string(reinterpret_cast<const char*>(result), static_cast<size_t>(n));
+}
+
+bool stable_at(std::string_view text, size_t i) {
+  const auto b = static_cast<unsigned char>(text[i]);
+  if (b < 0x80) return true;
+  return nfc_stable(next_code_point(text, i));
+}
+
+}  // namespace
+
+std::optional<std::string> normalize(std::string_view text, NormalForm form) {
+  if (form != NormalForm::kNFC) {
+    bool ascii = true;
+    for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+    if (ascii) return std::nullopt;
+    std::string out = utf8proc_normalize(text, form);
+    if (out == text) return std::nullopt;
+    return out;
+  }
+  // NFC: only the stretches around code points outside the stable set go through utf8proc: from
+  // the stable starter before such a code point up to the next stable code point (a stable code
+  // point neither combines with what precedes it nor is reordered across).
+  std::string out;
+  size_t copied = 0, i = 0, previous = std::string_view::npos;  // start of the previous code point
+  bool changed = false;
+  while (i < text.size()) {
+    const size_t start = i;
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      previous = start;
+      ++i;
+      continue;
+    }
+    if (nfc_stable(next_code_point(text, i))) {
+      previous = start;
+      continue;
+    }
+    size_t begin = start;
+    if (previous != std::string_view::npos && previous >= copied) begin = previous;
+    size_t end = i;
+    while (end < text.size() && !stable_at(text, end)) next_code_point(text, end);
+    const std::string_view segment = text.substr(begin, end - begin);
+    std::string normalized = utf8proc_normalize(segment, form);
+    if (normalized != segment) {
+      if (!changed) out.reserve(text.size() + 16);
+      changed = true;
+      out.append(text.substr(copied, begin - copied));
+      out += normalized;
+      copied = end;
+    }
+    i = end;
+    previous = std::string_view::npos;
+  }
+  if (!changed) return std::nullopt;
+  out.append(text.substr(copied));
+  return out;
 }
 
 }  // namespace ipt::tok
