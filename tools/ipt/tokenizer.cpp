@@ -1,5 +1,7 @@
 // ipt tokenizer encode | decode | train: byte-level BPE tokenizers in Hugging Face's tokenizer.json
 // format (Qwen2/Qwen3, LLaMA-3, GPT-2 and the ones `train` writes).
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -89,6 +91,42 @@ int run_decode(const DecodeOptions& o) {
   return 0;
 }
 
+struct CheckOptions {
+  std::string tokenizer, expected;
+};
+
+// Compares our ids with reference ids: one JSON object per line, {"text": ..., "ids": [...]}
+// (what scripts/make-tokenizer-goldens.mjs writes from transformers.js).
+int run_check(const CheckOptions& o) {
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(o.tokenizer);
+  std::istringstream lines(read_input(o.expected));
+  std::string line;
+  size_t texts = 0, mismatches = 0, round_trip = 0, number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("tokenizer check: line " + std::to_string(number) + " of '" + o.expected + "' is not JSON: " + e.what());
+    }
+    IPT_CHECK(j.is_object() && j.contains("text") && j["text"].is_string() && j.contains("ids") && j["ids"].is_array(),
+              "tokenizer check: line ", number, " of '", o.expected, "' must be {\"text\": string, \"ids\": [int...]}");
+    const std::string text = j["text"].get<std::string>();
+    const std::vector<int32_t> ids = tokenizer.encode(text);
+    ++texts;
+    if (ids != j["ids"].get<std::vector<int32_t>>()) {
+      ++mismatches;
+      std::cout << "mismatch on line " << number << ": " << j["text"].dump().substr(0, 120) << "\n";
+    }
+    if (tokenizer.decode(ids) != text) ++round_trip;
+  }
+  std::cout << texts << " texts: " << texts - mismatches << " identical ids, " << mismatches << " different; "
+            << texts - round_trip << " decode back to the same text\n";
+  return mismatches == 0 ? 0 : 1;
+}
+
 struct TrainCliOptions {
   size_t vocab_size = 0;
   std::vector<std::string> inputs;
@@ -145,6 +183,14 @@ Register decode_command("tokenizer", [](CLI::App& parent) -> Action {
   cmd->add_option("--ids", o->ids, "ids, e.g. \"1 2 3\"");
   cmd->add_flag("--skip-special-tokens", o->skip_special_tokens, "leave out special tokens");
   return [o] { return run_decode(*o); };
+});
+
+Register check_command("tokenizer", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<CheckOptions>();
+  CLI::App* cmd = parent.add_subcommand("check", "compare ids with reference ids (JSON lines {\"text\", \"ids\"})");
+  cmd->add_option("--tokenizer", o->tokenizer, "directory with tokenizer.json (or the file)")->required();
+  cmd->add_option("--expected", o->expected, "JSON-lines file of texts and expected ids")->required();
+  return [o] { return run_check(*o); };
 });
 
 Register train_command("tokenizer", [](CLI::App& parent) -> Action {

@@ -165,6 +165,10 @@ RegexScratch::RegexScratch() : impl_(std::make_unique<Impl>()) {
   impl_->jit_stack = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, nullptr);
   IPT_CHECK(impl_->data && impl_->context && impl_->jit_stack, "tokenizer: cannot allocate regex match state");
   pcre2_jit_stack_assign(impl_->context, nullptr, impl_->jit_stack);
+  // The default limit (10M) stops \s*[\r\n]+ backtracking through a 20 MB run of spaces; the
+  // tokenizer patterns are linear per match, so lift it.
+  pcre2_set_match_limit(impl_->context, 0xFFFFFFFFu);
+  pcre2_set_depth_limit(impl_->context, 0xFFFFFFFFu);
 }
 
 RegexScratch::~RegexScratch() {
