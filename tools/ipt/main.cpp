@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   std::map<std::string, CLI::App*> parents{{"", &app}};
   parents["bench"] = app.add_subcommand("bench", "benchmarks (table, or one JSON object with --json)");
   parents["bench"]->require_subcommand(1);
+  parents["tokenizer"] = app.add_subcommand("tokenizer", "byte-level BPE tokenizers: encode, decode, train");
+  parents["tokenizer"]->require_subcommand(1);
 
   std::vector<std::pair<CLI::App*, Action>> actions;
   for (const Command& command : registry()) {
