@@ -61,14 +61,25 @@ TEST(Attention, MatchesDefinitionWithGradients) {
   }
 }
 
+// float32 runs the vectorised softmax (polynomial exp) forward and backward.
 TEST(Attention, Float32WithinTolerance) {
   torch::manual_seed(1);
-  torch::Tensor q = torch::randn({1, 4, 300, 32}), k = torch::randn({1, 2, 300, 32}), v = torch::randn({1, 2, 300, 32});
-  AttentionOptions opt;
-  opt.window = 100;
-  EXPECT_LE(rel(ops::attention(q, k, v, opt), ops::attention_reference(q.to(torch::kFloat64), k.to(torch::kFloat64),
-                                                                        v.to(torch::kFloat64), opt).to(torch::kFloat32)),
-            1e-5);
+  for (int64_t window : {0, 100}) {
+    torch::Tensor q = torch::randn({1, 4, 300, 32}), k = torch::randn({1, 2, 300, 32}), v = torch::randn({1, 2, 300, 32});
+    torch::Tensor up = torch::randn({1, 4, 300, 32});
+    AttentionOptions opt;
+    opt.window = window;
+    opt.cu_seqlens = {0, 170, 300};
+    std::vector<torch::Tensor> ours{q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_()};
+    std::vector<torch::Tensor> ref{q.to(torch::kFloat64).requires_grad_(), k.to(torch::kFloat64).requires_grad_(),
+                                   v.to(torch::kFloat64).requires_grad_()};
+    torch::Tensor o32 = ops::attention(ours[0], ours[1], ours[2], opt), o64 = ops::attention_reference(ref[0], ref[1], ref[2], opt);
+    EXPECT_LE(rel(o32.to(torch::kFloat64), o64), 1e-5) << "window " << window;
+    (o32 * up).sum().backward();
+    (o64 * up.to(torch::kFloat64)).sum().backward();
+    for (int i = 0; i < 3; ++i)
+      EXPECT_LE(rel(ours[i].grad().to(torch::kFloat64), ref[i].grad()), 1e-4) << "window " << window << " input " << i;
+  }
 }
 
 TEST(Attention, PackedEqualsSeparate) {

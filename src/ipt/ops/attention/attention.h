@@ -3,7 +3,9 @@
 // keys with an online softmax (flash-attention style), saving only the output and each row's
 // log-sum-exp; the backward recomputes block scores. Grouped-query attention, sliding windows,
 // packed documents and a query offset (prefill/decode against a cache) are masks on blocks;
-// blocks that are entirely masked are skipped.
+// blocks that are entirely masked are skipped. The CPU kernels (kernel_cpu.cpp) stack the query
+// heads of one key/value group into one block, call BLAS on raw pointers and run the softmax in
+// vectorised per-row loops (AVX2+FMA when the CPU has it, chosen at run time).
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -15,7 +17,8 @@ struct AttentionOptions {
   int64_t window = 0;               // > 0: query at position p sees keys p-window+1 .. p; 0 = full causal
   std::vector<int64_t> cu_seqlens;  // packed documents (batch of one): attention stays inside each
   double scale = 0.0;               // 0 = 1/sqrt(head_dim)
-  int64_t block_q = 256, block_k = 256;
+  int64_t block_q = 0;              // query rows per head per block; 0 = measured default
+  int64_t block_k = 0;              // key rows per block; 0 = measured default
 };
 
 // q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], Hq a multiple of Hkv, Lq <= Lk: the queries are the
@@ -23,6 +26,13 @@ struct AttentionOptions {
 // Returns [B, Hq, Lq, D]; differentiable in q, k, v.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& options = {});
+
+// The forward alone (no autograd) with each query row's log-sum-exp [B, Hq, Lq] of the scaled scores.
+struct AttentionForward {
+  torch::Tensor out, lse;
+};
+AttentionForward attention_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const AttentionOptions& options = {});
 
 // The plain definition (full masked score matrix), for tests and small inputs.
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

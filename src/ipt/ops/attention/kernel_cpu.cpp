@@ -1,0 +1,595 @@
+// The CPU attention kernels: blocked online softmax forward and flash-attention-2 style backward.
+//
+// Work is split into tasks (forward: one query block of one head; backward: one key block of one
+// key/value head and all query heads of its group) that workers pull from a shared counter,
+// largest first, so that the triangular cost of causal masks still balances across threads.
+// Every block product is one BLAS call on raw pointers (at::native::cpublas::gemm, no tensor
+// objects per block); the softmax of a block runs in per-row loops over a thread-local buffer.
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "ipt/ops/attention/kernels.h"
+
+// The 8-float vector values below never cross a non-inlined call; the ABI note does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace ipt::ops::attention_detail {
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise pieces of the softmax, compiled for AVX2+FMA and for the baseline ISA (the loader
+// picks one at start-up). float uses a polynomial exp that the compiler vectorises (relative
+// error ~1e-7, the Cephes expf polynomial); double uses std::exp (accuracy first: tests).
+
+namespace {
+
+#define IPT_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// Eight floats as one value (GCC vector extension): AVX registers in the haswell clone, pairs
+// of SSE registers in the baseline one. Reductions over them are explicit, so no -ffast-math is
+// needed for the loops below to vectorise.
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+IPT_ALWAYS_INLINE F8 load8(const float* p) {
+  F8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+IPT_ALWAYS_INLINE void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof(v)); }
+IPT_ALWAYS_INLINE F8 splat8(float x) { return F8{x, x, x, x, x, x, x, x}; }
+
+// exp(x) for x <= 0 (fine up to ~88): Cephes' expf reduction and polynomial, branch-free.
+template <typename V, typename I>
+IPT_ALWAYS_INLINE V exp_poly(V x) {
+  x = x < -87.0f ? V{} - 87.0f : x;
+  const V t = x * 1.44269504088896341f;
+  const V z = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
+  V r = x - z * 0.693359375f;
+  r = r - z * -2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  I bits;
+  if constexpr (std::is_same_v<V, float>)
+    bits = (static_cast<int32_t>(z) + 127) << 23;
+  else
+    bits = (__builtin_convertvector(z, I) + 127) << 23;
+  V two_z;
+  std::memcpy(&two_z, &bits, sizeof(two_z));
+  return p * two_z;
+}
+
+IPT_ALWAYS_INLINE float exp_nonpositive(float x) { return exp_poly<float, int32_t>(x); }
+IPT_ALWAYS_INLINE double exp_nonpositive(double x) { return std::exp(x); }
+
+// Forward update of one score row (float): see softmax_block_impl.
+IPT_ALWAYS_INLINE float softmax_row_f32(float* s, int64_t nk, int64_t lo, int64_t hi, float scale, float* m, float* l) {
+  int64_t c = lo;
+  F8 mx8 = splat8(-std::numeric_limits<float>::infinity());
+  for (; c + 8 <= hi; c += 8) {
+    const F8 x = load8(s + c);
+    mx8 = x > mx8 ? x : mx8;
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < 8; ++i) mx = std::max(mx, mx8[i]);
+  for (; c < hi; ++c) mx = std::max(mx, s[c]);
+  const float m_new = std::max(*m, mx * scale);
+  const float alpha = *m == -std::numeric_limits<float>::infinity() ? 0.0f : exp_nonpositive(*m - m_new);
+
+  for (c = 0; c < lo; ++c) s[c] = 0;
+  F8 sum8 = splat8(0.0f);
+  for (c = lo; c + 8 <= hi; c += 8) {
+    const F8 p = exp_poly<F8, I8>(load8(s + c) * scale - m_new);
+    store8(s + c, p);
+    sum8 += p;
+  }
+  float sum = 0;
+  for (; c < hi; ++c) {
+    const float p = exp_nonpositive(s[c] * scale - m_new);
+    s[c] = p;
+    sum += p;
+  }
+  for (int i = 0; i < 8; ++i) sum += sum8[i];
+  for (c = hi; c < nk; ++c) s[c] = 0;
+  *l = *l * alpha + sum;
+  *m = m_new;
+  return alpha;
+}
+
+IPT_ALWAYS_INLINE void softmax_grad_row_f32(float* s, float* dp, int64_t nk, int64_t lo, int64_t hi, float scale,
+                                            float lse, float delta) {
+  int64_t c;
+  for (c = 0; c < lo; ++c) s[c] = dp[c] = 0;
+  for (; c + 8 <= hi; c += 8) {
+    const F8 p = exp_poly<F8, I8>(load8(s + c) * scale - lse);
+    store8(s + c, p);
+    store8(dp + c, p * (load8(dp + c) - delta));
+  }
+  for (; c < hi; ++c) {
+    const float p = exp_nonpositive(s[c] * scale - lse);
+    s[c] = p;
+    dp[c] = p * (dp[c] - delta);
+  }
+  for (c = std::max(hi, lo); c < nk; ++c) s[c] = dp[c] = 0;
+}
+
+// Visible keys of the query at key position p: [visible_begin, p + 1) (segment-relative).
+IPT_ALWAYS_INLINE int64_t visible_begin(int64_t p, int64_t window) {
+  return window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+}
+
+// One forward block: S [n, nk] (row stride ld) holds raw scores of queries against keys
+// j0 .. j0+nk-1; row r is the query at key position p0 + r % rows_per_head (the rows of the
+// query heads of one group, stacked). Each row becomes p = exp(scale * s - m_new) (0 where
+// masked), the running max m and sum l are updated, and the output row O (stride D) is rescaled
+// by exp(m_old - m_new).
+template <typename T>
+IPT_ALWAYS_INLINE void softmax_block_impl(T* S, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0,
+                                          int64_t j0, int64_t window, T scale, T* m, T* l, T* O, int64_t D) {
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = p0 + r % rows_per_head;
+    const int64_t lo = std::max<int64_t>(0, visible_begin(p, window) - j0);
+    const int64_t hi = std::min<int64_t>(nk, p + 1 - j0);
+    T* s_row = S + r * ld;
+    if (lo >= hi) {
+      std::fill(s_row, s_row + nk, T(0));
+      continue;
+    }
+    T alpha;
+    if constexpr (std::is_same_v<T, float>) {
+      alpha = softmax_row_f32(s_row, nk, lo, hi, scale, m + r, l + r);
+    } else {
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t c = lo; c < hi; ++c) mx = std::max(mx, s_row[c]);
+      const T m_new = std::max(m[r], mx * scale);
+      alpha = m[r] == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(m[r] - m_new);
+      T sum = 0;
+      for (int64_t c = 0; c < nk; ++c) {
+        const T e = c >= lo && c < hi ? std::exp(s_row[c] * scale - m_new) : T(0);
+        s_row[c] = e;
+        sum += e;
+      }
+      l[r] = l[r] * alpha + sum;
+      m[r] = m_new;
+    }
+    if (alpha != T(1)) {
+      T* o_row = O + r * D;
+      for (int64_t d = 0; d < D; ++d) o_row[d] *= alpha;
+    }
+  }
+}
+
+// One backward block: S = scores and dP = dO . v [n, nk] (stride ld) of queries (row r at key
+// position p0 + r % rows_per_head) against keys j0 ..; leaves S = P = exp(scale * S - lse) and dP = dS = P * (dP -
+// delta), 0 where masked.
+template <typename T>
+IPT_ALWAYS_INLINE void softmax_grad_block_impl(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk,
+                                               int64_t p0, int64_t j0, int64_t window, T scale, const T* lse,
+                                               const T* delta) {
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t p = p0 + r % rows_per_head;
+    const int64_t lo = std::min(nk, std::max<int64_t>(0, visible_begin(p, window) - j0));
+    const int64_t hi = std::max<int64_t>(0, std::min<int64_t>(nk, p + 1 - j0));
+    T* s = S + r * ld;
+    T* dp = dP + r * ld;
+    if constexpr (std::is_same_v<T, float>) {
+      softmax_grad_row_f32(s, dp, nk, lo, hi, scale, lse[r], delta[r]);
+    } else {
+      for (int64_t c = 0; c < nk; ++c) {
+        const T e = c >= lo && c < hi ? std::exp(s[c] * scale - lse[r]) : T(0);
+        s[c] = e;
+        dp[c] = e * (dp[c] - delta[r]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// Each block function twice: for AVX2+FMA and for the baseline ISA, picked once at run time by
+// CPU features (target_clones' "arch=" would pick by CPU model and miss AMD parts).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define IPT_HAVE_AVX2_PATH 1
+#define IPT_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define IPT_HAVE_AVX2_PATH 0
+#define IPT_TARGET_AVX2
+#endif
+
+namespace {
+
+bool use_avx2() {
+#if IPT_HAVE_AVX2_PATH
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+IPT_TARGET_AVX2 void softmax_block_avx2(T* S, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0,
+                                        int64_t j0, int64_t window, T scale, T* m, T* l, T* O, int64_t D) {
+  softmax_block_impl(S, ld, n, rows_per_head, nk, p0, j0, window, scale, m, l, O, D);
+}
+template <typename T>
+void softmax_block_base(T* S, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0, int64_t j0,
+                        int64_t window, T scale, T* m, T* l, T* O, int64_t D) {
+  softmax_block_impl(S, ld, n, rows_per_head, nk, p0, j0, window, scale, m, l, O, D);
+}
+template <typename T>
+void softmax_block(T* S, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0, int64_t j0,
+                   int64_t window, T scale, T* m, T* l, T* O, int64_t D) {
+  if (use_avx2())
+    softmax_block_avx2(S, ld, n, rows_per_head, nk, p0, j0, window, scale, m, l, O, D);
+  else
+    softmax_block_base(S, ld, n, rows_per_head, nk, p0, j0, window, scale, m, l, O, D);
+}
+
+template <typename T>
+IPT_TARGET_AVX2 void softmax_grad_block_avx2(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk,
+                                             int64_t p0, int64_t j0, int64_t window, T scale, const T* lse,
+                                             const T* delta) {
+  softmax_grad_block_impl(S, dP, ld, n, rows_per_head, nk, p0, j0, window, scale, lse, delta);
+}
+template <typename T>
+void softmax_grad_block_base(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0,
+                             int64_t j0, int64_t window, T scale, const T* lse, const T* delta) {
+  softmax_grad_block_impl(S, dP, ld, n, rows_per_head, nk, p0, j0, window, scale, lse, delta);
+}
+template <typename T>
+void softmax_grad_block(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0, int64_t j0,
+                        int64_t window, T scale, const T* lse, const T* delta) {
+  if (use_avx2())
+    softmax_grad_block_avx2(S, dP, ld, n, rows_per_head, nk, p0, j0, window, scale, lse, delta);
+  else
+    softmax_grad_block_base(S, dP, ld, n, rows_per_head, nk, p0, j0, window, scale, lse, delta);
+}
+
+}  // namespace
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// BLAS on row-major blocks: C[M, N] = alpha * op(A) op(B) + beta * C. Fortran BLAS is
+// column-major, so this computes C^T = op(B)^T op(A)^T. libtorch links the system BLAS but does
+// not export its own wrapper, so ?gemm_ is looked up in the process at run time; without one,
+// the product falls back to at::mm on tensors over the same memory.
+template <typename T>
+using FortranGemm = void (*)(const char*, const char*, const int*, const int*, const int*, const T*, const T*,
+                             const int*, const T*, const int*, const T*, T*, const int*);
+
+template <typename T>
+FortranGemm<T> fortran_gemm() {
+  static const FortranGemm<T> fn =
+      reinterpret_cast<FortranGemm<T>>(dlsym(RTLD_DEFAULT, std::is_same_v<T, float> ? "sgemm_" : "dgemm_"));
+  return fn;
+}
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (const FortranGemm<T> fn = fortran_gemm<T>()) {
+    const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+    const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+    const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+    fn(&ta, &tb, &m, &n, &k, &alpha, B, &la, A, &lb, &beta, C, &lc);
+    return;
+  }
+  const auto options = torch::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto view = [&](const T* p, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    torch::Tensor t = torch::from_blob(const_cast<T*>(p), {trans ? cols : rows, trans ? rows : cols}, {ld, 1}, options);
+    return trans ? t.t() : t;
+  };
+  torch::Tensor c = torch::from_blob(C, {M, N}, {ldc, 1}, options);
+  torch::Tensor product = torch::mm(view(A, M, K, lda, trans_a), view(B, K, N, ldb, trans_b));
+  if (beta == T(0))
+    c.copy_(product.mul_(alpha));
+  else
+    c.mul_(beta).add_(product, alpha);
+}
+
+// OpenBLAS (pthreads build) serialises concurrent multi-threaded calls behind one lock: block
+// products from several workers at once crawl unless each call runs single-threaded in its
+// caller. Found at run time, since which BLAS backs libblas.so.3 is a Debian alternative.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    using Get = int (*)();
+    static const Get get = reinterpret_cast<Get>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (get && set()) {
+      saved_ = get();
+      if (saved_ > 1) set()(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (saved_ > 1) set()(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  using Set = void (*)(int);
+  static Set set() {
+    static const Set fn = reinterpret_cast<Set>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    return fn;
+  }
+  int saved_ = 0;
+};
+
+// Runs task(worker, index) for every index in `order`, pulled dynamically by
+// at::get_num_threads() workers. `worker` is in [0, workers) and is never used by two threads at
+// once.
+template <typename Task>
+void run_tasks(int64_t workers, const std::vector<int64_t>& order, const Task& task) {
+  std::atomic<int64_t> next{0};
+  const int64_t n = static_cast<int64_t>(order.size());
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w)
+      for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) task(w, order[i]);
+  });
+}
+
+// Indices 0..cost.size()-1, most expensive first.
+std::vector<int64_t> largest_first(const std::vector<int64_t>& cost) {
+  std::vector<int64_t> order(cost.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  return order;
+}
+
+// Grows and returns this thread's scratch buffer (kept between calls: no page faults on the
+// hot path once warm).
+template <typename T>
+T* scratch(std::vector<T>& buffer, size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
+template <typename T>
+struct Scratch {
+  std::vector<T> s, dp, q, o, acc_k, acc_v, m, l;
+};
+template <typename T>
+Scratch<T>& thread_scratch() {
+  thread_local Scratch<T> instance;
+  return instance;
+}
+
+// Copies the rows [i0, i0 + n) of the G query heads h0 .. h0+G-1 (tensor [.., H, L, D] at `base`,
+// heads `head_stride` apart) into one [G * n, D] block, head after head.
+template <typename T>
+void gather_heads(const T* base, int64_t head_stride, int64_t G, int64_t n, int64_t D, T* block) {
+  for (int64_t g = 0; g < G; ++g) std::memcpy(block + g * n * D, base + g * head_stride, sizeof(T) * n * D);
+}
+
+struct ForwardTask {
+  int64_t segment, kv_head, q0;  // q0: first query row of the block, relative to the segment
+};
+
+// Task: one query block of all G query heads of one key/value head, stacked into [G * n, D] so
+// that every key block is one product with G * n rows.
+template <typename T>
+void forward_impl(const Problem& pb, const torch::Tensor& q_t, const torch::Tensor& k_t, const torch::Tensor& v_t,
+                  torch::Tensor& out_t, torch::Tensor& lse_t) {
+  const int64_t Hq = q_t.size(1), Lq = q_t.size(2), D = q_t.size(3);
+  const int64_t Hkv = k_t.size(1), Lk = k_t.size(2), G = Hq / Hkv;
+  const int64_t bq = pb.block_q, bk = pb.block_k, window = pb.window;
+  const T scale = static_cast<T>(pb.scale);
+  const T* q = q_t.data_ptr<T>();
+  const T* k = k_t.data_ptr<T>();
+  const T* v = v_t.data_ptr<T>();
+  T* out = out_t.data_ptr<T>();
+  T* lse = lse_t.data_ptr<T>();
+
+  std::vector<ForwardTask> tasks;
+  std::vector<int64_t> cost;
+  for (size_t si = 0; si < pb.segments.size(); ++si) {
+    const Segment& seg = pb.segments[si];
+    for (int64_t q0 = 0; q0 < seg.q_length(); q0 += bq) {
+      const int64_t n = std::min(bq, seg.q_length() - q0);
+      const int64_t p0 = seg.offset() + q0;
+      const int64_t keys = p0 + n - visible_begin(p0, window);
+      for (int64_t h = 0; h < Hkv; ++h) {
+        tasks.push_back({static_cast<int64_t>(si), h, q0});
+        cost.push_back(keys);
+      }
+    }
+  }
+
+  SingleThreadedBlas blas_guard;
+  run_tasks(at::get_num_threads(), largest_first(cost), [&](int64_t, int64_t ti) {
+    const ForwardTask& task = tasks[ti];
+    const Segment& seg = pb.segments[task.segment];
+    const int64_t n = std::min(bq, seg.q_length() - task.q0), rows = G * n;
+    const int64_t p0 = seg.offset() + task.q0;  // key position of the block's first query
+    // Row of the first query of the first head of the group; heads are Lq rows apart.
+    const int64_t row_q = (seg.row * Hq + task.kv_head * G) * Lq + seg.q_begin + task.q0;
+    const int64_t row_k = (seg.row * Hkv + task.kv_head) * Lk + seg.k_begin;
+    const T* K = k + row_k * D;
+    const T* V = v + row_k * D;
+
+    Scratch<T>& ws = thread_scratch<T>();
+    T* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
+    T* Q = scratch(ws.q, static_cast<size_t>(G * bq * D));
+    T* O = scratch(ws.o, static_cast<size_t>(G * bq * D));
+    T* m = scratch(ws.m, static_cast<size_t>(G * bq));
+    T* l = scratch(ws.l, static_cast<size_t>(G * bq));
+    gather_heads(q + row_q * D, Lq * D, G, n, D, Q);
+    std::fill(m, m + rows, -std::numeric_limits<T>::infinity());
+    std::fill(l, l + rows, T(0));
+    std::fill(O, O + rows * D, T(0));
+
+    const int64_t k_first = visible_begin(p0, window), k_last = p0 + n;  // keys [k_first, k_last)
+    for (int64_t j0 = k_first; j0 < k_last; j0 += bk) {
+      const int64_t nk = std::min(bk, k_last - j0);
+      gemm<T>(false, true, rows, nk, D, T(1), Q, D, K + j0 * D, D, T(0), S, bk);
+      softmax_block<T>(S, bk, rows, n, nk, p0, j0, window, scale, m, l, O, D);
+      gemm<T>(false, false, rows, D, nk, T(1), S, bk, V + j0 * D, D, T(1), O, D);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t g = r / n, i = r % n;
+      const T inv = T(1) / l[r];
+      const T* o_row = O + r * D;
+      T* out_row = out + (row_q + g * Lq + i) * D;
+      for (int64_t d = 0; d < D; ++d) out_row[d] = o_row[d] * inv;
+      lse[row_q + g * Lq + i] = m[r] + std::log(l[r]);
+    }
+  });
+}
+
+struct BackwardTask {
+  int64_t segment, kv_head, k0;  // k0: first key row of the block, relative to the segment
+};
+
+// Task: one key block of one key/value head; it walks the query blocks that see it, the G query
+// heads of the group stacked as in the forward, and owns the block's dk and dv rows.
+template <typename T>
+Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch::Tensor& k_t, const torch::Tensor& v_t,
+                        const torch::Tensor& out_t, const torch::Tensor& lse_t, const torch::Tensor& dout_t) {
+  const int64_t B = q_t.size(0), Hq = q_t.size(1), Lq = q_t.size(2), D = q_t.size(3);
+  const int64_t Hkv = k_t.size(1), Lk = k_t.size(2), G = Hq / Hkv;
+  const int64_t bq = pb.block_q, bk = pb.block_k, window = pb.window;
+  const T scale = static_cast<T>(pb.scale);
+  const T* q = q_t.data_ptr<T>();
+  const T* k = k_t.data_ptr<T>();
+  const T* v = v_t.data_ptr<T>();
+  const T* out = out_t.data_ptr<T>();
+  const T* lse = lse_t.data_ptr<T>();
+  const T* dout = dout_t.data_ptr<T>();
+
+  Gradients g;
+  // Every key row belongs to exactly one task, which writes its dk and dv rows.
+  g.dk = torch::empty_like(k_t);
+  g.dv = torch::empty_like(v_t);
+  T* dk = g.dk.data_ptr<T>();
+  T* dv = g.dv.data_ptr<T>();
+
+  // delta_i = rowsum(dO_i * O_i).
+  const int64_t rows_total = B * Hq * Lq;
+  torch::Tensor delta_t = torch::empty({B, Hq, Lq}, q_t.options());
+  T* delta = delta_t.data_ptr<T>();
+  at::parallel_for(0, rows_total, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      T acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += dout[r * D + d] * out[r * D + d];
+      delta[r] = acc;
+    }
+  });
+
+  // dq: several key blocks add into one query row, so each worker keeps its own accumulator
+  // (made on its first task) and they are summed at the end: memory O(workers * |q|).
+  const int64_t workers = std::max<int64_t>(1, at::get_num_threads());
+  std::vector<torch::Tensor> dq_parts(static_cast<size_t>(workers));
+  std::vector<T*> dq_ptr(static_cast<size_t>(workers), nullptr);
+
+  std::vector<BackwardTask> tasks;
+  std::vector<int64_t> cost;
+  for (size_t si = 0; si < pb.segments.size(); ++si) {
+    const Segment& seg = pb.segments[si];
+    for (int64_t k0 = 0; k0 < seg.k_length(); k0 += bk) {
+      const int64_t nk = std::min(bk, seg.k_length() - k0);
+      // Queries that see keys [k0, k0 + nk): positions p in [k0, k0 + nk - 1 + window - 1].
+      const int64_t i_begin = std::max<int64_t>(0, k0 - seg.offset());
+      const int64_t i_end = window > 0 ? std::min(seg.q_length(), k0 + nk - 1 + window - seg.offset()) : seg.q_length();
+      for (int64_t h = 0; h < Hkv; ++h) {
+        tasks.push_back({static_cast<int64_t>(si), h, k0});
+        cost.push_back(std::max<int64_t>(0, i_end - i_begin));
+      }
+    }
+  }
+
+  SingleThreadedBlas blas_guard;
+  run_tasks(workers, largest_first(cost), [&](int64_t worker, int64_t ti) {
+    if (!dq_ptr[worker]) {
+      dq_parts[worker] = torch::zeros_like(q_t);
+      dq_ptr[worker] = dq_parts[worker].template data_ptr<T>();
+    }
+    T* dq = dq_ptr[worker];
+    const BackwardTask& task = tasks[ti];
+    const Segment& seg = pb.segments[task.segment];
+    const int64_t k0 = task.k0;
+    const int64_t nk = std::min(bk, seg.k_length() - k0);
+    const int64_t row_k = (seg.row * Hkv + task.kv_head) * Lk + seg.k_begin + k0;
+    const T* K = k + row_k * D;
+    const T* V = v + row_k * D;
+    const int64_t i_begin = std::max<int64_t>(0, k0 - seg.offset());
+    const int64_t i_end = window > 0 ? std::min(seg.q_length(), k0 + nk - 1 + window - seg.offset()) : seg.q_length();
+
+    Scratch<T>& ws = thread_scratch<T>();
+    T* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
+    T* dP = scratch(ws.dp, static_cast<size_t>(G * bq * bk));
+    T* Q = scratch(ws.q, static_cast<size_t>(G * bq * D));
+    T* dO = scratch(ws.o, static_cast<size_t>(G * bq * D));
+    T* lse_rows = scratch(ws.m, static_cast<size_t>(G * bq));
+    T* delta_rows = scratch(ws.l, static_cast<size_t>(G * bq));
+    T* dK = scratch(ws.acc_k, static_cast<size_t>(bk * D));
+    T* dV = scratch(ws.acc_v, static_cast<size_t>(bk * D));
+    std::fill(dK, dK + nk * D, T(0));
+    std::fill(dV, dV + nk * D, T(0));
+
+    for (int64_t i0 = i_begin; i0 < i_end; i0 += bq) {
+      const int64_t n = std::min(bq, i_end - i0), rows = G * n;
+      const int64_t row_q = (seg.row * Hq + task.kv_head * G) * Lq + seg.q_begin + i0;
+      gather_heads(q + row_q * D, Lq * D, G, n, D, Q);
+      gather_heads(dout + row_q * D, Lq * D, G, n, D, dO);
+      gather_heads(lse + row_q, Lq, G, n, 1, lse_rows);
+      gather_heads(delta + row_q, Lq, G, n, 1, delta_rows);
+      gemm<T>(false, true, rows, nk, D, T(1), Q, D, K, D, T(0), S, bk);
+      gemm<T>(false, true, rows, nk, D, T(1), dO, D, V, D, T(0), dP, bk);
+      softmax_grad_block<T>(S, dP, bk, rows, n, nk, seg.offset() + i0, k0, window, scale, lse_rows, delta_rows);
+      // dV += P^T dO, dK += dS^T Q (scaled at the end), dQ += scale * dS K (head by head).
+      gemm<T>(true, false, nk, D, rows, T(1), S, bk, dO, D, T(1), dV, D);
+      gemm<T>(true, false, nk, D, rows, T(1), dP, bk, Q, D, T(1), dK, D);
+      for (int64_t h = 0; h < G; ++h)
+        gemm<T>(false, false, n, D, nk, scale, dP + h * n * bk, bk, K, D, T(1), dq + (row_q + h * Lq) * D, D);
+    }
+    T* dk_rows = dk + row_k * D;
+    T* dv_rows = dv + row_k * D;
+    for (int64_t e = 0; e < nk * D; ++e) {
+      dk_rows[e] = dK[e] * scale;
+      dv_rows[e] = dV[e];
+    }
+  });
+
+  g.dq = torch::Tensor();
+  for (auto& part : dq_parts) {
+    if (!part.defined()) continue;
+    if (!g.dq.defined())
+      g.dq = part;
+    else
+      g.dq.add_(part);
+  }
+  if (!g.dq.defined()) g.dq = torch::zeros_like(q_t);
+  return g;
+}
+
+}  // namespace
+
+void forward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                 torch::Tensor& out, torch::Tensor& lse) {
+  if (q.scalar_type() == torch::kFloat64)
+    forward_impl<double>(problem, q, k, v, out, lse);
+  else
+    forward_impl<float>(problem, q, k, v, out, lse);
+}
+
+Gradients backward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout) {
+  if (q.scalar_type() == torch::kFloat64) return backward_impl<double>(problem, q, k, v, out, lse, dout);
+  return backward_impl<float>(problem, q, k, v, out, lse, dout);
+}
+
+}  // namespace ipt::ops::attention_detail
