@@ -6,9 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "ipt/common/error.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/model/checkpoint.h"
+#include "ipt/model/config.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -24,23 +27,6 @@ struct TempDir {
     return n++;
   }
 };
-
-// A file from a header text and a data section, for the malformed cases.
-void write_raw(const fs::path& path, const std::string& header, size_t data_bytes, uint64_t claimed = 0) {
-  std::ofstream out(path, std::ios::binary);
-  uint64_t n = claimed ? claimed : header.size();
-  for (int i = 0; i < 8; ++i) out.put(static_cast<char>(n >> (8 * i)));
-  out << header << std::string(data_bytes, '\0');
-}
-
-void expect_read_error(const fs::path& path, const std::string& fragment) {
-  try {
-    io::read_safetensors(path.string());
-    ADD_FAILURE() << "expected: " << fragment;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 
@@ -100,30 +86,30 @@ TEST(Safetensors, FailedWriteKeepsThePreviousFile) {
   EXPECT_THROW(io::write_safetensors("/nonexistent-dir/x.safetensors", {{"a", torch::ones({1})}}), Error);
 }
 
-TEST(Safetensors, MalformedFilesFailWithTheirOwnError) {
+TEST(Safetensors, MissingCheckpointIsAnError) {
   TempDir dir;
-  const auto p = dir.path / "bad.safetensors";
-  std::ofstream(p) << "abc";
-  expect_read_error(p, "not a safetensors file");
-  write_raw(p, "{}", 0, 1ull << 40);
-  expect_read_error(p, "exceeds");
-  write_raw(p, "{}", 0, 1000);
-  expect_read_error(p, "runs past the end");
-  write_raw(p, "{\"a\": ", 0);
-  expect_read_error(p, "not valid JSON");
-  write_raw(p, R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 4);
-  expect_read_error(p, "fall outside the data section");
-  write_raw(p, R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", 8);
-  expect_read_error(p, "shape and dtype need 12");
-  write_raw(p, R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12);
-  expect_read_error(p, "overlap");
-  write_raw(p, R"({"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", 2);
-  expect_read_error(p, "unsupported dtype 'F8_E4M3'");
-  write_raw(p, R"({"a": {"dtype": "F32", "shape": [2]}})", 8);
-  expect_read_error(p, "needs dtype, shape and data_offsets");
-  write_raw(p, R"({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8);
-  expect_read_error(p, "non-negative integers");
   EXPECT_THROW(io::load_checkpoint(dir.path.string() + "/missing"), Error);
+}
+
+// The committed fixtures (scripts/make-malformed-fixtures.py): every broken file fails with the
+// error expected.json names, through the reader that opens it.
+TEST(MalformedFixtures, EachFileFailsWithItsError) {
+  const fs::path dir = fs::path(IPT_SOURCE_DIR) / "tests/fixtures/malformed";
+  nlohmann::json expected = nlohmann::json::parse(std::ifstream(dir / "expected.json"));
+  ASSERT_GE(expected.size(), 15u);
+  for (const auto& [name, want] : expected.items()) {
+    const std::string path = (dir / name).string(), reader = want["reader"], fragment = want["error"];
+    ASSERT_TRUE(fs::exists(path)) << path;
+    try {
+      if (reader == "safetensors")
+        io::read_safetensors(path);
+      else
+        model::ModelConfig::load(path);
+      ADD_FAILURE() << name << " loaded; expected an error containing: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << name << ": " << e.what();
+    }
+  }
 }
 
 TEST(ModelCheckpoint, SaveLoadBitExactAndMismatchesNamed) {
