@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   parents["bench"]->require_subcommand(1);
   parents["tokenizer"] = app.add_subcommand("tokenizer", "byte-level BPE tokenizers: encode, decode, train");
   parents["tokenizer"]->require_subcommand(1);
+  parents["data"] = app.add_subcommand("data", "datasets: token shards from text, synthetic long-context samples");
+  parents["data"]->require_subcommand(1);
 
   std::vector<std::pair<CLI::App*, Action>> actions;
   for (const Command& command : registry()) {
