@@ -82,3 +82,45 @@ TEST(Cli, ErrorsExitWithAMessage) {
   EXPECT_NE(ipt("score -m " + (w / "missing") + " --ids " + (w / "big.txt")).status, 0);
   EXPECT_NE(ipt("bench op --L 0").status, 0);
 }
+
+// Text in: `data prepare` writes shards, `data synth` writes samples, `score --text` equals
+// `score --ids` over the ids `tokenizer encode` prints.
+TEST(Cli, DataPrepareSynthAndScoreText) {
+  Workspace w;
+  const std::string source = IPT_SOURCE_DIR, tokenizer = source + "/corpus/tokenizer";
+  Result prepare = ipt("data prepare -q --tokenizer " + tokenizer + " --input " + source + "/corpus/sample --out " +
+                       (w / "ds") + " --val-fraction 0.3 --seed 1");
+  ASSERT_EQ(prepare.status, 0) << prepare.output;
+  EXPECT_NE(prepare.output.find("read 10 files"), std::string::npos) << prepare.output;
+  EXPECT_TRUE(fs::exists(w / "ds/meta.json") && fs::exists(w / "ds/val/meta.json"));
+  EXPECT_EQ(ipt("data prepare -q --tokenizer " + tokenizer + " --input " + source + "/corpus/sample --out " + (w / "ds")).status, 1);
+
+  Result synth = ipt("data synth --task passkey,niah_single_2 --count 2 --length 300 --tokenizer " + tokenizer +
+                     " --haystack " + source + "/corpus/sample -o " + (w / "synth.jsonl"));
+  ASSERT_EQ(synth.status, 0) << synth.output;
+  std::ifstream lines(w / "synth.jsonl");
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_LE(j["length"].get<int>(), 300);
+    EXPECT_FALSE(j["answers"].empty());
+    ++count;
+  }
+  EXPECT_EQ(count, 4);
+  EXPECT_EQ(ipt("data synth --task nope --tokenizer " + tokenizer).status, 1);
+
+  ASSERT_EQ(ipt("init --preset test --vocab-size 4096 -o " + (w / "m")).status, 0);
+  std::ofstream(w / "text.txt") << "We the People of the United States, in Order to form a more perfect Union.";
+  Result ids = ipt("tokenizer encode --tokenizer " + tokenizer + " -f " + (w / "text.txt"));
+  ASSERT_EQ(ids.status, 0) << ids.output;
+  std::ofstream(w / "ids.txt") << ids.output;
+  Result by_text = ipt("score -m " + (w / "m") + " --text " + (w / "text.txt") + " --tokenizer " + tokenizer + " --json");
+  Result by_ids = ipt("score -m " + (w / "m") + " --ids " + (w / "ids.txt") + " --json");
+  ASSERT_EQ(by_text.status, 0) << by_text.output;
+  ASSERT_EQ(by_ids.status, 0) << by_ids.output;
+  EXPECT_EQ(nlohmann::json::parse(by_text.output)["mean_nll"], nlohmann::json::parse(by_ids.output)["mean_nll"]);
+  Result neither = ipt("score -m " + (w / "m"));
+  EXPECT_EQ(neither.status, 1);
+  EXPECT_NE(neither.output.find("exactly one of --ids FILE and --text FILE"), std::string::npos) << neither.output;
+}

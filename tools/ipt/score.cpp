@@ -2,7 +2,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <iomanip>
 #include <iostream>
 
@@ -11,12 +13,13 @@
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/ops/loss/lm_loss.h"
+#include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::cli {
 namespace {
 
 struct ScoreOptions {
-  std::string model, ids_file;
+  std::string model, ids_file, text_file, tokenizer;
   bool no_ttt = false, json = false, per_token = false;
 };
 
@@ -40,12 +43,31 @@ std::vector<int64_t> read_ids(const std::string& path) {
   return ids;
 }
 
+// The text's ids under the given tokenizer (default: the one saved with the model), with the
+// tokenizer's bos token first when its config asks for it.
+std::vector<int64_t> tokenize_file(const ScoreOptions& o) {
+  std::ifstream in(o.text_file, std::ios::binary);
+  IPT_CHECK(in, "cannot read ", o.text_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string dir = o.tokenizer.empty() ? o.model : o.tokenizer;
+  IPT_CHECK(!o.tokenizer.empty() || std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"),
+            "score --text: the model directory ", o.model, " has no tokenizer.json; pass --tokenizer DIR");
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(dir);
+  std::vector<int64_t> ids;
+  if (tokenizer.config().add_bos_token && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
+  for (int32_t id : tokenizer.encode(text.str())) ids.push_back(id);
+  IPT_CHECK(ids.size() >= 2, o.text_file, ": need at least two tokens to score");
+  return ids;
+}
+
 int run(const ScoreOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
   model::CausalLM lm = model::load_model(o.model, load);
-  std::vector<int64_t> ids = read_ids(o.ids_file);
+  IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
+  std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
   const int64_t n = static_cast<int64_t>(ids.size());
   torch::Tensor input = torch::tensor(ids, torch::kInt64).view({1, n});
   Stopwatch watch;
@@ -71,7 +93,9 @@ Register score_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ScoreOptions>();
   CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
   cmd->add_option("-m,--model", o->model, "model directory")->required();
-  cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids")->required();
+  cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids");
+  cmd->add_option("--text", o->text_file, "text file, tokenized with --tokenizer");
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory for --text (default: the model's)");
   cmd->add_flag("--no-ttt", o->no_ttt, "score with the fast weights frozen at W0");
   cmd->add_flag("--json", o->json, "print {\"tokens\", \"mean_nll\", \"ppl\"}");
   cmd->add_flag("--per-token", o->per_token, "also print every token's NLL");
