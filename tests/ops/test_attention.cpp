@@ -27,7 +27,9 @@ std::vector<Case> cases() {
           {"packed", 1, 4, 2, 33, 33, 8, 0, {0, 1, 12, 13, 33}},
           {"packed_window", 1, 2, 2, 33, 33, 8, 5, {0, 20, 33}},
           {"query_offset", 1, 4, 2, 9, 40, 8, 0, {}},
-          {"decode_one", 1, 2, 1, 1, 23, 8, 6, {}}};
+          {"decode_one", 1, 2, 1, 1, 23, 8, 6, {}},
+          {"packed_query_offset", 1, 4, 2, 9, 40, 8, 0, {0, 10, 33, 35, 40}},
+          {"packed_query_offset_window", 1, 2, 1, 12, 40, 8, 4, {0, 29, 31, 40}}};
 }
 
 double rel(const torch::Tensor& a, const torch::Tensor& b) {

@@ -58,15 +58,18 @@ Problem make_problem(const torch::Tensor& q, const torch::Tensor& k, const Atten
     for (int64_t b = 0; b < B; ++b) p.segments.push_back({b, 0, Lq, 0, Lk});
     return p;
   }
+  // Packed documents over the keys; the queries are the last Lq keys, so each document's queries
+  // (if it has any) are the tail of its keys.
   const auto& cu = o.cu_seqlens;
   IPT_CHECK(B == 1, "attention: cu_seqlens needs a batch of one packed row, got batch ", B);
-  IPT_CHECK(Lq == Lk, "attention: cu_seqlens needs as many queries as keys, got ", Lq, " and ", Lk);
   IPT_CHECK(cu.size() >= 2 && cu.front() == 0 && cu.back() == Lk,
             "attention: cu_seqlens must run from 0 to the key length ", Lk);
+  const int64_t first_query = Lk - Lq;
   for (size_t i = 1; i < cu.size(); ++i) {
     IPT_CHECK(cu[i] > cu[i - 1], "attention: cu_seqlens must be strictly increasing, but cu_seqlens[", i, "] = ", cu[i],
               " <= cu_seqlens[", i - 1, "] = ", cu[i - 1]);
-    p.segments.push_back({0, cu[i - 1], cu[i], cu[i - 1], cu[i]});
+    if (cu[i] <= first_query) continue;  // a document wholly before the queries
+    p.segments.push_back({0, std::max(cu[i - 1], first_query) - first_query, cu[i] - first_query, cu[i - 1], cu[i]});
   }
   return p;
 }

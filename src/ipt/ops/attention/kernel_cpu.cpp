@@ -471,9 +471,10 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
   const T* dout = dout_t.data_ptr<T>();
 
   Gradients g;
-  // Every key row belongs to exactly one task, which writes its dk and dv rows.
-  g.dk = torch::empty_like(k_t);
-  g.dv = torch::empty_like(v_t);
+  // Every key row of a segment belongs to exactly one task, which writes its dk and dv rows; keys
+  // of documents that no query reaches (packed documents before the queries) stay zero.
+  g.dk = torch::zeros_like(k_t);
+  g.dv = torch::zeros_like(v_t);
   T* dk = g.dk.data_ptr<T>();
   T* dv = g.dv.data_ptr<T>();
 
