@@ -9,6 +9,8 @@
 
 #include "ipt/common/error.h"
 #include "ipt/dist/context_parallel.h"
+#include "ipt/model/config.h"
+#include "ipt/model/decoder.h"
 
 using namespace ipt;
 
@@ -130,4 +132,56 @@ TEST(ContextParallel, AttentionEqualsOneProcessWithGradients) {
         EXPECT_LE(rel(vl.grad(), vr.grad().narrow(2, plan.begin(r), plan.length(r))), 1e-10) << c.name << " dv";
       });
     }
+}
+
+// The whole decoder under a ContextParallelScope: TTT layers with a convolution target, sliding
+// and full attention, packed documents spanning ranks; hidden states and every parameter's
+// gradient (summed over ranks) equal one process.
+TEST(ContextParallel, DecoderEqualsOneProcess) {
+  nlohmann::json j = {{"architectures", {"Qwen3ForCausalLM"}}, {"vocab_size", 97}, {"hidden_size", 32},
+                      {"intermediate_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2}, {"head_dim", 8}, {"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0},
+                      {"max_position_embeddings", 512}, {"tie_word_embeddings", true}, {"initializer_range", 0.1},
+                      {"ttt_mode", true}, {"ttt_layers", {1, 3}}, {"ttt_chunk", 4}, {"ttt_lr", 0.5},
+                      {"layer_types", {"full_attention", "sliding_attention", "full_attention", "sliding_attention"}},
+                      {"sliding_window", 6}};
+  const model::ModelConfig config = model::ModelConfig::from_json(j);
+  auto make = [&] {
+    model::CausalLM lm(config);
+    lm->init_weights(5);
+    torch::NoGradGuard no_grad;
+    for (auto& p : lm->named_parameters())
+      if (p.key().find("ttt_conv") != std::string::npos) p.value().normal_(0, 0.3);  // non-zero updates
+    lm->to(torch::kFloat64);
+    return lm;
+  };
+  model::CausalLM single = make();
+  torch::manual_seed(9);
+  const int64_t L = 43;
+  torch::Tensor ids = torch::randint(0, 97, {1, L}, torch::kInt64), up = torch::randn({1, L, 32}, f64());
+  const std::vector<int64_t> cu{0, 9, 30, 43};
+  torch::Tensor ref = single->hidden_states(ids, cu);
+  (ref * up).sum().backward();
+  for (int ranks : {2, 3}) {
+    const dist::SlicePlan plan = dist::plan_slices(L, cu, config.ttt_chunk, ranks);
+    std::vector<model::CausalLM> replicas;
+    for (int r = 0; r < ranks; ++r) replicas.push_back(make());
+    std::mutex m;
+    dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
+      const int r = comm.rank();
+      dist::ContextParallelScope scope(comm, plan, cu);
+      torch::Tensor out = replicas[r]->hidden_states(ids.narrow(1, plan.begin(r), plan.length(r)));
+      (out * up.narrow(1, plan.begin(r), plan.length(r))).sum().backward();
+      std::lock_guard<std::mutex> lock(m);
+      EXPECT_LE(rel(out, ref.narrow(1, plan.begin(r), plan.length(r))), 1e-10) << "ranks " << ranks << " rank " << r;
+    });
+    for (const auto& p : single->named_parameters()) {
+      torch::Tensor sum = torch::zeros_like(p.value());
+      for (auto& replica : replicas) {
+        const torch::Tensor& g = replica->named_parameters()[p.key()].grad();
+        if (g.defined()) sum += g;
+      }
+      EXPECT_LE(rel(sum, p.value().grad()), 1e-9) << p.key() << " ranks " << ranks;
+    }
+  }
 }

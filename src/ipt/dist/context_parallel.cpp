@@ -249,4 +249,23 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return ops::attention(q, keys, values, local);
 }
 
+namespace {
+thread_local const ContextParallelState* g_active = nullptr;
+}
+
+ContextParallelScope::ContextParallelScope(Communicator& comm, SlicePlan plan, std::vector<int64_t> cu_seqlens)
+    : previous_(g_active) {
+  IPT_CHECK(plan.size() == comm.size(), "context parallel: the plan has ", plan.size(), " slices for ", comm.size(),
+            " ranks");
+  state_.comm = &comm;
+  state_.view = local_view(plan, cu_seqlens, comm.rank());
+  state_.plan = std::move(plan);
+  state_.cu_seqlens = std::move(cu_seqlens);
+  g_active = &state_;
+}
+
+ContextParallelScope::~ContextParallelScope() { g_active = previous_; }
+
+const ContextParallelState* active_context_parallel() { return g_active; }
+
 }  // namespace ipt::dist

@@ -62,4 +62,28 @@ torch::Tensor ttt_apply(const torch::Tensor& Z, const torch::Tensor& V, const to
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const ops::AttentionOptions& options, const SlicePlan& plan, Communicator& comm);
 
+// While a scope lives on this thread, the model (model/decoder.h) computes this rank's slice of a
+// longer sequence: CausalLM::hidden_states takes the rank's rows, positions and documents come
+// from the global sequence, attention and TTT layers run the functions above.
+struct ContextParallelState {
+  Communicator* comm = nullptr;
+  SlicePlan plan;
+  std::vector<int64_t> cu_seqlens;  // global packed documents (empty: one document per batch row)
+  LocalView view;                   // this rank's
+};
+
+class ContextParallelScope {
+ public:
+  ContextParallelScope(Communicator& comm, SlicePlan plan, std::vector<int64_t> cu_seqlens = {});
+  ~ContextParallelScope();
+  ContextParallelScope(const ContextParallelScope&) = delete;
+  ContextParallelScope& operator=(const ContextParallelScope&) = delete;
+
+ private:
+  ContextParallelState state_;
+  const ContextParallelState* previous_;
+};
+
+const ContextParallelState* active_context_parallel();  // nullptr outside a scope
+
 }  // namespace ipt::dist

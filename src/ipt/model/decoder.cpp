@@ -1,6 +1,7 @@
 #include "ipt/model/decoder.h"
 
 #include "ipt/common/error.h"
+#include "ipt/dist/context_parallel.h"
 #include "ipt/ops/attention/attention.h"
 
 namespace ipt::model {
@@ -62,7 +63,13 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   ops::AttentionOptions options;
   options.window = window;
   options.cu_seqlens = cu_seqlens;
-  torch::Tensor out = ops::attention(q, k, v, options);  // [B, H, L, D]
+  torch::Tensor out;  // [B, H, L, D]
+  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+    options.cu_seqlens = cp->cu_seqlens;  // the whole sequence's documents
+    out = dist::attention(q, k, v, options, cp->plan, *cp->comm);
+  } else {
+    out = ops::attention(q, k, v, options);
+  }
   return o_proj(out.transpose(1, 2).reshape({x.size(0), x.size(1), heads * head_dim}));
 }
 
@@ -112,10 +119,22 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
   if (!cu_seqlens.empty())
     IPT_CHECK(input_ids.size(0) == 1 && cu_seqlens.front() == 0 && cu_seqlens.back() == input_ids.size(1),
               "cu_seqlens must run from 0 to L over a batch of one packed row");
-  torch::Tensor positions = positions_for(input_ids.size(1), cu_seqlens).to(input_ids.device());
+  torch::Tensor positions;
+  std::vector<int64_t> local_cu = cu_seqlens;
+  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+    // input_ids are this rank's rows; positions and documents come from the whole sequence.
+    IPT_CHECK(cu_seqlens.empty(), "under context parallelism pass the documents to the scope, not to hidden_states");
+    IPT_CHECK(input_ids.size(1) == cp->view.end - cp->view.begin, "context parallel: rank holds ", input_ids.size(1),
+              " tokens but its slice has ", cp->view.end - cp->view.begin);
+    positions = positions_for(cp->plan.bounds.back(), cp->cu_seqlens).narrow(0, cp->view.begin, input_ids.size(1));
+    local_cu = cp->view.cu_seqlens;
+  } else {
+    positions = positions_for(input_ids.size(1), cu_seqlens);
+  }
+  positions = positions.to(input_ids.device());
   torch::Tensor embeddings = model->embed_tokens(input_ids);
   torch::Tensor x = embeddings;
-  for (const auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, embeddings, positions, cu_seqlens);
+  for (const auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, embeddings, positions, local_cu);
   return model->norm(x);
 }
 

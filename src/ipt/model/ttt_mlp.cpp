@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ipt/common/error.h"
+#include "ipt/dist/context_parallel.h"
 
 namespace ipt::model {
 
@@ -65,7 +66,14 @@ torch::Tensor GatedMlpImpl::forward(const torch::Tensor& H, const torch::Tensor&
   options.algorithm = ttt_.algorithm;
   options.scan_group = ttt_.scan_group;
   options.cu_seqlens = cu_seqlens;
-  return ttt::apply(Z, target(X, cu_seqlens), down_proj->weight, options).out;
+  // The target is built from this rank's rows (slices are cut on chunk boundaries, and the
+  // convolution never leaves a chunk); the fast weight crosses ranks.
+  torch::Tensor V = target(X, cu_seqlens);
+  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+    options.cu_seqlens = cp->cu_seqlens;
+    return dist::ttt_apply(Z, V, down_proj->weight, options, cp->plan, *cp->comm);
+  }
+  return ttt::apply(Z, V, down_proj->weight, options).out;
 }
 
 MlpStream::MlpStream(const GatedMlp& mlp)
