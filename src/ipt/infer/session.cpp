@@ -9,6 +9,7 @@
 #include "ipt/common/error.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/ops/attention/attention.h"
+#include "ipt/ops/rope/rope.h"
 
 namespace ipt::infer {
 
@@ -54,6 +55,31 @@ torch::Tensor tensor_at(const io::TensorMap& m, const std::string& name, const s
   return it->second;
 }
 
+// x [1, n, in] through a Linear layer. One row goes through a matrix-vector product: BLAS gemm
+// would copy (pack) the whole weight matrix for every decoded token, which dominated decode time
+// (measured: docs/inference.md).
+torch::Tensor project(torch::nn::Linear layer, const torch::Tensor& x) {
+  if (x.size(1) != 1) return layer(x);
+  torch::Tensor out = torch::mv(layer->weight, x.reshape({-1}));
+  if (layer->bias.defined()) out += layer->bias;
+  return out.view({1, 1, -1});
+}
+
+// AttentionImpl::qkv with project() for the linear maps (the streaming tests hold them equal).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(model::AttentionImpl& a, const torch::Tensor& x,
+                                                                     const torch::Tensor& positions) {
+  const int64_t n = x.size(1);
+  torch::Tensor q = project(a.q_proj, x).view({1, n, a.heads, a.head_dim});
+  torch::Tensor k = project(a.k_proj, x).view({1, n, a.kv_heads, a.head_dim});
+  torch::Tensor v = project(a.v_proj, x).view({1, n, a.kv_heads, a.head_dim}).transpose(1, 2);
+  if (a.q_norm) {
+    q = a.q_norm(q);
+    k = a.k_norm(k);
+  }
+  ops::RopeTable table = ops::rope_table(a.rope, positions.max().item<int64_t>() + 1);
+  return {ops::apply_rope(q.transpose(1, 2), positions, table), ops::apply_rope(k.transpose(1, 2), positions, table), v};
+}
+
 }  // namespace
 
 torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -68,12 +94,19 @@ torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor
     keys = keys.narrow(1, n - window, window);
     values = values.narrow(1, n - window, window);
   }
-  // Query head h reads key/value head h / (H / Hkv): the group's queries as rows of one product.
-  torch::Tensor queries = q.reshape({kv_heads, heads / kv_heads, D});
+  // Query head h reads key/value head h / (H / Hkv). Matrix-vector products per head: a batched
+  // matrix product would copy (pack) every cached key for every decoded token.
   const auto compute = q.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-  torch::Tensor scores = torch::bmm(queries, keys.transpose(1, 2)).to(compute) / std::sqrt(static_cast<double>(D));
-  torch::Tensor probs = torch::softmax(scores, -1).to(q.scalar_type());
-  return torch::bmm(probs, values).reshape({1, heads, 1, D});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  torch::Tensor queries = q.reshape({heads, D});
+  torch::Tensor out = torch::empty({heads, D}, q.options());
+  for (int64_t h = 0; h < heads; ++h) {
+    const int64_t g = h / (heads / kv_heads);
+    torch::Tensor scores = torch::mv(keys[g], queries[h]).to(compute) * scale;
+    torch::Tensor probs = torch::softmax(scores, 0).to(q.scalar_type());
+    out[h].copy_(torch::mv(values[g].t(), probs));
+  }
+  return out.view({1, heads, 1, D});
 }
 
 Session::Session(const model::CausalLM& lm, SessionOptions options)
@@ -193,20 +226,21 @@ torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding
   for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
     model::DecoderLayerImpl& layer = layer_at(*lm_, i);
     auto& attn = layer.self_attn;
-    auto [q, k, v] = attn->qkv(layer.input_layernorm(x), positions);
+    auto [q, k, v] = project_qkv(*attn, layer.input_layernorm(x), positions);
     torch::Tensor a = attend(i, q, k, v);
-    torch::Tensor h = x + attn->o_proj(a.transpose(1, 2).reshape({1, n, attn->heads * attn->head_dim}));
+    torch::Tensor h = x + project(attn->o_proj, a.transpose(1, 2).reshape({1, n, attn->heads * attn->head_dim}));
     torch::Tensor mlp_in = layer.post_attention_layernorm(h);
     torch::Tensor target_source = layer.target_is_embedding ? embeddings : mlp_in;
     torch::Tensor mlp_out;
     if (auto& stream = layers_[i].stream)
       mlp_out = decoding ? stream->step(mlp_in, target_source) : stream->prefill(mlp_in, target_source);
     else
-      mlp_out = layer.mlp->down_proj(layer.mlp->activations(mlp_in));  // W0 (plain MLP, or TTT off)
+      mlp_out = project(layer.mlp->down_proj,  // W0 (plain MLP, or TTT off)
+                        torch::silu(project(layer.mlp->gate_proj, mlp_in)) * project(layer.mlp->up_proj, mlp_in));
     x = h + mlp_out;
   }
   torch::Tensor hidden = all_logits ? lm_->model->norm(x)[0] : lm_->model->norm(x.narrow(1, n - 1, 1))[0];
-  torch::Tensor logits = lm_->logits(hidden);
+  torch::Tensor logits = hidden.size(0) == 1 ? torch::mv(lm_->head_weight(), hidden[0]).unsqueeze(0) : lm_->logits(hidden);
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   last_logits_ = logits[logits.size(0) - 1];
   return all_logits ? logits : last_logits_;
