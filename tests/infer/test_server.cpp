@@ -287,6 +287,7 @@ TEST(Server, BadRequestsGetOpenAiErrors) {
   const std::vector<Case> cases = {
       {"/v1/completions", "{not json", "", 400},
       {"/v1/completions", "[1, 2]", "", 400},
+      {"/v1/completions", "{\"prompt\": \"\xff\xfe\"}", "", 400},  // invalid UTF-8 is not JSON
       {"/v1/completions", R"({"max_tokens": 3})", "prompt", 400},
       {"/v1/completions", R"({"prompt": 5})", "prompt", 400},
       {"/v1/completions", R"({"prompt": ["a", "b"]})", "prompt", 400},

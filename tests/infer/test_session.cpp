@@ -225,3 +225,20 @@ TEST(Session, BadInput) {
   EXPECT_THROW(Session::load(lm, path), Error);
   std::filesystem::remove(path);
 }
+
+TEST(Session, SampleVocabKeepsGeneratedIdsBelowIt) {
+  model::CausalLM lm = make_model(15);
+  SessionOptions o = small_blocks();
+  o.sample_vocab = 10;
+  infer::SamplerOptions hot;
+  hot.temperature = 1.5;
+  hot.top_k = 0;
+  hot.top_p = 1.0;
+  hot.min_p = 0.0;
+  infer::Sampler sampler(hot);
+  Session s(lm, o);
+  s.append(random_tokens(5, 16));
+  for (int64_t t : s.generate(40, sampler)) EXPECT_LT(t, 10);
+  o.sample_vocab = 257;
+  EXPECT_THROW(Session(lm, o), Error);
+}

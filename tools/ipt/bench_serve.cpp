@@ -66,7 +66,8 @@ int run(const ServeBenchOptions& o) {
         auto res = client.Post("/v1/completions", body.dump(), "application/json");
         const double ms = latency.ms();
         std::lock_guard<std::mutex> lock(m);
-        if (!res || res->status != 200) {
+        // A streamed response has status 200 before it starts; a failure shows as an error event.
+        if (!res || res->status != 200 || (o.stream && res->body.find("data: {\"error\"") != std::string::npos)) {
           if (errors++ == 0) first_error = res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error());
         } else {
           latencies.push_back(ms);

@@ -76,6 +76,7 @@ int run(const GenerateOptions& o) {
   so.ttt_clip = o.clip;
   so.context = o.context;
   so.prefill_chunk = o.prefill_chunk;
+  if (tokenizer) so.sample_vocab = static_cast<int64_t>(tokenizer->vocab_size());  // only ids it can decode
   const bool resume = !o.session_file.empty() && fs::exists(o.session_file);
   infer::Session session = resume ? infer::Session::load(lm, o.session_file) : infer::Session(lm, so);
   if (resume)

@@ -16,6 +16,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/infer/chat.h"
+#include "ipt/tokenizer/utf8.h"
 
 namespace ipt::infer {
 
@@ -42,9 +43,12 @@ json error_body(const RequestError& e) {
             {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
 }
 
+// JSON text; invalid UTF-8 (from a model's bytes or echoed input) becomes U+FFFD instead of throwing.
+std::string text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_error(httplib::Response& res, const RequestError& e) {
   res.status = e.status;
-  res.set_content(error_body(e).dump(), "application/json");
+  res.set_content(text(error_body(e)), "application/json");
 }
 
 // Typed optional fields: absent or null = not given; any other type is a 400 naming the field.
@@ -186,6 +190,7 @@ struct Server::Impl {
     IPT_CHECK(options.default_max_tokens >= 0, "serve: the default max_tokens must be >= 0");
     IPT_CHECK(static_cast<int64_t>(tokenizer.vocab_size()) <= lm->config().vocab_size, "serve: the tokenizer in ", dir,
               " has ", tokenizer.vocab_size(), " tokens but the model only ", lm->config().vocab_size);
+    options.session.sample_vocab = static_cast<int64_t>(tokenizer.vocab_size());  // only ids it can decode
     Session probe(lm, options.session);  // validates the session defaults now, not per request
     if (!options.session_dir.empty()) fs::create_directories(options.session_dir);
     try {
@@ -444,7 +449,8 @@ struct Server::Impl {
       scanned = bytes.size() > hold ? bytes.size() - hold : 0;  // a match must end in a later token
       const size_t end = utf8_safe_end(bytes, scanned);
       if (emit && end > emitted) {
-        if (!emit(bytes.substr(emitted, end - emitted))) client_gone = true;
+        // Invalid bytes (a model can emit any byte) become U+FFFD, as in the final text.
+        if (!emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted, end - emitted)))) client_gone = true;
         emitted = end;
       }
       return !client_gone;
@@ -452,8 +458,8 @@ struct Server::Impl {
     const auto tokens = session.generate(g.max_tokens, sampler, g.stop_ids, on_token);
     out.completion_tokens = static_cast<int64_t>(tokens.size());
     // The final text with invalid UTF-8 repaired (a generation can stop inside a character).
-    out.text = stop_hit ? bytes : tokenizer.decode(std::vector<int32_t>(tokens.begin(), tokens.end()), true);
-    if (emit && !client_gone && out.text.size() > emitted) emit(out.text.substr(std::min(emitted, out.text.size())));
+    if (emit && !client_gone && bytes.size() > emitted) emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted)));
+    out.text = stop_hit ? tok::to_valid_utf8(bytes) : tokenizer.decode(std::vector<int32_t>(tokens.begin(), tokens.end()), true);
     out.finish_reason = stop_hit || session.stopped_at_stop() ? "stop" : "length";
     return out;
   }
@@ -477,14 +483,14 @@ struct Server::Impl {
     job->created = std::time(nullptr);
     if (!g.stream) {
       Outcome out = run(*job->session, job->g, {});
-      res.set_content(final_body(*job, out).dump(), "application/json");
+      res.set_content(text(final_body(*job, out)), "application/json");
       finish(*job, out);
       return;
     }
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider("text/event-stream", [this, job](size_t, httplib::DataSink& sink) {
       auto send = [&](const json& chunk) {
-        const std::string event = "data: " + chunk.dump() + "\n\n";
+        const std::string event = "data: " + text(chunk) + "\n\n";
         return sink.write(event.data(), event.size());
       };
       try {
@@ -683,7 +689,7 @@ struct Server::Impl {
     http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       json model = {{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "ipt"}};
-      res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), "application/json");
+      res.set_content(text(json{{"object", "list"}, {"data", json::array({model})}}), "application/json");
     });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       auto [free, waiting] = slots.state();
@@ -724,7 +730,7 @@ struct Server::Impl {
     json body = {{"id", std::string(req.matches[1])}, {"object", "session"}, {"position", s.position()},
                  {"ttt_updates", s.ttt_updates()}, {"memory_bytes", s.memory_bytes()}, {"context", s.context()}};
     release(lease);
-    res.set_content(body.dump(), "application/json");
+    res.set_content(text(body), "application/json");
   }
 
   void delete_session(const httplib::Request& req, httplib::Response& res) {

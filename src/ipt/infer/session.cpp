@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "ipt/common/error.h"
@@ -117,6 +118,8 @@ Session::Session(const model::CausalLM& lm, SessionOptions options)
             options_.context);
   IPT_CHECK(options_.prefill_chunk > 0, "session: prefill_chunk must be > 0, got ", options_.prefill_chunk);
   IPT_CHECK(options_.kv_block > 0, "session: kv_block must be > 0, got ", options_.kv_block);
+  IPT_CHECK(options_.sample_vocab >= 0 && options_.sample_vocab <= config.vocab_size,
+            "session: sample_vocab must be in [0, ", config.vocab_size, "], got ", options_.sample_vocab);
   context_ = options_.context > 0 ? options_.context : config.max_position_embeddings;
   IPT_CHECK(context_ > 0, "session: the model has no max_position_embeddings; give a context size");
   const bool decode_update = options_.decode_update.value_or(config.ttt_decode_update);
@@ -160,7 +163,13 @@ std::vector<int64_t> Session::generate(int64_t max_new, Sampler& sampler, const 
   stopped_at_stop_ = false;
   std::vector<int64_t> out;
   while (static_cast<int64_t>(out.size()) < max_new && position() < context_) {
-    const int64_t token = sampler.sample(last_logits_, tokens_);
+    torch::Tensor logits = last_logits_;
+    const int64_t vocab = logits.size(0);
+    if (options_.sample_vocab > 0 && options_.sample_vocab < vocab) {  // ids the tokenizer cannot spell
+      logits = logits.clone();
+      logits.narrow(0, options_.sample_vocab, vocab - options_.sample_vocab).fill_(-1e9);  // finite: the sampler refuses infinities; exp(-1e9) is 0
+    }
+    const int64_t token = sampler.sample(logits, tokens_);
     if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
       stopped_at_stop_ = true;
       break;
@@ -295,7 +304,8 @@ void Session::save(const std::string& path) const {
                                               {"ttt", options_.ttt ? "1" : "0"},
                                               {"context", std::to_string(context_)},
                                               {"prefill_chunk", std::to_string(options_.prefill_chunk)},
-                                              {"kv_block", std::to_string(options_.kv_block)}};
+                                              {"kv_block", std::to_string(options_.kv_block)},
+                                              {"sample_vocab", std::to_string(options_.sample_vocab)}};
   if (options_.decode_update) metadata["decode_update"] = *options_.decode_update ? "1" : "0";
   if (options_.ttt_clip) {
     std::ostringstream clip;
@@ -339,6 +349,7 @@ Session Session::load(const model::CausalLM& lm, const std::string& path) {
   options.context = meta_int(m, "context", path);
   options.prefill_chunk = meta_int(m, "prefill_chunk", path);
   options.kv_block = meta_int(m, "kv_block", path);
+  options.sample_vocab = meta_int(m, "sample_vocab", path);
   if (m.count("decode_update")) options.decode_update = m.at("decode_update") == "1";
   if (m.count("ttt_clip")) options.ttt_clip = std::stod(m.at("ttt_clip"));
   Session session(lm, options);

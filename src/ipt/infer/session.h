@@ -31,6 +31,8 @@ struct SessionOptions {
   int64_t context = 0;                  // most tokens a session may hold; 0 = max_position_embeddings
   int64_t prefill_chunk = 512;          // tokens per forward step while prefilling (bounds memory)
   int64_t kv_block = 256;               // the KV cache grows by this many positions at a time
+  int64_t sample_vocab = 0;             // generate() samples only ids below this (a tokenizer smaller
+                                        // than the model's embedding table); 0 = every id
 };
 
 // Called with each generated token; return false to stop generating.
