@@ -57,6 +57,7 @@ int run(ServeOptions o) {
 
 Register serve_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ServeOptions>();
+  o->server.model_name.clear();  // default: the model directory's name
   CLI::App* cmd = parent.add_subcommand("serve", "OpenAI-compatible HTTP server (completions, chat, sessions)");
   cmd->add_option("-m,--model", o->model, "model directory (with tokenizer.json)")->required();
   cmd->add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
