@@ -12,7 +12,7 @@
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
-#include "ipt/ops/loss/lm_loss.h"
+#include "ipt/model/score.h"
 #include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::cli {
@@ -68,23 +68,23 @@ int run(const ScoreOptions& o) {
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
-  const int64_t n = static_cast<int64_t>(ids.size());
-  torch::Tensor input = torch::tensor(ids, torch::kInt64).view({1, n});
+  model::ScoreOptions options;
+  options.per_token = o.per_token;
   Stopwatch watch;
-  torch::Tensor hidden = lm->hidden_states(input)[0].narrow(0, 0, n - 1);
-  ops::LmLoss loss = ops::lm_loss(hidden, lm->head_weight(), input[0].narrow(0, 1, n - 1).contiguous());
-  const double ms = watch.ms(), mean = loss.loss.item<double>();
+  const model::ScoreResult result = model::score_tokens(lm, ids, options);
+  const double ms = watch.ms(), mean = result.mean_nll();
+  const int64_t n = result.tokens;
   if (o.json) {
-    nlohmann::json out = {{"tokens", n - 1}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
+    nlohmann::json out = {{"tokens", n}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
                           {"seconds", ms / 1000}};
-    if (o.per_token) out["per_token"] = std::vector<double>(loss.token_nll.data_ptr<float>(), loss.token_nll.data_ptr<float>() + n - 1);
+    if (o.per_token) out["per_token"] = std::vector<double>(result.token_nll.data_ptr<float>(), result.token_nll.data_ptr<float>() + n);
     std::cout << out.dump() << "\n";
   } else {
-    std::cout << std::fixed << std::setprecision(4) << "tokens " << n - 1 << "  mean NLL " << mean << "  ppl "
+    std::cout << std::fixed << std::setprecision(4) << "tokens " << n << "  mean NLL " << mean << "  ppl "
               << std::exp(mean) << "  (" << (o.no_ttt ? "TTT off" : "TTT as configured") << ", " << std::setprecision(0)
-              << (n - 1) / (ms / 1000) << " tok/s)\n";
+              << n / (ms / 1000) << " tok/s)\n";
     if (o.per_token)
-      for (int64_t i = 0; i < n - 1; ++i) std::cout << loss.token_nll[i].item<double>() << "\n";
+      for (int64_t i = 0; i < n; ++i) std::cout << result.token_nll[i].item<double>() << "\n";
   }
   return 0;
 }
