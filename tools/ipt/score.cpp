@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
@@ -92,7 +93,7 @@ int run(const ScoreOptions& o) {
 Register score_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ScoreOptions>();
   CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids");
   cmd->add_option("--text", o->text_file, "text file, tokenized with --tokenizer");
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory for --text (default: the model's)");
