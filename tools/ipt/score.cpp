@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "launch.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
@@ -22,6 +23,7 @@ namespace {
 struct ScoreOptions {
   std::string model, ids_file, text_file, tokenizer;
   bool no_ttt = false, json = false, per_token = false;
+  int cp_size = 1, nproc_per_node = 0;
 };
 
 std::vector<int64_t> read_ids(const std::string& path) {
@@ -63,6 +65,18 @@ std::vector<int64_t> tokenize_file(const ScoreOptions& o) {
 }
 
 int run(const ScoreOptions& o) {
+  if (o.nproc_per_node > 0) {
+    IPT_CHECK(o.nproc_per_node == o.cp_size, "score: --nproc-per-node ", o.nproc_per_node, " must equal --cp-size ",
+              o.cp_size, " (scoring one sequence parallelises over context only)");
+    return relaunch_local(o.nproc_per_node);
+  }
+  // Context parallelism: this process is one rank of a torchrun/Slurm-style group.
+  std::unique_ptr<dist::GlooCommunicator> group = join_group_from_environment();
+  const int world = group ? group->size() : 1;
+  IPT_CHECK(world == o.cp_size, "score: --cp-size ", o.cp_size, " but the group has ", world,
+            " processes (launch with --nproc-per-node N, torchrun or srun)");
+  std::unique_ptr<dist::TimedCommunicator> timed;
+  if (group) timed = std::make_unique<dist::TimedCommunicator>(*group);
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
@@ -71,13 +85,16 @@ int run(const ScoreOptions& o) {
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
   model::ScoreOptions options;
   options.per_token = o.per_token;
+  options.context_parallel = timed.get();
   Stopwatch watch;
   const model::ScoreResult result = model::score_tokens(lm, ids, options);
   const double ms = watch.ms(), mean = result.mean_nll();
+  if (group && group->rank() != 0) return 0;  // every rank holds the result; rank 0 prints it
   const int64_t n = result.tokens;
   if (o.json) {
     nlohmann::json out = {{"tokens", n}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
                           {"seconds", ms / 1000}};
+    if (timed) out["context_parallel"] = {{"ranks", world}, {"communication_seconds", timed->milliseconds() / 1000}};
     if (o.per_token) out["per_token"] = std::vector<double>(result.token_nll.data_ptr<float>(), result.token_nll.data_ptr<float>() + n);
     std::cout << out.dump() << "\n";
   } else {
@@ -100,6 +117,10 @@ Register score_command("", [](CLI::App& parent) -> Action {
   cmd->add_flag("--no-ttt", o->no_ttt, "score with the fast weights frozen at W0");
   cmd->add_flag("--json", o->json, "print {\"tokens\", \"mean_nll\", \"ppl\"}");
   cmd->add_flag("--per-token", o->per_token, "also print every token's NLL");
+  cmd->add_option("--cp-size", o->cp_size, "context parallelism: split the sequence over this many processes")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local ranks (with --cp-size N)")
+      ->check(CLI::PositiveNumber);
   return [o] { return run(*o); };
 });
 
