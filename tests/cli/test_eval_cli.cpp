@@ -24,7 +24,7 @@ struct Result {
 };
 
 // Runs build/ipt; stdout and stderr apart, so tests can check that JSON on stdout stays clean.
-Result ipt(const std::string& args) {
+Result run_ipt(const std::string& args) {
   const fs::path err = fs::temp_directory_path() / ("ipt-eval-cli-err-" + std::to_string(::getpid()));
   const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 " + args + " 2>" + err.string();
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
@@ -62,15 +62,15 @@ bool is_png(const std::string& path) {
 
 TEST(EvalCli, PerplexityEqualsScoreOnTheSameTokens) {
   Workspace w;
-  ASSERT_EQ(ipt("init --preset test -o " + (w / "base")).status, 0);
-  ASSERT_EQ(ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 8").status, 0);
+  ASSERT_EQ(run_ipt("init --preset test -o " + (w / "base")).status, 0);
+  ASSERT_EQ(run_ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 8").status, 0);
   const std::vector<int64_t> doc0 = document(60, 1), doc1 = document(30, 2);
   {
     ipt::data::ShardWriter writer(w / "shards", 256);
     writer.add(doc0);
     writer.add(doc1);
   }
-  Result r = ipt("eval ppl -m " + (w / "ttt") + " --data " + (w / "shards") +
+  Result r = run_ipt("eval ppl -m " + (w / "ttt") + " --data " + (w / "shards") +
                  " --contexts 16,40 --block 8 --compare-no-ttt --json --plot " + (w / "ppl.png"));
   ASSERT_EQ(r.status, 0) << r.err;
   const json report = json::parse(r.out);  // stdout is the JSON alone
@@ -86,7 +86,7 @@ TEST(EvalCli, PerplexityEqualsScoreOnTheSameTokens) {
     std::ofstream ids(w / "ids.txt");
     for (size_t i = doc0.size() - 48; i < doc0.size(); ++i) ids << doc0[i] << " ";
   }
-  Result s = ipt("score -m " + (w / "ttt") + " --ids " + (w / "ids.txt") + " --json --per-token");
+  Result s = run_ipt("score -m " + (w / "ttt") + " --ids " + (w / "ids.txt") + " --json --per-token");
   ASSERT_EQ(s.status, 0) << s.err;
   const std::vector<double> nll = json::parse(s.out)["per_token"];
   double sum = 0;
@@ -95,34 +95,34 @@ TEST(EvalCli, PerplexityEqualsScoreOnTheSameTokens) {
 
   // The figure again from the saved report.
   std::ofstream(w / "ppl.json") << r.out;
-  Result p = ipt("plot --kind ppl " + (w / "ppl.json") + " -o " + (w / "again.png"));
+  Result p = run_ipt("plot --kind ppl " + (w / "ppl.json") + " -o " + (w / "again.png"));
   ASSERT_EQ(p.status, 0) << p.err;
   EXPECT_TRUE(is_png(w / "again.png"));
 }
 
 TEST(EvalCli, MalformedInputsGetClearErrors) {
   Workspace w;
-  ASSERT_EQ(ipt("init --preset test -o " + (w / "m")).status, 0);
+  ASSERT_EQ(run_ipt("init --preset test -o " + (w / "m")).status, 0);
   {
     ipt::data::ShardWriter writer(w / "shards", 256);
     writer.add(document(40, 3));
   }
-  Result r = ipt("eval ppl -m " + (w / "m") + " --data " + (w / "shards") + " --contexts 32,16");
+  Result r = run_ipt("eval ppl -m " + (w / "m") + " --data " + (w / "shards") + " --contexts 32,16");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("strictly increasing"), std::string::npos) << r.err;
-  r = ipt("eval ppl -m " + (w / "m") + " --data " + (w / "missing"));
+  r = run_ipt("eval ppl -m " + (w / "m") + " --data " + (w / "missing"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
-  r = ipt("eval ppl -m " + (w / "m") + " --data " + (w / "shards") + " --compare-no-ttt");
+  r = run_ipt("eval ppl -m " + (w / "m") + " --data " + (w / "shards") + " --compare-no-ttt");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("has no TTT layers"), std::string::npos) << r.err;
 
   std::ofstream(w / "bad.json") << "{\"runs\": [";
-  r = ipt("plot --kind ppl " + (w / "bad.json") + " -o " + (w / "x.png"));
+  r = run_ipt("plot --kind ppl " + (w / "bad.json") + " -o " + (w / "x.png"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("not valid JSON"), std::string::npos) << r.err;
   std::ofstream(w / "prefill.json") << R"({"results": [{"length": 8, "ttt": true, "tokens_per_s": 1, "peak_mb": 2}]})";
-  r = ipt("plot --kind ppl " + (w / "prefill.json") + " -o " + (w / "x.png"));
+  r = run_ipt("plot --kind ppl " + (w / "prefill.json") + " -o " + (w / "x.png"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("has no \"runs\""), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(w / "x.png"));
@@ -130,9 +130,9 @@ TEST(EvalCli, MalformedInputsGetClearErrors) {
 
 TEST(EvalCli, PrefillWithSlidingWindowAndBenchAll) {
   Workspace w;
-  ASSERT_EQ(ipt("init --preset test -o " + (w / "base")).status, 0);
-  ASSERT_EQ(ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 16").status, 0);
-  Result r = ipt("bench prefill -m " + (w / "ttt") + " --lengths 64,128 --window 32 --json --plot " + (w / "p.png"));
+  ASSERT_EQ(run_ipt("init --preset test -o " + (w / "base")).status, 0);
+  ASSERT_EQ(run_ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 16").status, 0);
+  Result r = run_ipt("bench prefill -m " + (w / "ttt") + " --lengths 64,128 --window 32 --json --plot " + (w / "p.png"));
   ASSERT_EQ(r.status, 0) << r.err;
   const json report = json::parse(r.out);
   ASSERT_EQ(report["results"].size(), 8u);  // 2 lengths x (full, window) x (TTT, no TTT)
@@ -140,7 +140,7 @@ TEST(EvalCli, PrefillWithSlidingWindowAndBenchAll) {
   EXPECT_TRUE(is_png(w / "p.png"));
 
   const std::string source = IPT_SOURCE_DIR;
-  r = ipt("bench all -m " + (w / "ttt") + " --pp 64 --op-length 64 --tokenizer " + source + "/corpus/tokenizer --text " +
+  r = run_ipt("bench all -m " + (w / "ttt") + " --pp 64 --op-length 64 --tokenizer " + source + "/corpus/tokenizer --text " +
           source + "/corpus/sample/1790_george_washington_n.txt --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const json all = json::parse(r.out);
