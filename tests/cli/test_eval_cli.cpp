@@ -151,3 +151,36 @@ TEST(EvalCli, PrefillWithSlidingWindowAndBenchAll) {
   for (const auto& row : all["rows"]) tokenizer_row |= row["test"] == "tokenizer 1 thread" && row["no_ttt"].is_number();
   EXPECT_TRUE(tokenizer_row) << all.dump();
 }
+
+TEST(EvalCli, RulerThroughSessionsWithAndWithoutTtt) {
+  Workspace w;
+  const std::string source = IPT_SOURCE_DIR;
+  ASSERT_EQ(run_ipt("init --preset test --vocab-size 4096 -o " + (w / "base")).status, 0);
+  ASSERT_EQ(run_ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") + " --ttt-layers 1 --ttt-chunk 64").status, 0);
+  const std::string common = "eval ruler -m " + (w / "ttt") + " --tokenizer " + source + "/corpus/tokenizer --haystack " +
+                             source + "/corpus/sample --lengths 400 --samples 1";
+  Result r = run_ipt(common + " --tasks niah_single_1,vt --compare-no-ttt --json --plot " + (w / "r.png") +
+                     " --predictions " + (w / "p.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json report = json::parse(r.out);
+  ASSERT_EQ(report["runs"].size(), 2u);
+  EXPECT_EQ(report["runs"][0]["results"].size(), 2u);
+  const double average = report["runs"][1]["average"][0]["score"];
+  EXPECT_GE(average, 0.0);
+  EXPECT_LE(average, 100.0);
+  EXPECT_TRUE(is_png(w / "r.png"));
+  std::ifstream predictions(w / "p.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(predictions, line); ++lines) {
+    const json p = json::parse(line);
+    EXPECT_LE(p["prompt_tokens"].get<int64_t>(), 400 - 30);
+  }
+  EXPECT_EQ(lines, 4);  // 2 tasks x 1 sample x 2 runs
+
+  r = run_ipt(common + " --tasks niah_single_1,needle");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("unknown task 'needle'"), std::string::npos) << r.err;
+  r = run_ipt("eval ruler -m " + (w / "ttt") + " --lengths 400");  // ipt init writes no tokenizer
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--tokenizer"), std::string::npos) << r.err;
+}
