@@ -79,6 +79,10 @@ std::string gnuplot_script(const PlotSpec& spec, const std::string& png_path) {
 void plot_png(const PlotSpec& spec, const std::string& png_path) { plot_png(std::vector<PlotSpec>{spec}, png_path); }
 
 void plot_png(const std::vector<PlotSpec>& panels, const std::string& png_path) {
+  // The picture is drawn beside its destination and renamed over it: never over a device or a
+  // directory (-o /dev/null would replace the device node).
+  IPT_CHECK(!std::filesystem::exists(png_path) || std::filesystem::is_regular_file(png_path), "plot: ", png_path,
+            " exists and is not a regular file");
   const std::string tmp = png_path + ".tmp." + std::to_string(getpid()) + ".png";
   const std::string log = tmp + ".log";
   const std::string script = gnuplot_script(panels, tmp);
