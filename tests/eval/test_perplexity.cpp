@@ -80,6 +80,13 @@ TEST(Perplexity, SkipsShortDocumentsAndAveragesTheFinalBlock) {
   // No document long enough: NaN, not zero.
   o.contexts = {500};
   EXPECT_TRUE(std::isnan(eval::sliding_window_perplexity(lm, eval::Documents::from_ids(docs), o)[0].ppl()));
+  // With same_documents every context scores only document 0 (the one long enough for 80).
+  o.contexts = {8, 40, 80};
+  o.same_documents = true;
+  const auto same = eval::sliding_window_perplexity(lm, eval::Documents::from_ids(docs), o);
+  for (const auto& r : same) EXPECT_EQ(r.docs_used, 1) << r.context;
+  EXPECT_EQ(same[2].nll_sum, results[2].nll_sum);
+  o.same_documents = false;
   // --docs limits the documents looked at.
   o.contexts = {8};
   o.max_documents = 2;

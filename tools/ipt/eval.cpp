@@ -103,6 +103,7 @@ int run_ppl(const PplOptions& o) {
   if (has_ttt && !o.no_ttt) runs.push_back(true);
   if (!has_ttt || o.no_ttt || o.compare_no_ttt) runs.push_back(false);
   nlohmann::json report = {{"model", o.model}, {"data", o.data}, {"block", o.eval.block},
+                           {"same_documents", o.eval.same_documents},
                            {"documents", documents.count()}, {"runs", nlohmann::json::array()}};
   Stopwatch watch;
   for (bool ttt : runs) {
@@ -128,6 +129,8 @@ Register eval_ppl("eval", [](CLI::App& parent) -> Action {
   cmd->add_option("--contexts", o->eval.contexts, "context lengths before the block, increasing")->delimiter(',');
   cmd->add_option("--block", o->eval.block, "scored tokens at the end of each document");
   cmd->add_option("--docs", o->eval.max_documents, "use only the first N documents (0 = all)");
+  cmd->add_flag("--same-docs", o->eval.same_documents,
+               "only documents long enough for the largest context, so every point averages the same blocks");
   cmd->add_flag("--no-ttt", o->no_ttt, "only without TTT (fast weights frozen at W0)");
   cmd->add_flag("--compare-no-ttt", o->compare_no_ttt, "with and without TTT in the same run");
   cmd->add_flag("--json", o->json, "print one JSON object");

@@ -81,8 +81,9 @@ std::vector<ContextPerplexity> sliding_window_perplexity(model::CausalLM& lm, co
   for (int64_t context : options.contexts) {
     ContextPerplexity r;
     r.context = context;
+    const int64_t needed = (options.same_documents ? options.contexts.back() : context) + options.block;
     for (int64_t doc = 0; doc < docs; ++doc) {
-      if (documents.length(doc) < context + options.block) {
+      if (documents.length(doc) < needed) {
         ++r.docs_skipped;
         continue;
       }

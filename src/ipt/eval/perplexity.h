@@ -36,6 +36,9 @@ struct PerplexityOptions {
   std::vector<int64_t> contexts{512, 1024, 2048, 4096};  // strictly increasing, each >= 1
   int64_t block = 256;                                   // scored tokens per document
   int64_t max_documents = 0;                             // only the first N documents (0 = all)
+  // Score only documents long enough for the largest context, so every point of the curve averages
+  // the same blocks (otherwise each context uses every document long enough for it).
+  bool same_documents = false;
   void validate() const;                                 // throws ipt::Error naming the bad option
 };
 

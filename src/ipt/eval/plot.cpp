@@ -56,8 +56,10 @@ std::string gnuplot_script(const std::vector<PlotSpec>& panels, const std::strin
     g << (spec.log_x ? "set logscale x 2\n" : "unset logscale x\n");
     g << (spec.log_y ? "set logscale y\n" : "unset logscale y\n");
     g << "plot ";
+    // Each curve its own dash and point type, so equal curves stay visible on top of each other.
     for (size_t i = 0; i < spec.series.size(); ++i)
-      g << (i ? ", " : "") << "'-' using 1:2 with linespoints lw 2 pt 7 ps 0.6 title " << quoted(spec.series[i].label);
+      g << (i ? ", " : "") << "'-' using 1:2 with linespoints lw 2 dt " << i + 1 << " pt " << 7 + 2 * i
+        << " ps 0.8 title " << quoted(spec.series[i].label);
     g << "\n";
     for (const auto& s : spec.series) {
       for (size_t k = 0; k < s.x.size(); ++k) {
