@@ -67,8 +67,10 @@ RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& ha
         const data::SynthSample sample =
             data::generate({task, length, budget, options.seed + static_cast<uint64_t>(i)}, haystack, count);
         const std::vector<int64_t> prompt = prompt_ids(tokenizer, sample.input);
+        // Ids past the tokenizer's vocabulary (models pad their embedding tables) decode to nothing.
         std::vector<int32_t> generated;
-        for (int64_t id : generate(prompt, budget)) generated.push_back(static_cast<int32_t>(id));
+        for (int64_t id : generate(prompt, budget))
+          if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) generated.push_back(static_cast<int32_t>(id));
         RulerSampleResult r{task, length, i, static_cast<int64_t>(prompt.size()), tokenizer.decode(generated, true),
                             sample.answers, 0};
         r.score = data::string_match_all(r.prediction, r.answers);
