@@ -140,16 +140,20 @@ TEST(EvalCli, PrefillWithSlidingWindowAndBenchAll) {
   EXPECT_TRUE(is_png(w / "p.png"));
 
   const std::string source = IPT_SOURCE_DIR;
-  r = run_ipt("bench all -m " + (w / "ttt") + " --pp 64 --op-length 64 --tokenizer " + source + "/corpus/tokenizer --text " +
+  r = run_ipt("bench all -m " + (w / "ttt") + " --pp 64 --tg 8 --op-length 64 --tokenizer " + source + "/corpus/tokenizer --text " +
           source + "/corpus/sample/1790_george_washington_n.txt --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const json all = json::parse(r.out);
   ASSERT_GE(all["rows"].size(), 5u);
   EXPECT_EQ(all["rows"][0]["test"], "pp64");
   EXPECT_GT(all["rows"][0]["ratio"].get<double>(), 0);
-  bool tokenizer_row = false;
-  for (const auto& row : all["rows"]) tokenizer_row |= row["test"] == "tokenizer 1 thread" && row["no_ttt"].is_number();
+  bool tokenizer_row = false, decode_row = false;
+  for (const auto& row : all["rows"]) {
+    tokenizer_row |= row["test"] == "tokenizer 1 thread" && row["no_ttt"].is_number();
+    decode_row |= row["test"] == "tg8 @ pp64" && row["ratio"].is_number();
+  }
   EXPECT_TRUE(tokenizer_row) << all.dump();
+  EXPECT_TRUE(decode_row) << all.dump();
 }
 
 TEST(EvalCli, RulerThroughSessionsWithAndWithoutTtt) {

@@ -1,5 +1,6 @@
 // ipt bench all: one llama-bench-like table over the other benchmarks, each run in child processes
-// of this executable: prefill (ppN) and, where those benchmarks are built, decode (tgN) and train,
+// of this executable (their --worker modes): prefill (ppN) and, where those benchmarks are built,
+// decode (tgN after a ppN prompt) and a training step over ppN tokens,
 // each with and without TTT in the same run with their ratio; the TTT operator at the model's size;
 // the tokenizer's MB/s.
 #include <nlohmann/json.hpp>
@@ -63,18 +64,25 @@ int run(const AllOptions& o, const CLI::App* bench) {
   rows.push_back(row("pp" + std::to_string(o.pp) + " peak", "MB", pp_ttt.is_null() ? pp_ttt : pp_ttt["peak_mb"],
                      pp_plain["peak_mb"]));
 
-  // Decode and training, when this build has those benchmarks (their own --json reports).
+  // Decoding tg tokens after a pp-token prompt, and training steps of pp tokens, through the workers
+  // of ipt bench decode / bench train when this build has them.
   if (has_bench(bench, "decode")) {
-    nlohmann::json d = run_worker("bench decode -m " + m + " --tokens " + std::to_string(o.tg) + " --json");
-    rows.push_back(row("tg" + std::to_string(o.tg), "tokens/s", d.value("ttt_tokens_per_s", nlohmann::json()),
-                       d.value("no_ttt_tokens_per_s", nlohmann::json())));
+    auto [tg_ttt, tg_plain] = sides([&](int ttt) {
+      return run_worker("bench decode -m " + m + " --tokens " + std::to_string(o.tg) + " --worker-context " +
+                        std::to_string(o.pp) + " --worker-ttt " + std::to_string(ttt));
+    });
+    rows.push_back(row("tg" + std::to_string(o.tg) + " @ pp" + std::to_string(o.pp), "tokens/s",
+                       tg_ttt.is_null() ? tg_ttt : tg_ttt["decode_tokens_per_s"], tg_plain["decode_tokens_per_s"]));
   } else {
     rows.push_back(row("tg" + std::to_string(o.tg), "tokens/s", nullptr, nullptr, "bench decode not in this build"));
   }
   if (has_bench(bench, "train")) {
-    nlohmann::json t = run_worker("bench train -m " + m + " --json");
-    rows.push_back(row("train", "tokens/s", t.value("ttt_tokens_per_s", nlohmann::json()),
-                       t.value("no_ttt_tokens_per_s", nlohmann::json())));
+    auto [train_ttt, train_plain] = sides([&](int ttt) {
+      return run_worker("bench train -m " + m + " --seq-len " + std::to_string(o.pp) + " --steps 1 --worker-ttt " +
+                        std::to_string(ttt) + " --worker-checkpointing 0");
+    });
+    rows.push_back(row("train seq " + std::to_string(o.pp), "tokens/s",
+                       train_ttt.is_null() ? train_ttt : train_ttt["tokens_per_s"], train_plain["tokens_per_s"]));
   } else {
     rows.push_back(row("train", "tokens/s", nullptr, nullptr, "bench train not in this build"));
   }
