@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev                      # tensors, autograd, c10d (CPU build: Debian's libtorch 1.13)
+  libgloo-dev                       # headers c10d's ProcessGroupGloo needs (data parallelism)
   libopenblas0-pthread              # without it libtorch's GEMM is the reference BLAS: ~5 instead of ~200 GFLOP/s
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -118,7 +119,7 @@ int run(const PrefillOptions& o) {
 Register bench_prefill("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<PrefillOptions>();
   CLI::App* cmd = parent.add_subcommand("prefill", "prefill tokens/s and peak memory per length, with and without TTT");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--lengths", o->lengths, "sequence lengths")->delimiter(',');
   cmd->add_option("--up-to", o->up_to, "lengths 8192, 16384, ... up to this one, stopping at the first that fails");
   cmd->add_option("--window", o->window, "also run with every layer's attention a sliding window of W tokens");

@@ -95,6 +95,42 @@ DecoderModelImpl::DecoderModelImpl(const ModelConfig& c) {
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
+namespace {
+
+// Per-layer gradient checkpointing (libtorch 1.13 has no torch::utils::checkpoint): the forward runs
+// the layer without building a graph and saves only its inputs; the backward runs it again with
+// gradients on and back-propagates through that fresh graph, which also accumulates the layer's
+// parameter gradients (the reentrant form of torch.utils.checkpoint).
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor embeddings,
+                               DecoderLayerImpl* layer, torch::Tensor positions, std::vector<int64_t> cu_seqlens) {
+    ctx->save_for_backward({x, embeddings});
+    ctx->saved_data["layer"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(layer));
+    ctx->saved_data["positions"] = positions;
+    ctx->saved_data["cu_seqlens"] = cu_seqlens;
+    torch::NoGradGuard no_grad;
+    return layer->forward(x, embeddings, positions, cu_seqlens);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(static_cast<intptr_t>(ctx->saved_data["layer"].toInt()));
+    torch::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
+    torch::Tensor embeddings = saved[1].detach().requires_grad_(saved[1].requires_grad());
+    torch::Tensor out;
+    {
+      torch::AutoGradMode grad_on(true);
+      out = layer->forward(x, embeddings, ctx->saved_data["positions"].toTensor(),
+                           ctx->saved_data["cu_seqlens"].toIntVector());
+    }
+    torch::autograd::backward({out}, {grad_out[0]});
+    return {x.grad(), embeddings.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 CausalLMImpl::CausalLMImpl(ModelConfig config) : config_(std::move(config)) {
   config_.validate();
   model = register_module("model", DecoderModel(config_));
@@ -134,7 +170,16 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
   positions = positions.to(input_ids.device());
   torch::Tensor embeddings = model->embed_tokens(input_ids);
   torch::Tensor x = embeddings;
-  for (const auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, embeddings, positions, local_cu);
+  const bool checkpoint = gradient_checkpointing_ && torch::GradMode::is_enabled() && !dist::active_context_parallel();
+  for (const auto& layer : *model->layers) {
+    DecoderLayerImpl* decoder_layer = layer->as<DecoderLayer>();
+    // A layer whose inputs need no gradient (frozen layers below it) would drop out of the graph
+    // under the checkpoint function, losing its own parameters' gradients: run it plainly.
+    if (checkpoint && (x.requires_grad() || embeddings.requires_grad()))
+      x = CheckpointedLayer::apply(x, embeddings, decoder_layer, positions, local_cu);
+    else
+      x = decoder_layer->forward(x, embeddings, positions, local_cu);
+  }
   return model->norm(x);
 }
 

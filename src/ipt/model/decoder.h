@@ -81,6 +81,10 @@ class CausalLMImpl : public torch::nn::Module {
   void init_ttt_drop_in(uint64_t seed);
 
   const ModelConfig& config() const { return config_; }
+  // Training: recompute each layer in the backward instead of keeping its activations (only the
+  // layer inputs stay alive). Off outside training; not combined with context parallelism.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   // Positions restarting at every document start: [L] (or [B, L] for padded rows, all arange).
   static torch::Tensor positions_for(int64_t length, const std::vector<int64_t>& cu_seqlens);
 
@@ -89,6 +93,7 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(CausalLM);
 

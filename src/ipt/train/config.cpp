@@ -73,6 +73,7 @@ void parse_model(const YAML::Node& node, ModelSection& m) {
     if (key == "model_path") m.model_path = as<std::string>(v, name, "a string");
     else if (key == "init_preset") m.init_preset = as<std::string>(v, name, "a string");
     else if (key == "init_config") m.init_config = as<std::string>(v, name, "a string");
+    else if (key == "tokenizer_path") m.tokenizer_path = as<std::string>(v, name, "a string");
     else if (key == "foundation") {
       IPT_CHECK(v.IsMap(), name, ": expected a mapping of ttt_* keys");
       for (const auto& f : v) {
@@ -90,7 +91,7 @@ void parse_model(const YAML::Node& node, ModelSection& m) {
         else throw Error(fname + ": unknown key");
       }
     } else {
-      throw Error(name + ": unknown key (known: model_path, init_preset, init_config, foundation)");
+      throw Error(name + ": unknown key (known: model_path, init_preset, init_config, tokenizer_path, foundation)");
     }
   }
 }
@@ -144,6 +145,7 @@ void parse_train(const YAML::Node& node, TrainSection& t, std::vector<std::strin
     else if (key == "max_grad_norm") t.max_grad_norm = number();
     else if (key == "max_steps") t.max_steps = integer();
     else if (key == "save_steps") t.save_steps = integer();
+    else if (key == "eval_batches") t.eval_batches = integer();
     else if (key == "eval_steps") t.eval_steps = integer();
     else if (key == "log_steps") t.log_steps = integer();
     else if (key == "enable_gradient_checkpointing") t.enable_gradient_checkpointing = flag();
@@ -263,6 +265,12 @@ void validate(const TrainConfig& c, int world_size) {
   IPT_CHECK(t.save_steps >= 0 && t.eval_steps >= 0 && t.log_steps > 0,
             "train.save_steps and eval_steps must be >= 0, log_steps > 0");
   if (t.eval_steps > 0) IPT_CHECK(!c.data.val_path.empty(), "train.eval_steps needs data.val_path");
+  IPT_CHECK(t.eval_batches > 0, "train.eval_batches must be > 0");
+  IPT_CHECK(c.data.train_path.size() == 1 && c.data.val_path.size() <= 1,
+            "data.train_path / data.val_path: give one dataset each (merge several with `ipt data prepare --append`)");
+  if (!c.model.tokenizer_path.empty())
+    IPT_CHECK(fs::exists(fs::path(c.model.tokenizer_path) / "tokenizer.json"), "model.tokenizer_path: no tokenizer.json in ",
+              c.model.tokenizer_path);
 }
 
 double learning_rate(const TrainSection& t, int64_t step) {

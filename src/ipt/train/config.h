@@ -15,6 +15,7 @@ struct ModelSection {
   std::string model_path;   // a Hugging Face checkpoint directory...
   std::string init_preset;  // ...or a random initialisation: a preset name (ipt init --preset)
   std::string init_config;  // ...or a config.json to initialise from
+  std::string tokenizer_path;  // tokenizer files copied into checkpoints (default: model_path's)
   // model.foundation: the TTT keys; unset keeps what the checkpoint's config.json says.
   std::optional<bool> ttt_mode, ttt_proj;
   std::optional<std::vector<int64_t>> ttt_layers;
@@ -45,6 +46,7 @@ struct TrainSection {
   int64_t max_steps = 100;
   int64_t save_steps = 0;  // 0 = only at the end
   int64_t eval_steps = 0;  // 0 = never
+  int64_t eval_batches = 4;  // validation batches (of micro_batch_size rows per rank) per evaluation
   int64_t log_steps = 1;
   bool enable_gradient_checkpointing = false;
   bool enable_mixed_precision = false;  // bf16 autocast on CUDA; ignored on CPU

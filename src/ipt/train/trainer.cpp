@@ -1,0 +1,496 @@
+#include "ipt/train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "ipt/common/error.h"
+#include "ipt/eval/plot.h"
+#include "ipt/eval/timing.h"
+#include "ipt/io/safetensors.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/model/presets.h"
+#include "ipt/ops/loss/lm_loss.h"
+
+namespace ipt::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kBucketBytes = 25 << 20;  // gradient all-reduce bucket, as DDP's default
+
+void apply_foundation(const ModelSection& m, model::ModelConfig& c) {
+  if (m.ttt_mode) c.ttt_mode = *m.ttt_mode;
+  if (m.ttt_layers) c.ttt_layers = *m.ttt_layers;
+  if (m.ttt_proj) c.ttt_proj = *m.ttt_proj;
+  if (m.ttt_lr) c.ttt_lr = *m.ttt_lr;
+  if (m.ttt_clip) c.ttt_clip = *m.ttt_clip;
+  if (m.ttt_chunk) c.ttt_chunk = *m.ttt_chunk;
+  if (m.ttt_target) c.ttt_target = *m.ttt_target;
+  if (m.ttt_conv_padding) c.ttt_conv_padding = *m.ttt_conv_padding;
+  if (m.ttt_target_kind) c.ttt_target_kind = *m.ttt_target_kind;
+  c.validate();
+}
+
+bool is_ttt_parameter(const std::string& name) { return name.find(".mlp.ttt_") != std::string::npos; }
+
+// Writes `text` to `path` through a temporary file that is flushed to disk before the rename.
+void write_file_durably(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  IPT_CHECK(fd >= 0, "cannot create ", tmp.string(), ": ", std::strerror(errno));
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error("cannot write " + tmp.string() + ": " + std::strerror(err));
+    }
+    written += static_cast<size_t>(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  IPT_CHECK(synced, "cannot flush ", tmp.string(), " to disk: ", std::strerror(err));
+  fs::rename(tmp, path);
+}
+
+void fsync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(seconds);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h";
+  out << std::setw(s >= 3600 ? 2 : 1) << std::setfill('0') << (s / 60) % 60 << "m" << std::setw(2) << s % 60 << "s";
+  return out.str();
+}
+
+bool single_piece_rows(const data::Batch& batch) {
+  const int64_t L = batch.input_ids.size(1);
+  for (const auto& cu : batch.cu_seqlens)
+    if (!(cu.size() == 2 && cu[0] == 0 && cu[1] == L)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& output_dir) {
+  std::string best;
+  int64_t best_step = -1;
+  if (!fs::is_directory(output_dir)) return best;
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint-", 0) != 0 || !fs::exists(entry.path() / "trainer_state.json")) continue;
+    char* end = nullptr;
+    const int64_t step = std::strtoll(name.c_str() + 11, &end, 10);
+    if (end && *end == '\0' && step > best_step) {
+      best_step = step;
+      best = entry.path().string();
+    }
+  }
+  return best;
+}
+
+Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions options)
+    : config_(std::move(config)), comm_(comm), options_(std::move(options)) {
+  validate(config_, world());
+  accumulation_ = config_.accumulation_steps(world());
+  IPT_CHECK(config_.data.synthetic_mix.empty(), "data.synthetic_mix: mixing synthetic tasks into training is not ",
+            "implemented yet; generate them with `ipt data synth` and prepare them into the dataset");
+  train_data_ = std::make_unique<data::Dataset>(config_.data.train_path.front());
+  IPT_CHECK(train_data_->documents() > 0, "data.train_path: ", config_.data.train_path.front(), " holds no documents");
+  if (!config_.data.val_path.empty()) val_data_ = std::make_unique<data::Dataset>(config_.data.val_path.front());
+
+  std::string resume_dir;
+  if (!options_.resume.empty()) {
+    resume_dir = options_.resume == "latest" ? latest_checkpoint(config_.train.output_dir) : options_.resume;
+    IPT_CHECK(!resume_dir.empty(), "--resume latest: no checkpoint-STEP directory in ", config_.train.output_dir);
+    IPT_CHECK(fs::exists(fs::path(resume_dir) / "trainer_state.json"), "--resume: ", resume_dir,
+              " is not a training checkpoint (no trainer_state.json)");
+  }
+  build_model();
+  if (!resume_dir.empty()) load_checkpoint(resume_dir);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::build_model() {
+  const ModelSection& m = config_.model;
+  const int64_t data_vocab = train_data_->meta().vocab_size;
+  if (!m.model_path.empty()) {
+    model::ModelConfig c = model::ModelConfig::load((fs::path(m.model_path) / "config.json").string());
+    apply_foundation(m, c);
+    model::LoadOptions load;
+    load.drop_in_missing_ttt = true;  // TTT turned on for a plain checkpoint: convert on load
+    load.config_override = &c;
+    model_ = model::load_model(m.model_path, load);
+    tokenizer_dir_ = m.model_path;
+  } else {
+    model::ModelConfig c = !m.init_preset.empty() ? model::preset_config(m.init_preset, "qwen3", data_vocab)
+                                                  : model::ModelConfig::load(m.init_config);
+    apply_foundation(m, c);
+    model_ = model::CausalLM(c);
+    model_->init_weights(config_.train.seed);
+  }
+  if (!m.tokenizer_path.empty()) tokenizer_dir_ = m.tokenizer_path;
+  IPT_CHECK(data_vocab <= model_->config().vocab_size, "data.train_path: the dataset's vocabulary (", data_vocab,
+            ") is larger than the model's (", model_->config().vocab_size, ")");
+  model_->train();
+  model_->set_gradient_checkpointing(config_.train.enable_gradient_checkpointing);
+
+  const bool ttt_only = config_.train.trainable == "ttt";
+  for (auto& p : model_->named_parameters()) {
+    const bool train = !ttt_only || is_ttt_parameter(p.key());
+    p.value().set_requires_grad(train);
+    if (train) trainable_.emplace_back(p.key(), p.value());
+  }
+  IPT_CHECK(!trainable_.empty(), "train.trainable: ttt, but the model has no TTT layers (set model.foundation.ttt_mode ",
+            "and ttt_layers)");
+  AdamWOptions adam;
+  adam.beta1 = config_.train.adam_beta1;
+  adam.beta2 = config_.train.adam_beta2;
+  adam.eps = config_.train.adam_eps;
+  adam.weight_decay = config_.train.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(trainable_, adam);
+
+  data::LoaderOptions lo;
+  lo.batch_size = config_.train.micro_batch_size;
+  lo.seq_len = config_.data.max_seq_len;
+  lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
+  lo.rank = rank();
+  lo.world_size = world();
+  lo.shuffle = config_.data.shuffle;
+  lo.seed = config_.train.seed;
+  lo.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
+  loader_ = std::make_unique<data::Loader>(*train_data_, lo);
+}
+
+int64_t Trainer::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : model_->parameters()) n += p.numel();
+  return n;
+}
+
+int64_t Trainer::trainable_count() const {
+  int64_t n = 0;
+  for (const auto& [name, p] : trainable_) n += p.numel();
+  return n;
+}
+
+double Trainer::accumulate(const data::Batch& batch, double scale) {
+  const int64_t d = model_->config().hidden_size;
+  auto run = [&](const torch::Tensor& ids, const torch::Tensor& labels, const std::vector<int64_t>& cu) -> double {
+    torch::Tensor hidden = model_->hidden_states(ids, cu);
+    ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), labels.reshape({-1}));
+    if (l.counted == 0) return 0.0;
+    torch::Tensor nll_sum = l.loss * static_cast<double>(l.counted);
+    (nll_sum * scale).backward();
+    return nll_sum.item<double>();
+  };
+  // Rows of one document each run as one batch; rows with several packed documents one by one
+  // (the model takes document offsets for a single packed row).
+  if (single_piece_rows(batch)) return run(batch.input_ids, batch.labels, {});
+  double total = 0;
+  for (int64_t row = 0; row < batch.input_ids.size(0); ++row)
+    total += run(batch.input_ids.narrow(0, row, 1), batch.labels.narrow(0, row, 1), batch.cu_seqlens[row]);
+  return total;
+}
+
+void Trainer::all_reduce_gradients() {
+  if (world() == 1) return;
+  torch::NoGradGuard no_grad;
+  // Flatten into ~25 MB buckets: few large messages instead of one per tensor.
+  std::vector<torch::Tensor> bucket;
+  int64_t bytes = 0;
+  auto flush = [&] {
+    if (bucket.empty()) return;
+    std::vector<torch::Tensor> flat;
+    for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
+    torch::Tensor joined = torch::cat(flat);
+    comm_->all_reduce_sum(joined);
+    int64_t offset = 0;
+    for (auto& g : bucket) {
+      g.copy_(joined.narrow(0, offset, g.numel()).view_as(g));
+      offset += g.numel();
+    }
+    bucket.clear();
+    bytes = 0;
+  };
+  for (auto& [name, p] : trainable_) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // every rank sends the same layout
+    bucket.push_back(p.grad());
+    bytes += p.grad().numel() * p.grad().element_size();
+    if (bytes >= kBucketBytes) flush();
+  }
+  flush();
+}
+
+StepResult Trainer::step() {
+  IPT_CHECK(step_ < config_.train.max_steps, "train.max_steps (", config_.train.max_steps, ") already reached");
+  Stopwatch clock;
+  // Read the whole global batch first: the loss of every micro-batch is scaled by the label tokens
+  // of the global batch, so k micro-batches sum to exactly the gradient of one batch of k.
+  std::vector<data::Batch> micro;
+  int64_t local_tokens = 0;
+  for (int64_t i = 0; i < accumulation_; ++i) {
+    micro.push_back(loader_->next());
+    local_tokens += micro.back().label_tokens();
+  }
+  torch::Tensor counts = torch::tensor({static_cast<double>(local_tokens)}, torch::kFloat64);
+  if (comm_) comm_->all_reduce_sum(counts);
+  const double global_tokens = counts.item<double>();
+
+  for (auto& [name, p] : trainable_)
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  double nll = 0;
+  if (global_tokens > 0)
+    for (const data::Batch& b : micro) nll += accumulate(b, 1.0 / global_tokens);
+  all_reduce_gradients();
+  torch::Tensor nll_sum = torch::tensor({nll}, torch::kFloat64);
+  if (comm_) comm_->all_reduce_sum(nll_sum);
+
+  StepResult r;
+  r.grad_norm = clip_grad_norm(trainable_, config_.train.max_grad_norm);
+  r.lr = learning_rate(config_.train, step_);
+  optimizer_->step(r.lr);
+  ++step_;
+  r.step = step_;
+  r.tokens = static_cast<int64_t>(global_tokens);
+  r.loss = global_tokens > 0 ? nll_sum.item<double>() / global_tokens : std::nan("");
+  const double all_tokens = static_cast<double>(config_.train.global_batch_size * config_.data.max_seq_len);
+  r.tokens_per_s = all_tokens / (clock.ms() / 1000.0);
+  return r;
+}
+
+double Trainer::evaluate() {
+  IPT_CHECK(val_data_, "evaluation needs data.val_path");
+  torch::NoGradGuard no_grad;
+  data::LoaderOptions lo;
+  lo.batch_size = config_.train.micro_batch_size;
+  lo.seq_len = config_.data.max_seq_len;
+  lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
+  lo.rank = rank();
+  lo.world_size = world();
+  lo.shuffle = false;  // the same batches every evaluation
+  data::Loader loader(*val_data_, lo);
+  const int64_t d = model_->config().hidden_size;
+  double nll = 0, counted = 0;
+  for (int64_t i = 0; i < config_.train.eval_batches; ++i) {
+    data::Batch b = loader.next();
+    const bool whole = single_piece_rows(b);
+    for (int64_t row = 0; row < (whole ? 1 : b.input_ids.size(0)); ++row) {
+      torch::Tensor ids = whole ? b.input_ids : b.input_ids.narrow(0, row, 1);
+      torch::Tensor labels = whole ? b.labels : b.labels.narrow(0, row, 1);
+      torch::Tensor hidden = model_->hidden_states(ids, whole ? std::vector<int64_t>{} : b.cu_seqlens[row]);
+      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), labels.reshape({-1}));
+      nll += l.token_nll.sum().item<double>();
+      counted += static_cast<double>(l.counted);
+    }
+  }
+  torch::Tensor sums = torch::tensor({nll, counted}, torch::kFloat64);
+  if (comm_) comm_->all_reduce_sum(sums);
+  IPT_CHECK(sums[1].item<double>() > 0, "data.val_path: the validation batches hold no tokens");
+  return sums[0].item<double>() / sums[1].item<double>();
+}
+
+std::string Trainer::save_checkpoint() {
+  const fs::path out(config_.train.output_dir);
+  const fs::path final_dir = out / ("checkpoint-" + std::to_string(step_));
+  if (!is_main()) return final_dir.string();
+  const fs::path tmp = out / (".checkpoint-" + std::to_string(step_) + ".tmp");
+  try {
+    fs::create_directories(out);
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    model::save_model(model_, tmp.string());
+    if (!tokenizer_dir_.empty()) model::copy_tokenizer_files(tokenizer_dir_, tmp.string());
+    io::TensorMap state = optimizer_->state();
+    {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      state["rng/torch_cpu"] = generator.get_state();
+    }
+    io::write_safetensors((tmp / "optimizer.safetensors").string(), state);
+    const data::LoaderPosition& pos = loader_->position();
+    nlohmann::json j = {{"step", step_},
+                        {"max_steps", config_.train.max_steps},
+                        {"world_size", world()},
+                        {"global_batch_size", config_.train.global_batch_size},
+                        {"micro_batch_size", config_.train.micro_batch_size},
+                        {"max_seq_len", config_.data.max_seq_len},
+                        {"seed", config_.train.seed},
+                        {"trainable", config_.train.trainable},
+                        {"data_position", {{"epoch", pos.epoch}, {"index", pos.index}, {"offset", pos.offset}}}};
+    write_file_durably(tmp / "trainer_state.json", j.dump(2) + "\n");
+    fsync_directory(tmp);
+    // Swap in: an older copy of the same step goes only after the new one is complete.
+    const fs::path old = out / (".checkpoint-" + std::to_string(step_) + ".old");
+    fs::remove_all(old);
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    fsync_directory(out);
+    fs::remove_all(old);
+  } catch (const fs::filesystem_error& e) {
+    throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
+                " (is the disk full?); the previous checkpoints are untouched");
+  } catch (const Error& e) {
+    throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
+                " (is the disk full?); the previous checkpoints are untouched");
+  }
+  return final_dir.string();
+}
+
+void Trainer::load_checkpoint(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "trainer_state.json");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("--resume: " + dir + "/trainer_state.json is not valid JSON: " + e.what());
+  }
+  try {
+    step_ = j.at("step").get<int64_t>();
+    IPT_CHECK(j.at("global_batch_size").get<int64_t>() == config_.train.global_batch_size &&
+                  j.at("max_seq_len").get<int64_t>() == config_.data.max_seq_len,
+              "--resume: ", dir, " was trained with global_batch_size ", j.at("global_batch_size"), " and max_seq_len ",
+              j.at("max_seq_len"), "; the config says ", config_.train.global_batch_size, " and ",
+              config_.data.max_seq_len, " (the data position would not match)");
+    const auto& pos = j.at("data_position");
+    data::LoaderPosition p{pos.at("epoch").get<int64_t>(), pos.at("index").get<int64_t>(),
+                           pos.at("offset").get<int64_t>()};
+    data::LoaderOptions lo;
+    lo.batch_size = config_.train.micro_batch_size;
+    lo.seq_len = config_.data.max_seq_len;
+    lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
+    lo.rank = rank();
+    lo.world_size = world();
+    lo.shuffle = config_.data.shuffle;
+    lo.seed = config_.train.seed;
+    lo.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
+    loader_ = std::make_unique<data::Loader>(*train_data_, lo, p);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("--resume: " + dir + "/trainer_state.json: " + e.what());
+  }
+  io::TensorMap weights = io::load_checkpoint(dir);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->named_parameters()) {
+      auto it = weights.find(p.key());
+      IPT_CHECK(it != weights.end(), "--resume: ", dir, " has no tensor ", p.key());
+      IPT_CHECK(it->second.sizes() == p.value().sizes(), "--resume: ", p.key(), " in ", dir, " has shape ",
+                it->second.sizes(), ", the model has ", p.value().sizes());
+      p.value().copy_(it->second);
+    }
+  }
+  io::TensorMap state = io::read_safetensors((fs::path(dir) / "optimizer.safetensors").string());
+  optimizer_->load_state(state);
+  if (auto it = state.find("rng/torch_cpu"); it != state.end()) {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(it->second.clone());
+  }
+  // metrics.jsonl keeps the steps up to this checkpoint only.
+  const fs::path metrics = fs::path(config_.train.output_dir) / "metrics.jsonl";
+  if (is_main() && fs::exists(metrics)) {
+    std::ifstream min(metrics);
+    std::string kept, line;
+    while (std::getline(min, line)) {
+      auto m = nlohmann::json::parse(line, nullptr, false);
+      if (!m.is_discarded() && m.value("step", int64_t{0}) <= step_) kept += line + "\n";
+    }
+    write_file_durably(metrics, kept);
+  }
+}
+
+void Trainer::log(const StepResult& r, std::optional<double> val_loss) {
+  if (!is_main()) return;
+  nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"tokens_per_s", r.tokens_per_s},
+                      {"grad_norm", r.grad_norm}, {"tokens", r.tokens}};
+  if (val_loss) j["val_loss"] = *val_loss;
+  const fs::path metrics = fs::path(config_.train.output_dir) / "metrics.jsonl";
+  std::ofstream out(metrics, std::ios::app);
+  out << j.dump() << "\n";
+  out.flush();
+  IPT_CHECK(out.good(), "cannot append to ", metrics.string(), " (is the disk full?)");
+}
+
+void Trainer::write_plot() {
+  if (!is_main() || !options_.plot) return;
+  const fs::path dir(config_.train.output_dir);
+  std::ifstream in(dir / "metrics.jsonl");
+  PlotSeries train{"train loss", {}, {}}, val{"validation loss", {}, {}};
+  for (std::string line; std::getline(in, line);) {
+    auto m = nlohmann::json::parse(line, nullptr, false);
+    if (m.is_discarded() || !m.contains("step")) continue;
+    train.x.push_back(m["step"].get<double>());
+    train.y.push_back(m["loss"].get<double>());
+    if (m.contains("val_loss")) {
+      val.x.push_back(m["step"].get<double>());
+      val.y.push_back(m["val_loss"].get<double>());
+    }
+  }
+  if (train.x.empty()) return;
+  PlotSpec spec;
+  spec.title = "training loss";
+  spec.xlabel = "step";
+  spec.ylabel = "loss (nats/token)";
+  spec.series.push_back(train);
+  if (!val.x.empty()) spec.series.push_back(val);
+  try {
+    plot_png(spec, (dir / "loss.png").string());
+  } catch (const Error& e) {
+    std::cerr << "warning: no loss plot: " << e.what() << "\n";  // training results stay valid
+  }
+}
+
+void Trainer::train() {
+  const TrainSection& t = config_.train;
+  if (is_main()) fs::create_directories(t.output_dir);
+  const bool tty = ::isatty(STDERR_FILENO);
+  Stopwatch clock;
+  const int64_t first = step_;
+  while (step_ < t.max_steps) {
+    StepResult r = step();
+    std::optional<double> val_loss;
+    if (t.eval_steps > 0 && (step_ % t.eval_steps == 0 || step_ == t.max_steps)) val_loss = evaluate();
+    if (step_ % t.log_steps == 0 || step_ == t.max_steps || val_loss) log(r, val_loss);
+    if (is_main() && options_.progress) {
+      const double elapsed = clock.ms() / 1000.0;
+      const double eta = elapsed / (step_ - first) * (t.max_steps - step_);
+      std::ostringstream line;
+      line << "step " << step_ << "/" << t.max_steps << "  loss " << std::fixed << std::setprecision(4) << r.loss
+           << "  lr " << std::scientific << std::setprecision(2) << r.lr << std::fixed << std::setprecision(0)
+           << "  " << r.tokens_per_s << " tok/s  ETA " << format_duration(eta);
+      if (val_loss) line << "  val " << std::setprecision(4) << *val_loss;
+      if (tty) std::cerr << "\r\033[K" << line.str() << std::flush;
+      else if (step_ % t.log_steps == 0 || step_ == t.max_steps || val_loss) std::cerr << line.str() << "\n";
+    }
+    if ((t.save_steps > 0 && step_ % t.save_steps == 0) || step_ == t.max_steps) {
+      const std::string path = save_checkpoint();
+      write_plot();
+      if (is_main() && options_.progress) std::cerr << (tty ? "\n" : "") << "saved " << path << "\n";
+    }
+  }
+  if (is_main() && options_.progress && tty) std::cerr << "\n";
+}
+
+}  // namespace ipt::train

@@ -1,0 +1,324 @@
+// The training loop on a test-size model and a small synthetic dataset: the loss falls, gradient
+// accumulation and data parallelism (two processes over Gloo) give the one-big-batch update,
+// resume is bit-exact, `ttt`-only training touches only TTT tensors, a converted model starts at
+// the base model's loss, gradient checkpointing changes nothing, and bad configs fail up front.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "ipt/common/error.h"
+#include "ipt/data/shards.h"
+#include "ipt/io/safetensors.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/model/presets.h"
+#include "ipt/train/trainer.h"
+
+using namespace ipt;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Documents counting upwards from a random start (mod 250): learnable, so the loss must fall.
+fs::path counting_dataset(const std::string& name, int64_t documents, int64_t min_length, uint64_t seed) {
+  const fs::path dir = scratch_dir(name);
+  std::mt19937_64 rng(seed);
+  data::ShardWriter writer(dir.string(), 256);
+  for (int64_t d = 0; d < documents; ++d) {
+    const int64_t length = min_length + static_cast<int64_t>(rng() % 40);
+    const int64_t start = static_cast<int64_t>(rng() % 250);
+    std::vector<int64_t> doc;
+    for (int64_t i = 0; i < length; ++i) doc.push_back((start + i) % 250);
+    writer.add(doc);
+  }
+  writer.finish();
+  return dir;
+}
+
+const fs::path& train_data() {
+  static const fs::path dir = counting_dataset("data_train", 120, 40, 1);
+  return dir;
+}
+const fs::path& val_data() {
+  static const fs::path dir = counting_dataset("data_val", 20, 40, 2);
+  return dir;
+}
+
+std::string base_yaml(const std::string& output_dir) {
+  return "model:\n"
+         "  init_preset: test\n"
+         "  foundation: {ttt_mode: true, ttt_layers: [1], ttt_chunk: 16}\n"
+         "data:\n"
+         "  train_path: " + train_data().string() + "\n"
+         "  max_seq_len: 32\n"
+         "train:\n"
+         "  output_dir: " + output_dir + "\n"
+         "  global_batch_size: 4\n"
+         "  micro_batch_size: 2\n"
+         "  lr: 0.003\n"
+         "  lr_warmup_ratio: 0.1\n"
+         "  max_steps: 4\n"
+         "  seed: 7\n";
+}
+
+train::TrainConfig make_config(const std::string& output_dir, const std::vector<std::string>& overrides = {}) {
+  return train::parse_train_config(base_yaml(output_dir), overrides);
+}
+
+train::TrainerOptions quiet() {
+  train::TrainerOptions o;
+  o.progress = false;
+  o.plot = false;
+  return o;
+}
+
+std::map<std::string, torch::Tensor> weights(train::Trainer& t) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : t.model()->named_parameters()) out[p.key()] = p.value().detach().clone();
+  return out;
+}
+
+double max_relative_difference(const std::map<std::string, torch::Tensor>& a,
+                               const std::map<std::string, torch::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    const torch::Tensor& u = b.at(name);
+    worst = std::max(worst, ((t - u).abs().max() / u.abs().max().clamp_min(1e-12)).item<double>());
+  }
+  return worst;
+}
+
+void replace_once(std::string& text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+}
+
+void expect_error(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    FAIL() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(AdamW, MatchesScalarReference) {
+  torch::manual_seed(3);
+  torch::Tensor w = torch::randn({5, 3}), norm = torch::randn({3});
+  train::NamedParameters params{{"layer.weight", w.clone()}, {"layer.norm.weight", norm.clone()}};
+  train::AdamWOptions o{0.9, 0.95, 1e-8, 0.1};
+  train::AdamW adam(params, o);
+  std::vector<torch::Tensor> m{torch::zeros_like(w), torch::zeros_like(norm)}, v{torch::zeros_like(w), torch::zeros_like(norm)};
+  std::vector<torch::Tensor> ref{w.clone(), norm.clone()};
+  for (int step = 1; step <= 3; ++step) {
+    const double lr = 0.01 * step;
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::Tensor g = torch::randn_like(ref[i]);
+      params[i].second.mutable_grad() = g.clone();
+      auto* r = ref[i].data_ptr<float>();
+      auto* gm = g.data_ptr<float>();
+      auto* mm = m[i].data_ptr<float>();
+      auto* vv = v[i].data_ptr<float>();
+      for (int64_t k = 0; k < ref[i].numel(); ++k) {
+        if (i == 0) r[k] *= static_cast<float>(1 - lr * o.weight_decay);  // the norm gain is exempt
+        mm[k] = 0.9f * mm[k] + 0.1f * gm[k];
+        vv[k] = 0.95f * vv[k] + 0.05f * gm[k] * gm[k];
+        const double mhat = mm[k] / (1 - std::pow(0.9, step)), vhat = vv[k] / (1 - std::pow(0.95, step));
+        r[k] -= static_cast<float>(lr * mhat / (std::sqrt(vhat) + 1e-8));
+      }
+    }
+    adam.step(lr);
+  }
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].second, ref[i], 1e-5, 1e-6));
+  EXPECT_FALSE(train::decays("model.embed_tokens.weight"));
+  EXPECT_FALSE(train::decays("model.layers.0.input_layernorm.weight"));
+  EXPECT_TRUE(train::decays("model.layers.0.mlp.ttt_proj.weight"));
+}
+
+TEST(AdamW, ClipsGlobalNorm) {
+  train::NamedParameters params{{"a", torch::zeros({2})}, {"b", torch::zeros({1})}};
+  params[0].second.mutable_grad() = torch::tensor({3.0f, 0.0f});
+  params[1].second.mutable_grad() = torch::tensor({4.0f});
+  EXPECT_NEAR(train::clip_grad_norm(params, 1.0), 5.0, 1e-9);
+  EXPECT_NEAR(params[1].second.grad().item<float>(), 0.8f, 1e-5);
+  EXPECT_NEAR(train::clip_grad_norm(params, 0.0), 1.0, 1e-5);  // 0 = measure only
+}
+
+TEST(Trainer, LossFalls) {
+  const fs::path out = scratch_dir("loss_falls");
+  train::Trainer t(make_config(out.string(), {"train.max_steps=40", "train.lr=0.01", "data.val_path=" + val_data().string()}),
+                   nullptr, quiet());
+  const double before = t.evaluate();
+  std::vector<double> losses;
+  for (int i = 0; i < 40; ++i) losses.push_back(t.step().loss);
+  const double after = t.evaluate();
+  const double first = (losses[0] + losses[1]) / 2, last = (losses[38] + losses[39]) / 2;
+  EXPECT_GT(first, 5.0);  // ~ln 256 at the start
+  EXPECT_LT(last, first - 1.5) << "train loss " << first << " -> " << last;
+  EXPECT_LT(after, before - 1.5) << "validation loss " << before << " -> " << after;
+}
+
+TEST(Trainer, AccumulationEqualsOneBigBatch) {
+  // Padded rows of one document each: one micro-batch of 4 runs as a [4, L] batch, against four
+  // micro-batches of one row. The summed gradients must agree to float32 rounding; the weights
+  // after three AdamW steps a little less tightly (AdamW divides by sqrt(v), so the rounding noise
+  // of near-zero gradient entries grows by up to the step size).
+  struct Result {
+    std::map<std::string, torch::Tensor> first_gradients, weights;
+  };
+  auto run = [&](const std::string& name, int64_t micro) {
+    train::Trainer t(make_config(scratch_dir(name).string(), {"data.layout=padded", "train.max_steps=3",
+                                                              "train.micro_batch_size=" + std::to_string(micro)}),
+                     nullptr, quiet());
+    Result r;
+    t.step();
+    for (const auto& p : t.model()->named_parameters()) r.first_gradients[p.key()] = p.value().grad().clone();
+    t.step();
+    t.step();
+    r.weights = weights(t);
+    return r;
+  };
+  const Result one = run("accum_1", 4), four = run("accum_4", 1);
+  EXPECT_LT(max_relative_difference(four.first_gradients, one.first_gradients), 1e-5);
+  EXPECT_LT(max_relative_difference(four.weights, one.weights), 5e-4);
+}
+
+TEST(Trainer, ResumeIsBitExact) {
+  const fs::path out = scratch_dir("resume_full"), out2 = scratch_dir("resume_half");
+  train::TrainConfig config = make_config(out.string(), {"train.save_steps=2"});
+  train::Trainer full(config, nullptr, quiet());
+  full.train();
+  ASSERT_TRUE(fs::exists(out / "checkpoint-2" / "trainer_state.json"));
+  ASSERT_TRUE(fs::exists(out / "checkpoint-4" / "model.safetensors"));
+  EXPECT_EQ(train::latest_checkpoint(out.string()), (out / "checkpoint-4").string());
+
+  train::TrainerOptions resume = quiet();
+  resume.resume = (out / "checkpoint-2").string();
+  train::Trainer half(make_config(out2.string(), {"train.save_steps=2"}), nullptr, resume);
+  EXPECT_EQ(half.step_count(), 2);
+  half.train();
+  EXPECT_EQ(half.step_count(), 4);
+  EXPECT_TRUE(half.data_position() == full.data_position());
+  auto a = weights(full), b = weights(half);
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  // The checkpoint is a loadable Hugging Face model directory.
+  model::CausalLM loaded = model::load_model((out / "checkpoint-4").string());
+  for (const auto& p : loaded->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), a.at(p.key()))) << p.key();
+  // metrics.jsonl has one line per step.
+  std::ifstream metrics(out / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 4);
+}
+
+TEST(Trainer, TttOnlyChangesTttTensors) {
+  train::Trainer t(make_config(scratch_dir("ttt_only").string(), {"train.trainable=ttt"}), nullptr, quiet());
+  auto before = weights(t);
+  t.step();
+  t.step();
+  auto after = weights(t);
+  int changed = 0;
+  for (const auto& [name, w] : before) {
+    const bool ttt = name.find(".mlp.ttt_") != std::string::npos;
+    if (ttt) changed += !torch::equal(w, after.at(name));
+    else EXPECT_TRUE(torch::equal(w, after.at(name))) << name << " changed";
+  }
+  EXPECT_EQ(changed, 2);  // ttt_conv and ttt_proj of layer 1
+  expect_error([] { train::Trainer(make_config(scratch_dir("ttt_none").string(),
+                                               {"train.trainable=ttt", "model.foundation.ttt_mode=false"}),
+                                   nullptr, quiet()); },
+               "no TTT layers");
+}
+
+TEST(Trainer, ConvertedModelStartsAtBaseLoss) {
+  const fs::path base = scratch_dir("base_model");
+  model::ModelConfig c = model::preset_config("test");
+  c.ttt_mode = false;
+  model::CausalLM lm(c);
+  lm->init_weights(5);
+  model::save_model(lm, base.string());
+  auto first_loss = [&](const std::string& name, const std::string& foundation) {
+    std::string yaml = base_yaml(scratch_dir(name).string());
+    replace_once(yaml, "init_preset: test", "model_path: " + base.string());
+    replace_once(yaml, "{ttt_mode: true, ttt_layers: [1], ttt_chunk: 16}", foundation);
+    train::Trainer t(train::parse_train_config(yaml), nullptr, quiet());
+    return t.step().loss;
+  };
+  const double plain = first_loss("convert_plain", "{ttt_mode: false}");
+  const double converted = first_loss("convert_ttt", "{ttt_mode: true, ttt_layers: [0, 1], ttt_chunk: 8}");
+  EXPECT_NEAR(converted, plain, 1e-5 * plain);
+}
+
+TEST(Trainer, GradientCheckpointingChangesNothing) {
+  auto run = [&](const std::string& name, bool checkpointing) {
+    train::Trainer t(make_config(scratch_dir(name).string(),
+                                 {std::string("train.enable_gradient_checkpointing=") + (checkpointing ? "true" : "false"),
+                                  "model.foundation.ttt_layers=[0, 1]"}),
+                     nullptr, quiet());
+    t.step();
+    t.step();
+    return weights(t);
+  };
+  EXPECT_LT(max_relative_difference(run("ckpt_off", false), run("ckpt_on", true)), 1e-6);
+  // Only the TTT tensors train: layer 0's inputs need no gradient (the plain path runs there).
+  auto ttt_only = [&](const std::string& name, bool checkpointing) {
+    train::Trainer t(make_config(scratch_dir(name).string(),
+                                 {std::string("train.enable_gradient_checkpointing=") + (checkpointing ? "true" : "false"),
+                                  "train.trainable=ttt"}),
+                     nullptr, quiet());
+    t.step();
+    return weights(t);
+  };
+  EXPECT_LT(max_relative_difference(ttt_only("ckpt_ttt_off", false), ttt_only("ckpt_ttt_on", true)), 1e-6);
+}
+
+TEST(Trainer, TwoGlooProcessesEqualOneProcess) {
+  const fs::path out = scratch_dir("dp_two"), single = scratch_dir("dp_one");
+  const fs::path config_file = out / "config.yaml";
+  std::ofstream(config_file) << base_yaml(out.string());
+  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
+                              " --nproc-per-node 2 -q --no-plot";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  train::Trainer one(make_config(single.string()), nullptr, quiet());
+  one.train();
+  io::TensorMap two = io::load_checkpoint((out / "checkpoint-4").string());
+  std::map<std::string, torch::Tensor> two_weights(two.begin(), two.end());
+  EXPECT_LT(max_relative_difference(weights(one), two_weights), 2e-5);
+}
+
+TEST(Trainer, BadConfigsFailBeforeAnyWork) {
+  const std::string out = scratch_dir("bad").string();
+  expect_error([&] { make_config(out, {"train.learning_rate=1"}); }, "train.learning_rate: unknown key");
+  expect_error([&] { make_config(out, {"train.max_steps=many"}); }, "train.max_steps: expected an integer");
+  expect_error([&] { train::Trainer(make_config(out, {"train.global_batch_size=3"}), nullptr, quiet()); },
+               "must be a positive multiple");
+  expect_error([&] { train::Trainer(make_config(out, {"data.train_path=/nonexistent/data"}), nullptr, quiet()); },
+               "not a token dataset");
+  expect_error([&] { train::Trainer(make_config(out, {"train.eval_steps=2"}), nullptr, quiet()); },
+               "needs data.val_path");
+  train::TrainerOptions resume = quiet();
+  resume.resume = "latest";
+  expect_error([&] { train::Trainer(make_config(out), nullptr, resume); }, "no checkpoint-STEP directory");
+  EXPECT_FALSE(fs::exists(fs::path(out) / "metrics.jsonl"));
+}
+
+TEST(Trainer, UnwritableCheckpointIsAClearError) {
+  const fs::path out = scratch_dir("unwritable");
+  std::ofstream(out / "blocker") << "a file where the output directory should be";
+  train::Trainer t(make_config((out / "blocker" / "run").string(), {"train.max_steps=1"}), nullptr, quiet());
+  t.step();
+  expect_error([&] { t.save_checkpoint(); }, "cannot write checkpoint");
+}

@@ -1,0 +1,131 @@
+// ipt bench train: training throughput (forward + loss + backward + AdamW step on one sequence),
+// peak memory and model FLOP utilisation, with and without TTT and with and without gradient
+// checkpointing, each configuration in its own child process (so peak memory is its own).
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "command.h"
+#include "worker.h"
+#include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
+#include "ipt/eval/timing.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/ops/loss/lm_loss.h"
+#include "ipt/train/optimizer.h"
+
+namespace ipt::cli {
+namespace {
+
+struct BenchTrainOptions {
+  std::string model;
+  int64_t seq_len = 2048, steps = 3;
+  bool json = false;
+  int worker_ttt = -1, worker_checkpointing = -1;  // internal
+};
+
+// Model FLOPs per trained token: 6 per weight used in a matrix product (forward 2, backward 4),
+// plus causal attention's score and value products: 6 · layers · heads · head_dim · L on average
+// per token (half of the full L × L square).
+double flops_per_token(const model::CausalLM& lm, int64_t L) {
+  const model::ModelConfig& c = lm->config();
+  int64_t matmul_weights = 0;
+  for (const auto& p : lm->named_parameters())
+    if (p.value().dim() == 2 && p.key().find("embed_tokens") == std::string::npos) matmul_weights += p.value().numel();
+  if (c.tie_word_embeddings) matmul_weights += c.vocab_size * c.hidden_size;  // the head is the embedding
+  const double attention = 6.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * static_cast<double>(L);
+  return 6.0 * static_cast<double>(matmul_weights) + attention;
+}
+
+nlohmann::json worker(const BenchTrainOptions& o) {
+  model::LoadOptions load;
+  load.without_ttt = o.worker_ttt == 0;
+  model::CausalLM lm = model::load_model(o.model, load);
+  lm->train();
+  lm->set_gradient_checkpointing(o.worker_checkpointing == 1);
+  train::NamedParameters params;
+  for (const auto& p : lm->named_parameters()) params.emplace_back(p.key(), p.value());
+  train::AdamW adam(params, {});
+  const int64_t d = lm->config().hidden_size;
+  torch::manual_seed(0);
+  torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {1, o.seq_len + 1}, torch::kInt64);
+  torch::Tensor input = ids.narrow(1, 0, o.seq_len), labels = ids.narrow(1, 1, o.seq_len).reshape({-1});
+  auto train_step = [&] {
+    for (auto& [name, p] : params)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    torch::Tensor hidden = lm->hidden_states(input);
+    ops::lm_loss(hidden.reshape({-1, d}), lm->head_weight(), labels).loss.backward();
+    train::clip_grad_norm(params, 1.0);
+    adam.step(1e-4);
+  };
+  train_step();  // warm-up: thread pools, first touch of gradient and moment buffers
+  Stopwatch watch;
+  for (int64_t i = 0; i < o.steps; ++i) train_step();
+  const double seconds = watch.ms() / 1000 / static_cast<double>(o.steps);
+  const double tokens_per_s = static_cast<double>(o.seq_len) / seconds;
+  return {{"ttt", o.worker_ttt == 1},
+          {"checkpointing", o.worker_checkpointing == 1},
+          {"tokens_per_s", tokens_per_s},
+          {"seconds_per_step", seconds},
+          {"model_gflops_per_s", flops_per_token(lm, o.seq_len) * tokens_per_s / 1e9},
+          {"peak_mb", peak_rss_mb()}};
+}
+
+int run(const BenchTrainOptions& o) {
+  IPT_CHECK(o.seq_len > 0 && o.steps > 0, "--seq-len and --steps must be positive");
+  if (o.worker_ttt >= 0) {
+    std::cout << worker(o).dump() << std::endl;
+    return 0;
+  }
+  const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
+  const double gemm = measure_gemm_gflops();
+  nlohmann::json report = {{"model", o.model},   {"seq_len", o.seq_len}, {"steps", o.steps},
+                           {"threads", at::get_num_threads()}, {"gemm_gflops", gemm},
+                           {"results", nlohmann::json::array()}};
+  for (int checkpointing : {0, 1})
+    for (int ttt : has_ttt ? std::vector<int>{0, 1} : std::vector<int>{0}) {
+      std::ostringstream args;
+      args << "bench train -m '" << o.model << "' --seq-len " << o.seq_len << " --steps " << o.steps
+           << " --worker-ttt " << ttt << " --worker-checkpointing " << checkpointing;
+      nlohmann::json r = run_worker(args.str());
+      r["mfu"] = r["model_gflops_per_s"].get<double>() / gemm;
+      report["results"].push_back(r);
+    }
+  if (o.json) {
+    std::cout << report.dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << "train  " << o.model << "  seq-len " << o.seq_len << "  threads " << at::get_num_threads()
+            << "  GEMM " << std::fixed << std::setprecision(1) << gemm << " GFLOP/s\n\n"
+            << "| TTT | checkpointing | tokens/s | model GFLOP/s | MFU | peak MB | tok/s vs no TTT |\n"
+            << "|:---:|:---:|---:|---:|---:|---:|---:|\n";
+  const auto& rs = report["results"];
+  for (size_t i = 0; i < rs.size(); ++i) {
+    const auto& r = rs[i];
+    std::cout << "| " << (r["ttt"].get<bool>() ? "yes" : "no") << " | " << (r["checkpointing"].get<bool>() ? "yes" : "no")
+              << " | " << std::setprecision(0) << r["tokens_per_s"].get<double>() << " | " << std::setprecision(1)
+              << r["model_gflops_per_s"].get<double>() << " | " << r["mfu"].get<double>() * 100 << "% | "
+              << std::setprecision(0) << r["peak_mb"].get<double>() << " | ";
+    if (r["ttt"].get<bool>() && i > 0)
+      std::cout << std::setprecision(3) << r["tokens_per_s"].get<double>() / rs[i - 1]["tokens_per_s"].get<double>();
+    std::cout << " |\n";
+  }
+  return 0;
+}
+
+Register bench_train("bench", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<BenchTrainOptions>();
+  CLI::App* cmd = parent.add_subcommand("train", "training tokens/s, peak memory and MFU, with/without TTT and checkpointing");
+  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  cmd->add_option("--seq-len", o->seq_len, "tokens per training sequence");
+  cmd->add_option("--steps", o->steps, "timed steps per configuration (after one warm-up step)");
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--worker-ttt", o->worker_ttt)->group("");
+  cmd->add_option("--worker-checkpointing", o->worker_checkpointing)->group("");
+  return [o] { return run(*o); };
+});
+
+}  // namespace
+}  // namespace ipt::cli

@@ -1,0 +1,92 @@
+// ipt train: train or continue training a model from a YAML config (docs/training.md), in one
+// process, as one rank of a torchrun/Slurm-style group, or as N local ranks (--nproc-per-node).
+#include <fstream>
+#include <iostream>
+
+#include "command.h"
+#include "ipt/common/error.h"
+#include "ipt/dist/gloo.h"
+#include "ipt/train/trainer.h"
+
+namespace ipt::cli {
+namespace {
+
+struct TrainOptions {
+  std::string config, resume;
+  int nproc_per_node = 0;
+  bool quiet = false;
+  bool no_plot = false;
+};
+
+// This process's command line (for --nproc-per-node: the workers run it without that flag).
+std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  IPT_CHECK(!args.empty(), "cannot read this process's command line (/proc/self/cmdline)");
+  return args;
+}
+
+std::vector<std::string> without_nproc_flag(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc-per-node") {
+      ++i;  // and its value
+      continue;
+    }
+    if (args[i].rfind("--nproc-per-node=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  out[0] = dist::current_executable();
+  return out;
+}
+
+int run(const TrainOptions& o, const std::vector<std::string>& extras) {
+  std::vector<std::string> overrides;
+  for (const std::string& e : extras) {
+    IPT_CHECK(e.rfind("--", 0) == 0 && e.find('=') != std::string::npos, "unexpected argument '", e,
+              "' (overrides look like --train.lr=1e-4)");
+    overrides.push_back(e.substr(2));
+  }
+  // Parse and validate before launching anything, so a bad config fails once, not in N workers.
+  train::TrainConfig config = train::load_train_config(o.config, overrides);
+  if (o.nproc_per_node > 0) {
+    IPT_CHECK(!dist::Rendezvous::in_environment(), "--nproc-per-node inside a distributed launch (WORLD_SIZE is set)");
+    train::validate(config, o.nproc_per_node);
+    return dist::launch_local(o.nproc_per_node, without_nproc_flag(own_command_line()));
+  }
+  std::unique_ptr<dist::GlooCommunicator> comm;
+  if (dist::Rendezvous::in_environment()) comm = std::make_unique<dist::GlooCommunicator>(dist::Rendezvous::from_env());
+  const bool main_rank = !comm || comm->rank() == 0;
+  if (main_rank)
+    for (const std::string& note : config.notes) std::cerr << "note: " << note << "\n";
+  train::TrainerOptions options;
+  options.resume = o.resume;
+  options.progress = !o.quiet;
+  options.plot = !o.no_plot;
+  train::Trainer trainer(std::move(config), comm.get(), options);
+  if (main_rank && !o.quiet)
+    std::cerr << "model: " << trainer.parameter_count() << " parameters (" << trainer.trainable_count()
+              << " trainable), TTT " << (trainer.model()->config().ttt_mode ? "on" : "off") << ", ranks "
+              << (comm ? comm->size() : 1) << (o.resume.empty() ? "" : ", resumed at step " +
+                                                                     std::to_string(trainer.step_count()))
+              << "\n";
+  trainer.train();
+  return 0;
+}
+
+Register train_command("", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = parent.add_subcommand("train", "train a model from a YAML config (overrides: --section.key=value)");
+  cmd->add_option("-c,--config", o->config, "training config (YAML, docs/training.md)")->required();
+  cmd->add_option("--resume", o->resume, "continue from a checkpoint directory, or 'latest' in train.output_dir");
+  cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local data-parallel ranks (Gloo)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
+  cmd->add_flag("--no-plot", o->no_plot, "do not draw OUTPUT_DIR/loss.png");
+  cmd->allow_extras();
+  return [o, cmd] { return run(*o, cmd->remaining()); };
+});
+
+}  // namespace
+}  // namespace ipt::cli
