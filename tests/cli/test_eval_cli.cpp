@@ -117,6 +117,13 @@ TEST(EvalCli, MalformedInputsGetClearErrors) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("has no TTT layers"), std::string::npos) << r.err;
 
+  r = run_ipt("bench prefill -m " + (w / "m") + " --up-to 4096");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("starts at 8192"), std::string::npos) << r.err;
+  r = run_ipt("bench prefill -m " + (w / "m") + " --lengths 64 --window -3");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--window must be >= 0"), std::string::npos) << r.err;
+
   std::ofstream(w / "bad.json") << "{\"runs\": [";
   r = run_ipt("plot --kind ppl " + (w / "bad.json") + " -o " + (w / "x.png"));
   EXPECT_EQ(r.status, 1);

@@ -56,6 +56,7 @@ TEST(Figures, RulerAverageAndAPng) {
                                           {"ttt": false, "average": [{"length": 4096, "score": 40}, {"length": 8192, "score": 20}]}]})");
   auto panels = eval::figure_panels("ruler", report);
   EXPECT_EQ(panels[0].series[1].y, (std::vector<double>{40, 20}));
+  EXPECT_NE(gnuplot_script(panels, "x.png").find("set yrange [0:100]"), std::string::npos);
   const auto path = std::filesystem::temp_directory_path() / ("ipt-fig-" + std::to_string(::getpid()) + ".png");
   eval::plot_report("ruler", report, path.string());
   EXPECT_GT(std::filesystem::file_size(path), 5000u);

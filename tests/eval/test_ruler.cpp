@@ -11,6 +11,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/eval/ruler.h"
+#include "ipt/model/presets.h"
 #include "ipt/tokenizer/tokenizer.h"
 
 using namespace ipt;
@@ -156,4 +157,44 @@ TEST(Ruler, BadOptionsAreRefused) {
   o.samples = 0;
   EXPECT_THROW(eval::evaluate_ruler(o, haystack(), tokenizer(), silent), Error);
   EXPECT_THROW(eval::ruler_tokens_to_generate("passkey"), Error);
+}
+
+// The session path (KV cache, streaming fast weights, updates while decoding) against one
+// whole-sequence forward per token, with TTT doing real updates: chunk 8, non-zero convolution, a
+// 30-token prompt and 14 new tokens, so chunks complete both in the prompt and while decoding.
+TEST(Ruler, SessionGreedyEqualsFullForwardGreedy) {
+  model::ModelConfig c = model::preset_config("test");
+  c.ttt_mode = true;
+  c.ttt_layers = {1};
+  c.ttt_chunk = 8;
+  c.ttt_decode_update = true;
+  c.max_position_embeddings = 256;
+  model::CausalLM lm(c);
+  lm->init_weights(9);
+  {
+    torch::NoGradGuard no_grad;
+    lm->named_parameters()["model.layers.1.mlp.ttt_conv.weight"].normal_(0, 0.5);
+  }
+  model::ModelConfig plain_config = c;
+  plain_config.ttt_mode = false;
+  model::CausalLM plain(plain_config);
+  {
+    torch::NoGradGuard no_grad;
+    auto dst = plain->named_parameters();
+    for (const auto& p : lm->named_parameters())
+      if (dst.contains(p.key())) dst[p.key()].copy_(p.value());
+  }
+  for (uint64_t seed : {1, 2, 3}) {
+    torch::manual_seed(seed);
+    torch::Tensor t = torch::randint(0, 256, {30}, torch::kInt64);
+    const std::vector<int64_t> prompt(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + 30);
+    const std::vector<int64_t> with_ttt = eval::session_generator(lm, true, {})(prompt, 14);
+    EXPECT_EQ(with_ttt.size(), 14u);
+    EXPECT_EQ(with_ttt, eval::full_forward_generator(lm, {})(prompt, 14)) << seed;
+    EXPECT_EQ(eval::session_generator(lm, false, {})(prompt, 14), eval::full_forward_generator(plain, {})(prompt, 14))
+        << seed;
+    // A stop token ends generation before it: stop at the third token of the continuation.
+    const std::vector<int64_t> stopped = eval::session_generator(lm, true, {with_ttt[2]})(prompt, 14);
+    EXPECT_LE(stopped.size(), 2u);
+  }
 }

@@ -105,7 +105,7 @@ int run(const AllOptions& o, const CLI::App* bench) {
   if (fs::exists(fs::path(tokenizer) / "tokenizer.json") && fs::exists(o.text)) {
     nlohmann::json t = run_worker("bench tokenizer --tokenizer '" + tokenizer + "' -f '" + o.text + "' --json");
     rows.push_back(row("tokenizer 1 thread", "MB/s", nullptr, t["single_mb_s"]));
-    rows.push_back(row("tokenizer " + std::to_string(t["threads"].get<int>()) + " threads", "MB/s", nullptr,
+    rows.push_back(row("tokenizer parallel (" + std::to_string(t["threads"].get<int>()) + " threads)", "MB/s", nullptr,
                        t["parallel_mb_s"]));
   } else {
     rows.push_back(row("tokenizer", "MB/s", nullptr, nullptr,

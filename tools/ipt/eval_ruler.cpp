@@ -16,7 +16,6 @@
 #include "ipt/eval/figures.h"
 #include "ipt/eval/ruler.h"
 #include "ipt/eval/timing.h"
-#include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/tokenizer/tokenizer.h"
 
@@ -31,23 +30,6 @@ struct RulerCliOptions {
   eval::RulerOptions eval;
   bool no_ttt = false, compare_no_ttt = false, json = false;
 };
-
-// Greedy decoding through an inference session, exactly as ipt generate runs the model (TTT
-// updates while prefilling, and while decoding when the model says so); stops at an eos token.
-eval::GreedyGenerator session_generator(const model::CausalLM& lm, bool ttt) {
-  std::vector<int64_t> stop_ids = lm->config().eos_token_ids;
-  return [&lm, ttt, stop_ids](const std::vector<int64_t>& prompt, int64_t max_new) {
-    infer::SessionOptions options;
-    options.ttt = ttt;
-    options.context = static_cast<int64_t>(prompt.size()) + max_new;
-    infer::Session session(lm, options);
-    session.append(prompt);
-    infer::SamplerOptions greedy;
-    greedy.temperature = 0;
-    infer::Sampler sampler(greedy);
-    return session.generate(max_new, sampler, stop_ids);
-  };
-}
 
 nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report) {
   nlohmann::json results = nlohmann::json::array(), average = nlohmann::json::array();
@@ -128,7 +110,8 @@ int run_ruler(const RulerCliOptions& o) {
                      << "\n";
     };
     report["runs"].push_back(ruler_run_json(
-        ttt, eval::evaluate_ruler(o.eval, haystack, tokenizer, session_generator(lm, ttt), on_sample)));
+        ttt, eval::evaluate_ruler(o.eval, haystack, tokenizer,
+                                  eval::session_generator(lm, ttt, lm->config().eos_token_ids), on_sample)));
   }
   report["seconds"] = watch.ms() / 1000;
   if (!o.plot.empty()) eval::plot_report("ruler", report, o.plot);

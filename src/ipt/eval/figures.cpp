@@ -61,6 +61,8 @@ std::vector<PlotSpec> ppl_panels(const json& report) {
 
 std::vector<PlotSpec> ruler_panels(const json& report) {
   PlotSpec spec{"RULER-style tasks: average score", "context length (tokens)", "score (%)", true, false, {}};
+  spec.y_min = 0;
+  spec.y_max = 100;
   const json& runs = array(report, "runs", "report");
   for (size_t r = 0; r < runs.size(); ++r) {
     const std::string where = "runs[" + std::to_string(r) + "]";

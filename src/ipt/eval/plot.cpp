@@ -55,6 +55,10 @@ std::string gnuplot_script(const std::vector<PlotSpec>& panels, const std::strin
       << "set grid\nset key top right noenhanced\n";
     g << (spec.log_x ? "set logscale x 2\n" : "unset logscale x\n");
     g << (spec.log_y ? "set logscale y\n" : "unset logscale y\n");
+    if (std::isfinite(spec.y_min) && std::isfinite(spec.y_max))
+      g << "set yrange [" << spec.y_min << ":" << spec.y_max << "]\n";
+    else
+      g << "set autoscale y\n";
     g << "plot ";
     // Each curve its own dash and point type, so equal curves stay visible on top of each other.
     for (size_t i = 0; i < spec.series.size(); ++i)

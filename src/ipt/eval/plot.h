@@ -1,6 +1,7 @@
 #pragma once
 // Line plots rendered by gnuplot (Debian's gnuplot-nox) into PNG: loss curves, perplexity against
 // context length, RULER score against length, throughput and memory against length.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ struct PlotSpec {
   bool log_x = false, log_y = false;
   std::vector<PlotSeries> series;
   int width = 900, height = 560;
+  double y_min = NAN, y_max = NAN;  // a fixed y range (e.g. 0-100 for scores); NaN = automatic
 };
 
 // Writes `png_path` (through a temporary file). Throws ipt::Error when gnuplot is missing or

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ipt/common/error.h"
+#include "ipt/infer/session.h"
 #include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::eval {
@@ -39,6 +40,36 @@ double RulerReport::score(const std::string& task, int64_t length) const {
   for (const RulerCell& c : cells)
     if (c.task == task && c.length == length) return c.score;
   throw Error("ruler report has no cell for " + task + " at " + std::to_string(length));
+}
+
+GreedyGenerator session_generator(const model::CausalLM& lm, bool ttt, std::vector<int64_t> stop_ids) {
+  return [&lm, ttt, stop_ids](const std::vector<int64_t>& prompt, int64_t max_new) {
+    infer::SessionOptions options;
+    options.ttt = ttt;
+    options.context = static_cast<int64_t>(prompt.size()) + max_new;
+    infer::Session session(lm, options);
+    session.append(prompt);
+    infer::SamplerOptions greedy;
+    greedy.temperature = 0;
+    infer::Sampler sampler(greedy);
+    return session.generate(max_new, sampler, stop_ids);
+  };
+}
+
+GreedyGenerator full_forward_generator(model::CausalLM lm, std::vector<int64_t> stop_ids) {
+  return [lm, stop_ids](const std::vector<int64_t>& prompt, int64_t max_new) mutable {
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> sequence = prompt, out;
+    while (static_cast<int64_t>(out.size()) < max_new) {
+      const int64_t n = static_cast<int64_t>(sequence.size());
+      torch::Tensor hidden = lm->hidden_states(torch::tensor(sequence).view({1, n}));
+      const int64_t next = lm->logits(hidden[0][n - 1]).argmax().item<int64_t>();
+      if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
+      out.push_back(next);
+      sequence.push_back(next);
+    }
+    return out;
+  };
 }
 
 std::vector<int64_t> prompt_ids(const tok::Tokenizer& tokenizer, const std::string& text) {

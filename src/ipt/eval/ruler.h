@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ipt/data/synth.h"
+#include "ipt/model/decoder.h"
 
 namespace ipt::tok {
 class Tokenizer;
@@ -22,6 +23,14 @@ namespace ipt::eval {
 
 // Greedy continuation of `prompt`: at most max_new tokens, stop tokens left out.
 using GreedyGenerator = std::function<std::vector<int64_t>(const std::vector<int64_t>& prompt, int64_t max_new)>;
+
+// Greedy decoding through an inference session (src/ipt/infer/session.h), exactly as ipt generate
+// runs the model: TTT updates while prefilling, and while decoding when the model's
+// ttt_decode_update says so; `ttt` false keeps the fast weights at W0. Stops at a token in stop_ids.
+// Holds a reference to `lm`, which must outlive the generator.
+GreedyGenerator session_generator(const model::CausalLM& lm, bool ttt, std::vector<int64_t> stop_ids);
+// The simple reference it is tested against: one whole-sequence forward per new token.
+GreedyGenerator full_forward_generator(model::CausalLM lm, std::vector<int64_t> stop_ids);
 
 const std::vector<std::string>& ruler_tasks();  // RULER's 11 synthetic tasks, in its order
 // RULER's answer budget per task (niah 128, vt 30, cwe 120, fwe 50).
