@@ -22,8 +22,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())); }
+
+// Removes this process's scratch directories after the last test.
+class ScratchCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(scratch_root()); }
+};
+const auto* const g_cleanup = ::testing::AddGlobalTestEnvironment(new ScratchCleanup);
+
 fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())) / name;
+  fs::path dir = scratch_root() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
