@@ -93,7 +93,7 @@ TEST(Rendezvous, BadEnvironmentsNameTheVariable) {
 }
 
 TEST(GlooCommunicator, CollectivesOverLoopback) {
-  const int port = 20000 + static_cast<int>(::getpid() % 20000);
+  const int port = dist::free_local_port();
   std::vector<std::vector<torch::Tensor>> gathered(2), uneven(2);
   std::vector<torch::Tensor> reduced(2);
   std::vector<std::string> errors(2);
