@@ -9,6 +9,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/dist/context_parallel.h"
+#include "ipt/model/score.h"
 #include "ipt/model/config.h"
 #include "ipt/model/decoder.h"
 
@@ -183,5 +184,48 @@ TEST(ContextParallel, DecoderEqualsOneProcess) {
       }
       EXPECT_LE(rel(sum, p.value().grad()), 1e-9) << p.key() << " ranks " << ranks;
     }
+  }
+}
+
+// Scoring a sequence split over ranks gives every rank the single-process result, per-token
+// values included, for lengths that do not divide by the rank count; the timing wrapper counts
+// the collectives it forwards.
+TEST(ContextParallel, ScoreEqualsOneProcess) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}}, {"vocab_size", 61}, {"hidden_size", 24},
+                      {"intermediate_size", 48}, {"num_hidden_layers", 3}, {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2}, {"head_dim", 6}, {"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0},
+                      {"max_position_embeddings", 256}, {"tie_word_embeddings", false}, {"initializer_range", 0.1},
+                      {"ttt_mode", true}, {"ttt_layers", {0, 2}}, {"ttt_chunk", 5}, {"ttt_lr", 0.5}};
+  const model::ModelConfig config = model::ModelConfig::from_json(j);
+  model::CausalLM lm(config);
+  lm->init_weights(3);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : lm->named_parameters())
+      if (p.key().find("ttt_conv") != std::string::npos) p.value().normal_(0, 0.3);
+  }
+  lm->to(torch::kFloat64);
+  torch::manual_seed(4);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 53; ++i) ids.push_back(torch::randint(0, 61, {1}).item<int64_t>());
+  model::ScoreOptions one;
+  one.per_token = true;
+  const model::ScoreResult ref = model::score_tokens(lm, ids, one);
+  ASSERT_EQ(ref.tokens, 52);
+  EXPECT_NEAR(ref.total_nll, ref.token_nll.sum().item<double>(), 1e-3);
+  for (int ranks : {1, 2, 3}) {
+    std::mutex m;
+    dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
+      dist::TimedCommunicator timed(comm);
+      model::ScoreOptions cp;
+      cp.per_token = true;
+      cp.context_parallel = &timed;
+      const model::ScoreResult got = model::score_tokens(lm, ids, cp);
+      std::lock_guard<std::mutex> lock(m);
+      EXPECT_NEAR(got.total_nll, ref.total_nll, 1e-9 * ref.total_nll) << "ranks " << ranks;
+      EXPECT_EQ(got.tokens, ref.tokens);
+      EXPECT_LE(rel(got.token_nll.to(torch::kFloat64), ref.token_nll.to(torch::kFloat64)), 1e-6);
+      EXPECT_GT(timed.calls(), 0);
+    });
   }
 }

@@ -32,3 +32,10 @@ TEST(Plot, BadSpecs) {
   PlotSpec empty{"t", "x", "y", false, false, {{"a", {}, {}}}};
   EXPECT_THROW(gnuplot_script(empty, "x.png"), Error);
 }
+
+TEST(Plot, RefusesToReplaceWhatIsNotARegularFile) {
+  PlotSpec spec{"t", "x", "y", false, false, {{"a", {1, 2}, {1, 2}}}};
+  EXPECT_THROW(plot_png(spec, "/dev/null"), Error);
+  EXPECT_THROW(plot_png(spec, std::filesystem::temp_directory_path().string()), Error);
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+}

@@ -1,5 +1,7 @@
 // ipt bench prefill: whole-sequence prefill throughput and peak memory per length, with and
-// without TTT (the same weights loaded as a plain model), each in its own child process.
+// without TTT (the same weights loaded as a plain model), and with --window W also with every
+// layer's attention turned into a sliding window of W at load time — the paper's efficiency
+// figure. Each row runs in its own child process, so its peak memory is its own.
 #include <nlohmann/json.hpp>
 
 #include <iomanip>
@@ -7,9 +9,11 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
+#include "ipt/eval/figures.h"
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
 
@@ -17,17 +21,23 @@ namespace ipt::cli {
 namespace {
 
 struct PrefillOptions {
-  std::string model;
+  std::string model, plot;
   std::vector<int64_t> lengths{4096, 16384, 32768};
+  int64_t up_to = 0;   // 8192, 16384, … up to this (replaces --lengths), stopping at the first that fails
+  int64_t window = 0;  // also measure every layer with a sliding window of this size
   bool json = false;
   int64_t worker_length = 0;  // internal
   int worker_ttt = -1;        // internal
+  int64_t worker_window = 0;  // internal
 };
 
 nlohmann::json worker(const PrefillOptions& o) {
   torch::NoGradGuard no_grad;
+  model::ModelConfig config = model::ModelConfig::load(o.model + "/config.json");
+  if (o.worker_window > 0) config.layer_window.assign(config.num_hidden_layers, o.worker_window);
   model::LoadOptions load;
   load.without_ttt = o.worker_ttt == 0;
+  load.config_override = &config;
   model::CausalLM lm = model::load_model(o.model, load);
   const int64_t vocab = lm->config().vocab_size;
   torch::manual_seed(0);
@@ -37,8 +47,38 @@ nlohmann::json worker(const PrefillOptions& o) {
   torch::Tensor hidden = lm->hidden_states(ids);
   torch::Tensor next = lm->logits(hidden[0][o.worker_length - 1]);  // prefill ends with the next-token logits
   const double ms = watch.ms();
-  return {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"tokens_per_s", o.worker_length / (ms / 1000)},
-          {"seconds", ms / 1000}, {"peak_mb", peak_rss_mb()}};
+  return {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"window", o.worker_window},
+          {"tokens_per_s", o.worker_length / (ms / 1000)}, {"seconds", ms / 1000}, {"peak_mb", peak_rss_mb()}};
+}
+
+std::vector<int64_t> lengths_to_measure(const PrefillOptions& o) {
+  if (o.up_to <= 0) return o.lengths;
+  IPT_CHECK(o.up_to >= 8192, "bench prefill --up-to ", o.up_to, ": the figure starts at 8192 tokens");
+  std::vector<int64_t> lengths;
+  for (int64_t length = 8192; length <= o.up_to; length *= 2) lengths.push_back(length);
+  return lengths;
+}
+
+void print_table(const nlohmann::json& report) {
+  std::cout << "prefill  " << report["model"].get<std::string>() << "  threads " << report["threads"].get<int>()
+            << "\n\n| length | attention | TTT | tokens/s | peak MB | TTT/no-TTT tok/s | TTT/no-TTT mem |\n"
+            << "|-------:|:---|:---:|---------:|--------:|-----:|-----:|\n";
+  const auto& r = report["results"];
+  for (size_t i = 0; i < r.size(); ++i) {
+    const int64_t window = r[i]["window"].get<int64_t>();
+    std::cout << "| " << std::setw(6) << r[i]["length"].get<int64_t>() << " | "
+              << (window ? "window " + std::to_string(window) : std::string("full")) << " | "
+              << (r[i]["ttt"].get<bool>() ? "yes" : "no ") << " | " << std::fixed << std::setprecision(0)
+              << std::setw(8) << r[i]["tokens_per_s"].get<double>() << " | " << std::setw(7)
+              << r[i]["peak_mb"].get<double>() << " | ";
+    // The no-TTT row follows its TTT twin (same length and attention): the ratios go on it.
+    if (!r[i]["ttt"].get<bool>() && i > 0 && r[i - 1]["ttt"].get<bool>())
+      std::cout << std::setprecision(3) << r[i - 1]["tokens_per_s"].get<double>() / r[i]["tokens_per_s"].get<double>()
+                << " | " << r[i - 1]["peak_mb"].get<double>() / r[i]["peak_mb"].get<double>() << " |\n";
+    else
+      std::cout << " | |\n";
+  }
+  if (report.contains("stopped")) std::cout << "\n" << report["stopped"].get<std::string>() << "\n";
 }
 
 int run(const PrefillOptions& o) {
@@ -46,42 +86,48 @@ int run(const PrefillOptions& o) {
     std::cout << worker(o).dump() << std::endl;
     return 0;
   }
+  IPT_CHECK(o.window >= 0, "bench prefill --window must be >= 0");
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
   nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"results", nlohmann::json::array()}};
-  for (int64_t length : o.lengths) {
+  std::vector<int64_t> windows{0};
+  if (o.window > 0) windows.push_back(o.window);
+  for (int64_t length : lengths_to_measure(o)) {
     IPT_CHECK(length > 0, "--lengths must be positive");
-    for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
-      std::ostringstream args;
-      args << "bench prefill -m '" << o.model << "' --worker-length " << length << " --worker-ttt " << ttt;
-      report["results"].push_back(run_worker(args.str()));
+    nlohmann::json rows = nlohmann::json::array();
+    try {
+      for (int64_t window : windows)
+        for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
+          std::ostringstream args;
+          args << "bench prefill -m '" << o.model << "' --worker-length " << length << " --worker-ttt " << ttt
+               << " --worker-window " << window;
+          rows.push_back(run_worker(args.str()));
+        }
+    } catch (const Error& e) {
+      if (o.up_to <= 0) throw;
+      // --up-to measures until a length no longer fits (the worker runs out of memory).
+      report["stopped"] = "stopped at " + std::to_string(length) + " tokens: " + e.what();
+      break;
     }
+    for (auto& row : rows) report["results"].push_back(row);
   }
-  if (o.json) {
-    std::cout << report.dump(2) << std::endl;
-    return 0;
-  }
-  std::cout << "prefill  " << o.model << "  threads " << at::get_num_threads() << "\n\n"
-            << "| length | TTT | tokens/s | peak MB | TTT/no-TTT tok/s |\n|-------:|:---:|---------:|--------:|-----:|\n";
-  const auto& r = report["results"];
-  for (size_t i = 0; i < r.size(); ++i) {
-    std::cout << "| " << std::setw(6) << r[i]["length"].get<int64_t>() << " | " << (r[i]["ttt"].get<bool>() ? "yes" : "no ")
-              << " | " << std::fixed << std::setprecision(0) << std::setw(8) << r[i]["tokens_per_s"].get<double>()
-              << " | " << std::setw(7) << r[i]["peak_mb"].get<double>() << " | ";
-    if (!r[i]["ttt"].get<bool>() && i > 0 && r[i - 1]["ttt"].get<bool>())
-      std::cout << std::setprecision(3) << r[i - 1]["tokens_per_s"].get<double>() / r[i]["tokens_per_s"].get<double>();
-    std::cout << " |\n";
-  }
+  if (!o.plot.empty()) eval::plot_report("prefill", report, o.plot);
+  if (o.json) std::cout << report.dump(2) << std::endl;
+  else print_table(report);
   return 0;
 }
 
 Register bench_prefill("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<PrefillOptions>();
   CLI::App* cmd = parent.add_subcommand("prefill", "prefill tokens/s and peak memory per length, with and without TTT");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--lengths", o->lengths, "sequence lengths")->delimiter(',');
+  cmd->add_option("--up-to", o->up_to, "lengths 8192, 16384, ... up to this one, stopping at the first that fails");
+  cmd->add_option("--window", o->window, "also run with every layer's attention a sliding window of W tokens");
   cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--plot", o->plot, "draw throughput and memory against length into this PNG");
   cmd->add_option("--worker-length", o->worker_length)->group("");
   cmd->add_option("--worker-ttt", o->worker_ttt)->group("");
+  cmd->add_option("--worker-window", o->worker_window)->group("");
   return [o] { return run(*o); };
 });
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "command.h"
+#include "model_flags.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/model/config.h"
 
@@ -60,7 +61,7 @@ int run(const std::string& dir) {
 Register info_command("", [](CLI::App& parent) -> Action {
   auto dir = std::make_shared<std::string>();
   CLI::App* cmd = parent.add_subcommand("info", "architecture, sizes, TTT settings and storage of a model");
-  cmd->add_option("-m,--model", *dir, "model directory")->required();
+  add_model_option(cmd, *dir);
   return [dir] { return run(*dir); };
 });
 

@@ -6,12 +6,13 @@
 #include "model_flags.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
+#include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::cli {
 namespace {
 
 struct InitOptions {
-  std::string preset = "tiny", arch = "qwen3", config_file, out;
+  std::string preset = "tiny", arch = "qwen3", config_file, out, tokenizer;
   int64_t vocab_size = 0;
   uint64_t seed = 0;
   bool force = false;
@@ -26,9 +27,16 @@ int run(const InitOptions& o) {
                                                     : model::ModelConfig::load(o.config_file);
   if (!o.config_file.empty() && o.vocab_size > 0) config.vocab_size = o.vocab_size;
   o.ttt.apply(config);
+  if (!o.tokenizer.empty()) {
+    // The model must have an embedding row for every token the tokenizer can produce.
+    const size_t tokens = tok::Tokenizer::load(o.tokenizer).vocab_size();
+    IPT_CHECK(static_cast<int64_t>(tokens) <= config.vocab_size, "init --tokenizer: ", o.tokenizer, " has ", tokens,
+              " tokens but the model's vocabulary is ", config.vocab_size, "; pass --vocab-size ", tokens);
+  }
   model::CausalLM lm(config);
   lm->init_weights(o.seed);
   model::save_model(lm, o.out);
+  if (!o.tokenizer.empty()) model::copy_tokenizer_files(o.tokenizer, o.out);
   int64_t params = 0;
   for (const auto& p : lm->parameters()) params += p.numel();
   std::cout << "wrote " << o.out << ": " << config.architecture << ", " << config.num_hidden_layers << " layers, "
@@ -46,6 +54,7 @@ Register init_command("", [](CLI::App& parent) -> Action {
   cmd->add_option("-o,--out", o->out, "output directory")->required();
   cmd->add_option("--seed", o->seed, "initialisation seed");
   cmd->add_flag("--force", o->force, "overwrite an existing model");
+  cmd->add_option("--tokenizer", o->tokenizer, "copy this directory's tokenizer files into the model (e.g. corpus/tokenizer)");
   o->ttt.add_to(cmd);
   return [o] { return run(*o); };
 });

@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
   parents["tokenizer"]->require_subcommand(1);
   parents["data"] = app.add_subcommand("data", "datasets: token shards from text, synthetic long-context samples");
   parents["data"]->require_subcommand(1);
+  parents["experiment"] = app.add_subcommand("experiment", "measurements from the paper's analysis (docs/RESULTS.md)");
+  parents["experiment"]->require_subcommand(1);
+  parents["eval"] = app.add_subcommand("eval", "evaluation: sliding-window perplexity, RULER-style tasks");
+  parents["eval"]->require_subcommand(1);
 
   std::vector<std::pair<CLI::App*, Action>> actions;
   for (const Command& command : registry()) {

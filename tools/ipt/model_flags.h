@@ -1,7 +1,8 @@
 #pragma once
-// Flags shared by the commands that create or change a model (ipt init, ipt convert).
+// Flags shared by the commands that take, create or change a model.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,19 @@
 #include "ipt/model/config.h"
 
 namespace ipt::cli {
+
+// The model a command uses when -m is not given: $IPT_MODEL, else the bundled default model
+// (models/default in the source tree this tool was built from).
+inline std::string default_model_dir() {
+  if (const char* env = std::getenv("IPT_MODEL"); env && *env) return env;
+  return IPT_DEFAULT_MODEL_DIR;
+}
+
+// -m/--model, defaulting to default_model_dir().
+inline CLI::Option* add_model_option(CLI::App* cmd, std::string& dir) {
+  dir = default_model_dir();
+  return cmd->add_option("-m,--model", dir, "model directory (default: $IPT_MODEL, else the bundled models/default)");
+}
 
 struct TttFlags {
   std::vector<int64_t> layers;

@@ -9,10 +9,12 @@
 #include <iostream>
 
 #include "command.h"
+#include "launch.h"
+#include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
-#include "ipt/ops/loss/lm_loss.h"
+#include "ipt/model/score.h"
 #include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::cli {
@@ -21,6 +23,7 @@ namespace {
 struct ScoreOptions {
   std::string model, ids_file, text_file, tokenizer;
   bool no_ttt = false, json = false, per_token = false;
+  int cp_size = 1, nproc_per_node = 0;
 };
 
 std::vector<int64_t> read_ids(const std::string& path) {
@@ -62,29 +65,44 @@ std::vector<int64_t> tokenize_file(const ScoreOptions& o) {
 }
 
 int run(const ScoreOptions& o) {
+  if (o.nproc_per_node > 0) {
+    IPT_CHECK(o.nproc_per_node == o.cp_size, "score: --nproc-per-node ", o.nproc_per_node, " must equal --cp-size ",
+              o.cp_size, " (scoring one sequence parallelises over context only)");
+    return relaunch_local(o.nproc_per_node);
+  }
+  // Context parallelism: this process is one rank of a torchrun/Slurm-style group.
+  std::unique_ptr<dist::GlooCommunicator> group = join_group_from_environment();
+  const int world = group ? group->size() : 1;
+  IPT_CHECK(world == o.cp_size, "score: --cp-size ", o.cp_size, " but the group has ", world,
+            " processes (launch with --nproc-per-node N, torchrun or srun)");
+  std::unique_ptr<dist::TimedCommunicator> timed;
+  if (group) timed = std::make_unique<dist::TimedCommunicator>(*group);
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
-  const int64_t n = static_cast<int64_t>(ids.size());
-  torch::Tensor input = torch::tensor(ids, torch::kInt64).view({1, n});
+  model::ScoreOptions options;
+  options.per_token = o.per_token;
+  options.context_parallel = timed.get();
   Stopwatch watch;
-  torch::Tensor hidden = lm->hidden_states(input)[0].narrow(0, 0, n - 1);
-  ops::LmLoss loss = ops::lm_loss(hidden, lm->head_weight(), input[0].narrow(0, 1, n - 1).contiguous());
-  const double ms = watch.ms(), mean = loss.loss.item<double>();
+  const model::ScoreResult result = model::score_tokens(lm, ids, options);
+  const double ms = watch.ms(), mean = result.mean_nll();
+  if (group && group->rank() != 0) return 0;  // every rank holds the result; rank 0 prints it
+  const int64_t n = result.tokens;
   if (o.json) {
-    nlohmann::json out = {{"tokens", n - 1}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
+    nlohmann::json out = {{"tokens", n}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
                           {"seconds", ms / 1000}};
-    if (o.per_token) out["per_token"] = std::vector<double>(loss.token_nll.data_ptr<float>(), loss.token_nll.data_ptr<float>() + n - 1);
+    if (timed) out["context_parallel"] = {{"ranks", world}, {"communication_seconds", timed->milliseconds() / 1000}};
+    if (o.per_token) out["per_token"] = std::vector<double>(result.token_nll.data_ptr<float>(), result.token_nll.data_ptr<float>() + n);
     std::cout << out.dump() << "\n";
   } else {
-    std::cout << std::fixed << std::setprecision(4) << "tokens " << n - 1 << "  mean NLL " << mean << "  ppl "
+    std::cout << std::fixed << std::setprecision(4) << "tokens " << n << "  mean NLL " << mean << "  ppl "
               << std::exp(mean) << "  (" << (o.no_ttt ? "TTT off" : "TTT as configured") << ", " << std::setprecision(0)
-              << (n - 1) / (ms / 1000) << " tok/s)\n";
+              << n / (ms / 1000) << " tok/s)\n";
     if (o.per_token)
-      for (int64_t i = 0; i < n - 1; ++i) std::cout << loss.token_nll[i].item<double>() << "\n";
+      for (int64_t i = 0; i < n; ++i) std::cout << result.token_nll[i].item<double>() << "\n";
   }
   return 0;
 }
@@ -92,13 +110,17 @@ int run(const ScoreOptions& o) {
 Register score_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ScoreOptions>();
   CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids");
   cmd->add_option("--text", o->text_file, "text file, tokenized with --tokenizer");
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory for --text (default: the model's)");
   cmd->add_flag("--no-ttt", o->no_ttt, "score with the fast weights frozen at W0");
   cmd->add_flag("--json", o->json, "print {\"tokens\", \"mean_nll\", \"ppl\"}");
   cmd->add_flag("--per-token", o->per_token, "also print every token's NLL");
+  cmd->add_option("--cp-size", o->cp_size, "context parallelism: split the sequence over this many processes")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local ranks (with --cp-size N)")
+      ->check(CLI::PositiveNumber);
   return [o] { return run(*o); };
 });
 

@@ -1,5 +1,6 @@
 #include "ipt/dist/communicator.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -22,6 +23,21 @@ std::vector<torch::Tensor> Communicator::all_gather_uneven(const torch::Tensor& 
   std::vector<torch::Tensor> parts = all_gather(padded);
   for (size_t r = 0; r < parts.size(); ++r) parts[r] = parts[r].narrow(dim, 0, lengths[r].item<int64_t>());
   return parts;
+}
+
+std::vector<torch::Tensor> TimedCommunicator::all_gather(const torch::Tensor& t) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> out = inner_.all_gather(t);
+  ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  ++calls_;
+  return out;
+}
+
+void TimedCommunicator::all_reduce_sum(torch::Tensor& t) {
+  const auto start = std::chrono::steady_clock::now();
+  inner_.all_reduce_sum(t);
+  ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  ++calls_;
 }
 
 namespace {

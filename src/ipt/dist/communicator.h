@@ -26,6 +26,24 @@ class Communicator {
   std::vector<torch::Tensor> all_gather_uneven(const torch::Tensor& t, int64_t dim);
 };
 
+// Forwards to another communicator and adds up the wall time spent inside collectives (what
+// `ipt bench prefill --cp-size` reports as communication).
+class TimedCommunicator : public Communicator {
+ public:
+  explicit TimedCommunicator(Communicator& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override;
+  void all_reduce_sum(torch::Tensor& t) override;
+  double milliseconds() const { return ms_; }
+  int64_t calls() const { return calls_; }
+
+ private:
+  Communicator& inner_;
+  double ms_ = 0;
+  int64_t calls_ = 0;
+};
+
 // `size` ranks run by threads of this process; run() starts one thread per rank, hands each its
 // communicator, waits for all and rethrows the first exception.
 class ThreadGroup {

@@ -22,7 +22,11 @@ struct PlotSpec {
 // fails, or when the spec is empty or malformed (x and y of different lengths, no points).
 void plot_png(const PlotSpec& spec, const std::string& png_path);
 
+// Several panels side by side in one PNG (e.g. throughput and memory against length).
+void plot_png(const std::vector<PlotSpec>& panels, const std::string& png_path);
+
 // The gnuplot script for a spec, data inline (exposed for tests and for users who want the script).
 std::string gnuplot_script(const PlotSpec& spec, const std::string& png_path);
+std::string gnuplot_script(const std::vector<PlotSpec>& panels, const std::string& png_path);
 
 }  // namespace ipt

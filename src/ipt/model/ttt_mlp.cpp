@@ -76,10 +76,15 @@ torch::Tensor GatedMlpImpl::forward(const torch::Tensor& H, const torch::Tensor&
   return ttt::apply(Z, V, down_proj->weight, options).out;
 }
 
-MlpStream::MlpStream(const GatedMlp& mlp)
+MlpStream::MlpStream(const GatedMlp& mlp) : MlpStream(mlp, mlp->ttt().clip, mlp->ttt().decode_update) {}
+
+MlpStream::MlpStream(const GatedMlp& mlp, double clip, bool decode_update)
     : mlp_(mlp.get()),
-      stream_(mlp->down_proj->weight.detach(), mlp->ttt().chunk_size, mlp->ttt().lr, mlp->ttt().clip) {
+      clip_(clip),
+      decode_update_(decode_update),
+      stream_(mlp->down_proj->weight.detach(), mlp->ttt().chunk_size, mlp->ttt().lr, clip) {
   IPT_CHECK(mlp->ttt().enabled, "an MLP stream needs a TTT layer");
+  IPT_CHECK(std::isfinite(clip) && clip >= 0.0, "ttt_clip must be finite and >= 0, got ", clip);
   const auto options = mlp->down_proj->weight.options();
   pending_z_ = torch::empty({0, mlp->gate_proj->weight.size(0)}, options);
   pending_x_ = torch::empty({0, mlp->down_proj->weight.size(0)}, options);
@@ -98,7 +103,7 @@ torch::Tensor single_row(const torch::Tensor& t, const char* name) {
 torch::Tensor MlpStream::prefill(const torch::Tensor& H, const torch::Tensor& X) { return run(H, X, true); }
 
 torch::Tensor MlpStream::step(const torch::Tensor& H, const torch::Tensor& X) {
-  return run(H, X, mlp_->ttt().decode_update);
+  return run(H, X, decode_update_);
 }
 
 torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, bool update) {
@@ -134,7 +139,7 @@ void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pen
                 pending_z.size(0) < ttt.chunk_size,
             "a saved MLP stream's pending rows must be Z [r, h] and X [r, d] with r < ttt_chunk");
   ttt::DocumentState state{weight, torch::Tensor(), torch::Tensor(), updates};
-  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, ttt.clip);
+  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_);
   pending_z_ = pending_z.to(stream_.state().weight.scalar_type());
   pending_x_ = pending_x.to(stream_.state().weight.scalar_type());
 }

@@ -57,6 +57,9 @@ TORCH_MODULE(GatedMlp);
 class MlpStream {
  public:
   explicit MlpStream(const GatedMlp& mlp);
+  // Per-sequence overrides of the layer's ttt_clip and ttt_decode_update (inference sessions choose
+  // them per request; the shared module is never changed).
+  MlpStream(const GatedMlp& mlp, double clip, bool decode_update);
 
   // Prefill: the whole prompt at once (chunked), leaving the state to continue from.
   torch::Tensor prefill(const torch::Tensor& H, const torch::Tensor& X);  // [1, n, d] each
@@ -75,6 +78,8 @@ class MlpStream {
   torch::Tensor run(const torch::Tensor& H, const torch::Tensor& X, bool update);
 
   const GatedMlpImpl* mlp_;
+  double clip_;
+  bool decode_update_;
   ttt::Stream stream_;
   torch::Tensor pending_z_, pending_x_;
 };

@@ -1,0 +1,92 @@
+#include "ipt/eval/ruler.h"
+
+#include <algorithm>
+
+#include "ipt/common/error.h"
+#include "ipt/tokenizer/tokenizer.h"
+
+namespace ipt::eval {
+
+const std::vector<std::string>& ruler_tasks() {
+  static const std::vector<std::string> tasks{"niah_single_1",   "niah_single_2",   "niah_single_3", "niah_multikey_1",
+                                              "niah_multikey_2", "niah_multikey_3", "niah_multivalue",
+                                              "niah_multiquery", "vt",              "cwe",           "fwe"};
+  return tasks;
+}
+
+int64_t ruler_tokens_to_generate(const std::string& task) {
+  if (task.rfind("niah_", 0) == 0) return 128;
+  if (task == "vt") return 30;
+  if (task == "cwe") return 120;
+  if (task == "fwe") return 50;
+  throw Error("unknown RULER task '" + task + "'");
+}
+
+void RulerOptions::validate() const {
+  IPT_CHECK(!tasks.empty(), "ruler: no tasks given");
+  for (const std::string& task : tasks) {
+    if (std::find(ruler_tasks().begin(), ruler_tasks().end(), task) != ruler_tasks().end()) continue;
+    std::string known;
+    for (const std::string& t : ruler_tasks()) known += (known.empty() ? "" : ", ") + t;
+    throw Error("ruler: unknown task '" + task + "' (expected one of: " + known + ")");
+  }
+  IPT_CHECK(!lengths.empty(), "ruler: no lengths given");
+  for (int64_t length : lengths) IPT_CHECK(length > 0, "ruler: lengths must be positive (got ", length, ")");
+  IPT_CHECK(samples >= 1, "ruler: --samples must be >= 1 (got ", samples, ")");
+}
+
+double RulerReport::score(const std::string& task, int64_t length) const {
+  for (const RulerCell& c : cells)
+    if (c.task == task && c.length == length) return c.score;
+  throw Error("ruler report has no cell for " + task + " at " + std::to_string(length));
+}
+
+std::vector<int64_t> prompt_ids(const tok::Tokenizer& tokenizer, const std::string& text) {
+  std::vector<int64_t> ids;
+  if (tokenizer.config().add_bos_token && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
+  for (int32_t id : tokenizer.encode(text)) ids.push_back(id);
+  return ids;
+}
+
+RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& haystack, const tok::Tokenizer& tokenizer,
+                           const GreedyGenerator& generate,
+                           const std::function<void(const RulerSampleResult&)>& on_sample) {
+  options.validate();
+  // The length budget counts exactly what the model will be fed.
+  const data::TokenCounter count = [&](const std::string& s) {
+    return static_cast<int64_t>(prompt_ids(tokenizer, s).size());
+  };
+  RulerReport report;
+  for (const std::string& task : options.tasks)
+    for (int64_t length : options.lengths) {
+      const int64_t budget = ruler_tokens_to_generate(task);
+      IPT_CHECK(length > budget, "ruler: length ", length, " leaves no room for ", task, "'s ", budget,
+                "-token answer");
+      RulerCell cell{task, length, 0, 0};
+      for (int64_t i = 0; i < options.samples; ++i) {
+        const data::SynthSample sample =
+            data::generate({task, length, budget, options.seed + static_cast<uint64_t>(i)}, haystack, count);
+        const std::vector<int64_t> prompt = prompt_ids(tokenizer, sample.input);
+        // Ids past the tokenizer's vocabulary (models pad their embedding tables) decode to nothing.
+        std::vector<int32_t> generated;
+        for (int64_t id : generate(prompt, budget))
+          if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) generated.push_back(static_cast<int32_t>(id));
+        RulerSampleResult r{task, length, i, static_cast<int64_t>(prompt.size()), tokenizer.decode(generated, true),
+                            sample.answers, 0};
+        r.score = data::string_match_all(r.prediction, r.answers);
+        cell.score += r.score;
+        ++cell.samples;
+        if (on_sample) on_sample(r);
+      }
+      cell.score = 100.0 * cell.score / static_cast<double>(cell.samples);
+      report.cells.push_back(cell);
+    }
+  for (int64_t length : options.lengths) {
+    double sum = 0;
+    for (const std::string& task : options.tasks) sum += report.score(task, length);
+    report.average.emplace_back(length, sum / static_cast<double>(options.tasks.size()));
+  }
+  return report;
+}
+
+}  // namespace ipt::eval

@@ -1,0 +1,359 @@
+#include "ipt/infer/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iomanip>
+#include <sstream>
+
+#include "ipt/common/error.h"
+#include "ipt/io/safetensors.h"
+#include "ipt/ops/attention/attention.h"
+
+namespace ipt::infer {
+
+namespace {
+
+constexpr const char* kFormat = "ipt-session";
+constexpr const char* kVersion = "1";
+
+model::DecoderLayerImpl& layer_at(model::CausalLMImpl& lm, int64_t i) {
+  return *lm.model->layers[i]->as<model::DecoderLayer>();
+}
+
+// FNV-1a, 64 bit.
+struct Fnv {
+  uint64_t h = 1469598103934665603ull;
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  void add(const std::string& s) { add(s.data(), s.size()); }
+};
+
+std::string meta(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  IPT_CHECK(it != m.end(), path, ": not a session file (metadata '", key, "' missing)");
+  return it->second;
+}
+
+int64_t meta_int(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  const std::string s = meta(m, key, path);
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(s, &used);
+    if (used == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(path + ": session metadata '" + key + "' is not an integer: '" + s + "'");
+}
+
+torch::Tensor tensor_at(const io::TensorMap& m, const std::string& name, const std::string& path) {
+  auto it = m.find(name);
+  IPT_CHECK(it != m.end(), path, ": session file lacks tensor '", name, "'");
+  return it->second;
+}
+
+}  // namespace
+
+torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     int64_t window) {
+  IPT_CHECK(q.dim() == 4 && q.size(0) == 1 && q.size(2) == 1, "single-query attention: q must be [1, H, 1, D], got ",
+            q.sizes());
+  IPT_CHECK(k.dim() == 4 && k.sizes() == v.sizes() && k.size(0) == 1 && k.size(2) > 0 && q.size(1) % k.size(1) == 0,
+            "single-query attention: k, v must be [1, Hkv, n, D] with Hkv dividing H, got ", k.sizes());
+  const int64_t heads = q.size(1), kv_heads = k.size(1), D = q.size(3), n = k.size(2);
+  torch::Tensor keys = k[0], values = v[0];  // [Hkv, n, D], rows may be strided (a cache's prefix)
+  if (window > 0 && n > window) {
+    keys = keys.narrow(1, n - window, window);
+    values = values.narrow(1, n - window, window);
+  }
+  // Query head h reads key/value head h / (H / Hkv): the group's queries as rows of one product.
+  torch::Tensor queries = q.reshape({kv_heads, heads / kv_heads, D});
+  const auto compute = q.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  torch::Tensor scores = torch::bmm(queries, keys.transpose(1, 2)).to(compute) / std::sqrt(static_cast<double>(D));
+  torch::Tensor probs = torch::softmax(scores, -1).to(q.scalar_type());
+  return torch::bmm(probs, values).reshape({1, heads, 1, D});
+}
+
+Session::Session(const model::CausalLM& lm, SessionOptions options)
+    // libtorch's forward methods are not const but read the weights only; no session writes them.
+    : lm_(const_cast<model::CausalLMImpl*>(lm.get())), options_(options) {
+  const model::ModelConfig& config = lm_->config();
+  IPT_CHECK(options_.context >= 0, "session: context must be >= 0 (0 = max_position_embeddings), got ",
+            options_.context);
+  IPT_CHECK(options_.prefill_chunk > 0, "session: prefill_chunk must be > 0, got ", options_.prefill_chunk);
+  IPT_CHECK(options_.kv_block > 0, "session: kv_block must be > 0, got ", options_.kv_block);
+  context_ = options_.context > 0 ? options_.context : config.max_position_embeddings;
+  IPT_CHECK(context_ > 0, "session: the model has no max_position_embeddings; give a context size");
+  const bool decode_update = options_.decode_update.value_or(config.ttt_decode_update);
+  const double clip = options_.ttt_clip.value_or(config.ttt_clip);
+  IPT_CHECK(std::isfinite(clip) && clip >= 0.0, "session: ttt_clip must be finite and >= 0, got ", clip);
+  layers_.resize(config.num_hidden_layers);
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    auto& mlp = layer_at(*lm_, i).mlp;
+    if (options_.ttt && mlp->ttt().enabled) layers_[i].stream.emplace(mlp, clip, decode_update);
+  }
+}
+
+void Session::check_tokens(const std::vector<int64_t>& tokens) const {
+  const int64_t vocab = lm_->config().vocab_size;
+  for (int64_t t : tokens)
+    IPT_CHECK(t >= 0 && t < vocab, "token id ", t, " is outside the vocabulary [0, ", vocab, ")");
+  IPT_CHECK(position() + static_cast<int64_t>(tokens.size()) <= context_, "too many tokens: the session holds ",
+            position(), " and ", tokens.size(), " more would exceed the context of ", context_);
+}
+
+torch::Tensor Session::append(const std::vector<int64_t>& tokens, bool all_logits) {
+  IPT_CHECK(!tokens.empty(), "append: no tokens");
+  check_tokens(tokens);
+  std::vector<torch::Tensor> logits;
+  for (size_t begin = 0; begin < tokens.size(); begin += options_.prefill_chunk) {
+    const size_t end = std::min(tokens.size(), begin + static_cast<size_t>(options_.prefill_chunk));
+    logits.push_back(forward({tokens.begin() + begin, tokens.begin() + end}, false, all_logits));
+  }
+  return all_logits ? torch::cat(logits) : logits.back();
+}
+
+torch::Tensor Session::decode(int64_t token) {
+  check_tokens({token});
+  return forward({token}, true, false);
+}
+
+std::vector<int64_t> Session::generate(int64_t max_new, Sampler& sampler, const std::vector<int64_t>& stop_ids,
+                                       const TokenCallback& on_token) {
+  IPT_CHECK(max_new >= 0, "generate: the number of tokens must be >= 0, got ", max_new);
+  IPT_CHECK(last_logits_.defined(), "generate: the session is empty; append a prompt first");
+  stopped_at_stop_ = false;
+  std::vector<int64_t> out;
+  while (static_cast<int64_t>(out.size()) < max_new && position() < context_) {
+    const int64_t token = sampler.sample(last_logits_, tokens_);
+    if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
+      stopped_at_stop_ = true;
+      break;
+    }
+    out.push_back(token);
+    // The callback sees the token before its forward runs (streaming shows it sooner); the token
+    // is fed either way so the session holds everything that was returned.
+    const bool go_on = !on_token || on_token(token);
+    decode(token);
+    if (!go_on) break;
+  }
+  return out;
+}
+
+torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  LayerState& s = layers_[layer];
+  const int64_t n = k.size(2), window = layer_at(*lm_, layer).self_attn->window;
+  if (!s.k.defined() || s.length + n > s.k.size(2)) {
+    // Grow by whole blocks, never past what the layer can need.
+    const int64_t limit = window > 0 ? window + options_.prefill_chunk + options_.kv_block : context_;
+    int64_t capacity = (s.length + n + options_.kv_block - 1) / options_.kv_block * options_.kv_block;
+    capacity = std::max(std::min(capacity, limit), s.length + n);
+    torch::Tensor nk = torch::empty({1, k.size(1), capacity, k.size(3)}, k.options());
+    torch::Tensor nv = torch::empty_like(nk);
+    if (s.length > 0) {
+      nk.narrow(2, 0, s.length).copy_(s.k.narrow(2, 0, s.length));
+      nv.narrow(2, 0, s.length).copy_(s.v.narrow(2, 0, s.length));
+    }
+    s.k = nk;
+    s.v = nv;
+  }
+  s.k.narrow(2, s.length, n).copy_(k);
+  s.v.narrow(2, s.length, n).copy_(v);
+  s.length += n;
+  torch::Tensor keys = s.k.narrow(2, 0, s.length), values = s.v.narrow(2, 0, s.length);
+  torch::Tensor out;
+  if (q.size(2) == 1) {
+    out = single_query_attention(q, keys, values, window);
+  } else {
+    ops::AttentionOptions options;
+    options.window = window;
+    out = ops::attention(q, keys, values, options);  // the queries are the last n of the keys
+  }
+  if (window > 0 && s.length > window + options_.kv_block) {
+    // Slide: keep the last window - 1 keys (all the next query can see besides itself).
+    const int64_t keep = window - 1, drop = s.length - keep;
+    s.k.narrow(2, 0, keep).copy_(s.k.narrow(2, drop, keep).clone());
+    s.v.narrow(2, 0, keep).copy_(s.v.narrow(2, drop, keep).clone());
+    s.start += drop;
+    s.length = keep;
+  }
+  return out;
+}
+
+torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding, bool all_logits) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(tokens.size()), p0 = position();
+  const torch::Device device = lm_->head_weight().device();
+  torch::Tensor ids = torch::tensor(tokens, torch::kInt64).view({1, n}).to(device);
+  torch::Tensor positions = torch::arange(p0, p0 + n, torch::kInt64).to(device);
+  torch::Tensor embeddings = lm_->model->embed_tokens(ids);
+  torch::Tensor x = embeddings;
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    model::DecoderLayerImpl& layer = layer_at(*lm_, i);
+    auto& attn = layer.self_attn;
+    auto [q, k, v] = attn->qkv(layer.input_layernorm(x), positions);
+    torch::Tensor a = attend(i, q, k, v);
+    torch::Tensor h = x + attn->o_proj(a.transpose(1, 2).reshape({1, n, attn->heads * attn->head_dim}));
+    torch::Tensor mlp_in = layer.post_attention_layernorm(h);
+    torch::Tensor target_source = layer.target_is_embedding ? embeddings : mlp_in;
+    torch::Tensor mlp_out;
+    if (auto& stream = layers_[i].stream)
+      mlp_out = decoding ? stream->step(mlp_in, target_source) : stream->prefill(mlp_in, target_source);
+    else
+      mlp_out = layer.mlp->down_proj(layer.mlp->activations(mlp_in));  // W0 (plain MLP, or TTT off)
+    x = h + mlp_out;
+  }
+  torch::Tensor hidden = all_logits ? lm_->model->norm(x)[0] : lm_->model->norm(x.narrow(1, n - 1, 1))[0];
+  torch::Tensor logits = lm_->logits(hidden);
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  last_logits_ = logits[logits.size(0) - 1];
+  return all_logits ? logits : last_logits_;
+}
+
+int64_t Session::ttt_updates() const {
+  int64_t total = 0;
+  for (const auto& s : layers_)
+    if (s.stream) total += s.stream->updates();
+  return total;
+}
+
+int64_t Session::memory_bytes() const {
+  int64_t bytes = 0;
+  auto add = [&](const torch::Tensor& t) {
+    if (t.defined()) bytes += t.numel() * static_cast<int64_t>(t.element_size());
+  };
+  for (const auto& s : layers_) {
+    add(s.k);
+    add(s.v);
+    if (s.stream) {
+      add(s.stream->fast_weight());
+      add(s.stream->pending_z());
+      add(s.stream->pending_x());
+    }
+  }
+  return bytes;
+}
+
+std::string Session::model_fingerprint(const model::CausalLMImpl& lm) {
+  torch::NoGradGuard no_grad;
+  Fnv fnv;
+  fnv.add(lm.config().to_json().dump());
+  for (const auto& p : lm.named_parameters()) {
+    fnv.add(p.key());
+    torch::Tensor flat = p.value().detach().reshape({-1});
+    const int64_t samples = std::min<int64_t>(64, flat.numel());
+    torch::Tensor picked = flat.index_select(0, torch::linspace(0, flat.numel() - 1, samples).to(torch::kInt64).to(flat.device()));
+    picked = picked.to(torch::kFloat32).cpu().contiguous();
+    fnv.add(picked.data_ptr(), picked.numel() * sizeof(float));
+  }
+  std::ostringstream out;
+  out << std::hex << std::setw(16) << std::setfill('0') << fnv.h;
+  return out.str();
+}
+
+void Session::save(const std::string& path) const {
+  io::TensorMap tensors;
+  std::map<std::string, std::string> metadata{{"format", kFormat},
+                                              {"version", kVersion},
+                                              {"fingerprint", model_fingerprint(*lm_)},
+                                              {"ttt", options_.ttt ? "1" : "0"},
+                                              {"context", std::to_string(context_)},
+                                              {"prefill_chunk", std::to_string(options_.prefill_chunk)},
+                                              {"kv_block", std::to_string(options_.kv_block)}};
+  if (options_.decode_update) metadata["decode_update"] = *options_.decode_update ? "1" : "0";
+  if (options_.ttt_clip) {
+    std::ostringstream clip;
+    clip << std::setprecision(17) << *options_.ttt_clip;
+    metadata["ttt_clip"] = clip.str();
+  }
+  for (const auto& [key, value] : notes_) metadata["note." + key] = value;
+  tensors["tokens"] = torch::tensor(tokens_, torch::kInt64);
+  if (last_logits_.defined()) tensors["last_logits"] = last_logits_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerState& s = layers_[i];
+    const std::string prefix = "layers." + std::to_string(i) + ".";
+    metadata[prefix + "start"] = std::to_string(s.start);
+    if (s.length > 0) {
+      tensors[prefix + "k"] = s.k.narrow(2, 0, s.length)[0];
+      tensors[prefix + "v"] = s.v.narrow(2, 0, s.length)[0];
+    }
+    if (s.stream) {
+      metadata[prefix + "updates"] = std::to_string(s.stream->updates());
+      tensors[prefix + "fast_weight"] = s.stream->fast_weight();
+      if (s.stream->pending() > 0) {
+        tensors[prefix + "pending_z"] = s.stream->pending_z();
+        tensors[prefix + "pending_x"] = s.stream->pending_x();
+      }
+    }
+  }
+  io::write_safetensors(path, tensors, metadata);
+}
+
+Session Session::load(const model::CausalLM& lm, const std::string& path) {
+  std::map<std::string, std::string> m;
+  io::TensorMap tensors = io::read_safetensors(path, &m);
+  IPT_CHECK(m.count("format") && m.at("format") == kFormat, path, ": not an ipt session file");
+  IPT_CHECK(meta(m, "version", path) == kVersion, path, ": session format version ", m.at("version"),
+            " is not supported (expected ", kVersion, ")");
+  const std::string expected = model_fingerprint(*lm), found = meta(m, "fingerprint", path);
+  IPT_CHECK(found == expected, path, ": the session was saved with another model (fingerprint ", found,
+            ", this model ", expected, ")");
+  SessionOptions options;
+  options.ttt = meta(m, "ttt", path) == "1";
+  options.context = meta_int(m, "context", path);
+  options.prefill_chunk = meta_int(m, "prefill_chunk", path);
+  options.kv_block = meta_int(m, "kv_block", path);
+  if (m.count("decode_update")) options.decode_update = m.at("decode_update") == "1";
+  if (m.count("ttt_clip")) options.ttt_clip = std::stod(m.at("ttt_clip"));
+  Session session(lm, options);
+  for (const auto& [key, value] : m)
+    if (key.rfind("note.", 0) == 0) session.notes_[key.substr(5)] = value;
+  const auto weight_options = lm->head_weight().options();
+  torch::Tensor tokens = tensor_at(tensors, "tokens", path);
+  IPT_CHECK(tokens.dim() == 1 && tokens.scalar_type() == torch::kInt64, path, ": 'tokens' must be int64 [n]");
+  session.tokens_.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + tokens.numel());
+  session.check_tokens({});
+  if (tensors.count("last_logits")) session.last_logits_ = tensors.at("last_logits").to(weight_options).clone();
+  IPT_CHECK(session.tokens_.empty() == !session.last_logits_.defined(), path,
+            ": 'last_logits' must be present exactly when tokens are");
+  for (size_t i = 0; i < session.layers_.size(); ++i) {
+    LayerState& s = session.layers_[i];
+    const std::string prefix = "layers." + std::to_string(i) + ".";
+    s.start = meta_int(m, prefix + "start", path);
+    auto& attn = layer_at(*session.lm_, static_cast<int64_t>(i)).self_attn;
+    if (tensors.count(prefix + "k")) {
+      torch::Tensor k = tensors.at(prefix + "k"), v = tensor_at(tensors, prefix + "v", path);
+      IPT_CHECK(k.dim() == 3 && k.size(0) == attn->kv_heads && k.size(2) == attn->head_dim && k.sizes() == v.sizes(),
+                path, ": cache of layer ", i, " has shape ", k.sizes(), ", expected [", attn->kv_heads, ", n, ",
+                attn->head_dim, "]");
+      s.length = k.size(1);
+      s.k = k.to(weight_options).unsqueeze(0).clone();
+      s.v = v.to(weight_options).unsqueeze(0).clone();
+    }
+    IPT_CHECK(s.start >= 0 && s.start + s.length == session.position(), path, ": cache of layer ", i,
+              " covers positions ", s.start, "..", s.start + s.length, " but the session holds ", session.position(),
+              " tokens");
+    if (s.stream) {
+      torch::Tensor w = tensor_at(tensors, prefix + "fast_weight", path);
+      IPT_CHECK(w.sizes() == s.stream->fast_weight().sizes(), path, ": fast weight of layer ", i, " has shape ",
+                w.sizes(), ", expected ", s.stream->fast_weight().sizes());
+      torch::Tensor z = tensors.count(prefix + "pending_z") ? tensors.at(prefix + "pending_z")
+                                                            : s.stream->pending_z();
+      torch::Tensor x = tensors.count(prefix + "pending_x") ? tensors.at(prefix + "pending_x")
+                                                            : s.stream->pending_x();
+      IPT_CHECK(z.dim() == 2 && z.size(1) == s.stream->pending_z().size(1) && x.dim() == 2 &&
+                    x.size(1) == s.stream->pending_x().size(1),
+                path, ": pending rows of layer ", i, " have the wrong width");
+      s.stream->restore(w.to(weight_options).clone(), meta_int(m, prefix + "updates", path),
+                        z.to(weight_options).clone(), x.to(weight_options).clone());
+    } else {
+      IPT_CHECK(!tensors.count(prefix + "fast_weight"), path, ": layer ", i,
+                " has a fast weight but this model/session has no TTT there");
+    }
+  }
+  return session;
+}
+
+}  // namespace ipt::infer

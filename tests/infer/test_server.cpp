@@ -1,0 +1,377 @@
+// The HTTP server on loopback with a real client (httplib::Client): completions and chat equal a
+// direct Session, streaming equals non-streaming, parallel equals sequential, sessions continue
+// (also after eviction to disk) and stay isolated, every bad request gets its 4xx, and `ipt serve`
+// stops cleanly on SIGTERM.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ipt/infer/chat.h"
+#include "ipt/infer/server.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/model/presets.h"
+#include "ipt/tokenizer/tokenizer.h"
+
+using namespace ipt;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A `test`-preset model with the bundled 4096-token tokenizer, TTT in layer 1 (chunk 8, random
+// TTT tensors so updates matter), written once per test binary.
+const std::string& model_dir() {
+  static const std::string dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("ipt-server-model-" + std::to_string(getpid()));
+    model::ModelConfig c = model::preset_config("test", "qwen3", 4096);
+    c.ttt_mode = true;
+    c.ttt_layers = {1};
+    c.ttt_chunk = 8;
+    c.max_position_embeddings = 96;  // small, so the context limit is easy to reach
+    model::CausalLM lm(c);
+    lm->init_weights(3);
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(4);
+      for (auto& p : lm->named_parameters())
+        if (p.key().find("ttt_") != std::string::npos) p.value().normal_(0.0, 0.3);
+    }
+    model::save_model(lm, d.string());
+    model::copy_tokenizer_files(std::string(IPT_SOURCE_DIR) + "/corpus/tokenizer", d.string());
+    return d.string();
+  }();
+  return dir;
+}
+
+model::CausalLM& shared_model() {
+  static model::CausalLM lm = model::load_model(model_dir());
+  return lm;
+}
+
+struct Running {
+  std::unique_ptr<infer::Server> server;
+  std::thread thread;
+  int port = 0;
+  explicit Running(infer::ServerOptions o = {}) {
+    o.port = 0;
+    server = std::make_unique<infer::Server>(shared_model(), model_dir(), o);
+    port = server->bind();
+    thread = std::thread([this] { server->listen(); });
+  }
+  ~Running() {
+    server->stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60);
+    return c;
+  }
+  std::pair<int, json> post(const std::string& path, const std::string& body) const {
+    auto res = client().Post(path.c_str(), body, "application/json");
+    if (!res) return {-1, json()};
+    return {res->status, json::parse(res->body, nullptr, false)};
+  }
+  std::pair<int, json> post(const std::string& path, const json& body) const { return post(path, body.dump()); }
+};
+
+// The data events of a server-sent-event body, up to [DONE] (which must come last).
+std::vector<json> events(const std::string& body) {
+  std::vector<json> out;
+  size_t pos = 0;
+  bool done = false;
+  while ((pos = body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = body.find("\n\n", pos);
+    const std::string data = body.substr(pos + 6, end - pos - 6);
+    EXPECT_FALSE(done) << "event after [DONE]";
+    if (data == "[DONE]") done = true;
+    else out.push_back(json::parse(data));
+    pos = end;
+  }
+  EXPECT_TRUE(done) << body;
+  return out;
+}
+
+// What a Session computes directly for a completion (greedy, stopping at end-of-sequence tokens).
+std::string direct(infer::Session& s, const std::vector<int64_t>& prompt, int64_t max_tokens,
+                   const std::vector<int64_t>& stops) {
+  static tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
+  infer::SamplerOptions o;
+  o.temperature = 0;
+  infer::Sampler sampler(o);
+  if (!prompt.empty()) s.append(prompt);
+  auto out = s.generate(max_tokens, sampler, stops);
+  return tokenizer.decode(std::vector<int32_t>(out.begin(), out.end()), true);
+}
+
+std::vector<int64_t> encode(const std::string& text) {
+  static tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
+  std::vector<int64_t> ids;
+  for (int32_t id : tokenizer.encode(text)) ids.push_back(id);
+  return ids;
+}
+
+std::vector<int64_t> eos() {
+  static tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
+  std::vector<int64_t> ids = shared_model()->config().eos_token_ids;
+  ids.push_back(*tokenizer.eos_id());
+  return ids;
+}
+
+json greedy(json body) {
+  body["temperature"] = 0;
+  return body;
+}
+
+}  // namespace
+
+TEST(Server, CompletionsStreamingAndModels) {
+  Running r;
+  auto [status, body] = r.post("/v1/completions", greedy({{"prompt", "The state of the union"}, {"max_tokens", 12}}));
+  ASSERT_EQ(status, 200) << body;
+  EXPECT_EQ(body["object"], "text_completion");
+  infer::Session s(shared_model());
+  EXPECT_EQ(body["choices"][0]["text"], direct(s, encode("The state of the union"), 12, eos()));
+  EXPECT_EQ(body["usage"]["prompt_tokens"], static_cast<int64_t>(encode("The state of the union").size()));
+
+  auto res = r.client().Post("/v1/completions",
+                             greedy({{"prompt", "The state of the union"}, {"max_tokens", 12}, {"stream", true}}).dump(),
+                             "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  EXPECT_NE(res->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  std::string streamed;
+  auto chunks = events(res->body);
+  ASSERT_FALSE(chunks.empty());
+  for (const auto& c : chunks) streamed += c["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(streamed, body["choices"][0]["text"]);
+  EXPECT_EQ(chunks.back()["choices"][0]["finish_reason"], body["choices"][0]["finish_reason"]);
+
+  auto models = r.client().Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(json::parse(models->body)["data"][0]["object"], "model");
+  auto health = r.client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(json::parse(health->body)["status"], "ok");
+
+  // A stop string cuts the text and is not part of it.
+  auto [st, stopped] = r.post("/v1/completions", greedy({{"prompt", "The state of the union"}, {"max_tokens", 12},
+                                                          {"stop", json::array({std::string(1, body["choices"][0]["text"].get<std::string>().at(3))})}}));
+  ASSERT_EQ(st, 200);
+  EXPECT_EQ(stopped["choices"][0]["finish_reason"], "stop");
+  EXPECT_LE(stopped["choices"][0]["text"].get<std::string>().size(), 3u);
+}
+
+TEST(Server, ChatMatchesTheTemplateAndStreams) {
+  Running r;
+  const json messages = json::array({{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hello"}}});
+  auto [status, body] = r.post("/v1/chat/completions", greedy({{"messages", messages}, {"max_tokens", 10}}));
+  ASSERT_EQ(status, 200) << body;
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
+  const auto chat = infer::ChatTemplate::detect(tokenizer, model_dir());
+  EXPECT_EQ(chat.format(), infer::ChatFormat::kChatML);
+  infer::Session s(shared_model());
+  EXPECT_EQ(body["choices"][0]["message"]["content"],
+            direct(s, encode(chat.render({{"system", "Be brief."}, {"user", "Hello"}})), 10, chat.stop_ids()));
+
+  auto res = r.client().Post("/v1/chat/completions",
+                             greedy({{"messages", messages}, {"max_tokens", 10}, {"stream", true}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  auto chunks = events(res->body);
+  ASSERT_GE(chunks.size(), 2u);
+  EXPECT_EQ(chunks.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string content;
+  for (const auto& c : chunks)
+    if (c["choices"][0]["delta"].contains("content")) content += c["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_EQ(content, body["choices"][0]["message"]["content"]);
+  EXPECT_EQ(chunks.back()["object"], "chat.completion.chunk");
+}
+
+TEST(Server, ParallelRequestsEqualSequentialOnes) {
+  infer::ServerOptions o;
+  o.parallel = 3;
+  Running r(o);
+  auto request = [](int i) {
+    return json{{"prompt", "Request number " + std::to_string(i)}, {"max_tokens", 10}, {"temperature", 0.9},
+                {"seed", 100 + i}};
+  };
+  std::vector<std::string> sequential;
+  for (int i = 0; i < 6; ++i) sequential.push_back(r.post("/v1/completions", request(i)).second["choices"][0]["text"]);
+  std::vector<std::future<std::string>> parallel;
+  for (int i = 0; i < 6; ++i)
+    parallel.push_back(std::async(std::launch::async, [&, i] {
+      return r.post("/v1/completions", request(i)).second["choices"][0]["text"].get<std::string>();
+    }));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(parallel[i].get(), sequential[i]) << i;
+}
+
+TEST(Server, SessionsContinueStayIsolatedAndSurviveEviction) {
+  const fs::path dir = fs::temp_directory_path() / ("ipt-server-sessions-" + std::to_string(getpid()));
+  infer::ServerOptions o;
+  o.max_sessions = 1;  // every new session evicts the other one to disk
+  o.session_dir = dir.string();
+  o.parallel = 2;
+  Running r(o);
+  auto create = [&] {
+    auto [status, body] = r.post("/v1/sessions", json::object());
+    EXPECT_EQ(status, 201) << body;
+    return body["id"].get<std::string>();
+  };
+  const std::string a = create();
+  auto ask = [&](const std::string& id, const std::string& prompt) {
+    auto [status, body] = r.post("/v1/completions", greedy({{"prompt", prompt}, {"max_tokens", 6}, {"session_id", id}}));
+    EXPECT_EQ(status, 200) << body;
+    return body["choices"][0]["text"].get<std::string>();
+  };
+  std::vector<std::string> got{ask(a, "First part")};
+  const std::string b = create();  // evicts a
+  ask(b, "Something else entirely, longer than a chunk of eight tokens");
+  got.push_back(ask(a, " and the second"));  // a comes back from disk
+  ask(b, "more");
+  got.push_back(ask(a, " third"));
+
+  // The same turns in one Session, never stopped, with nothing interleaved.
+  infer::Session s(shared_model());
+  std::vector<std::string> expected{direct(s, encode("First part"), 6, eos())};
+  expected.push_back(direct(s, encode(" and the second"), 6, eos()));
+  expected.push_back(direct(s, encode(" third"), 6, eos()));
+  EXPECT_EQ(got, expected);
+  EXPECT_TRUE(fs::exists(dir / (b + ".session")));
+
+  auto info = r.client().Get(("/v1/sessions/" + a).c_str());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(json::parse(info->body)["position"], s.position());
+  auto del = r.client().Delete(("/v1/sessions/" + a).c_str());
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+  fs::remove_all(dir);
+}
+
+TEST(Server, ChatSessionAppendsOnlyTheNewTurn) {
+  Running r;
+  const std::string id = r.post("/v1/sessions", json{{"id", "chat-1"}}).second["id"];
+  EXPECT_EQ(id, "chat-1");
+  json messages = json::array({{{"role", "user"}, {"content", "Hi there"}}});
+  auto [s1, first] = r.post("/v1/chat/completions", greedy({{"messages", messages}, {"max_tokens", 5}, {"session_id", id}}));
+  ASSERT_EQ(s1, 200) << first;
+  messages.push_back({{"role", "assistant"}, {"content", first["choices"][0]["message"]["content"]}});
+  messages.push_back({{"role", "user"}, {"content", "And then?"}});
+  auto [s2, second] = r.post("/v1/chat/completions", greedy({{"messages", messages}, {"max_tokens", 5}, {"session_id", id}}));
+  ASSERT_EQ(s2, 200) << second;
+  // Only the close of the previous turn and the new user turn were appended.
+  const int64_t new_part = static_cast<int64_t>(encode("<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n").size());
+  EXPECT_EQ(second["usage"]["prompt_tokens"], new_part);
+  EXPECT_EQ(second["session"]["position"].get<int64_t>(),
+            first["session"]["position"].get<int64_t>() + new_part + second["usage"]["completion_tokens"].get<int64_t>());
+  EXPECT_EQ(r.post("/v1/sessions", json{{"id", "chat-1"}}).first, 409);
+}
+
+TEST(Server, BadRequestsGetOpenAiErrors) {
+  Running r;
+  const std::string session = r.post("/v1/sessions", json::object()).second["id"];
+  struct Case {
+    std::string path, body, param;
+    int status;
+  };
+  std::string long_prompt;  // ~150 tokens, past the context of 96
+  for (int i = 0; i < 150; ++i) long_prompt += " word";
+  const std::vector<Case> cases = {
+      {"/v1/completions", "{not json", "", 400},
+      {"/v1/completions", "[1, 2]", "", 400},
+      {"/v1/completions", R"({"max_tokens": 3})", "prompt", 400},
+      {"/v1/completions", R"({"prompt": 5})", "prompt", 400},
+      {"/v1/completions", R"({"prompt": ["a", "b"]})", "prompt", 400},
+      {"/v1/completions", R"({"prompt": [1, 99999]})", "prompt", 400},
+      {"/v1/completions", R"({"prompt": "a", "max_tokens": "3"})", "max_tokens", 400},
+      {"/v1/completions", R"({"prompt": "a", "max_tokens": -1})", "max_tokens", 400},
+      {"/v1/completions", R"({"prompt": "a", "temperature": -1})", "temperature", 400},
+      {"/v1/completions", R"({"prompt": "a", "temperature": "hot"})", "temperature", 400},
+      {"/v1/completions", R"({"prompt": "a", "top_p": 0})", "top_p", 400},
+      {"/v1/completions", R"({"prompt": "a", "top_k": -2})", "top_k", 400},
+      {"/v1/completions", R"({"prompt": "a", "min_p": 2})", "min_p", 400},
+      {"/v1/completions", R"({"prompt": "a", "seed": -5})", "seed", 400},
+      {"/v1/completions", R"({"prompt": "a", "n": 2})", "n", 400},
+      {"/v1/completions", R"({"prompt": "a", "stream": "yes"})", "stream", 400},
+      {"/v1/completions", R"({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]})", "stop", 400},
+      {"/v1/completions", R"({"prompt": "a", "stop": [""]})", "stop", 400},
+      {"/v1/completions", R"({"prompt": "a", "model": 7})", "model", 400},
+      {"/v1/completions", R"({"prompt": "a", "frequency_penalty": 0.5})", "frequency_penalty", 400},
+      {"/v1/completions", R"({"prompt": "a", "session_id": "no-such-session"})", "session_id", 404},
+      {"/v1/completions", R"({"prompt": "a", "session_id": "../etc/passwd"})", "session_id", 400},
+      {"/v1/completions", R"({"prompt": "a", "session_id": 12})", "session_id", 400},
+      {"/v1/completions", json{{"prompt", long_prompt}}.dump(), "prompt", 400},
+      {"/v1/completions", json{{"prompt", ""}}.dump(), "prompt", 400},
+      {"/v1/chat/completions", R"({"prompt": "a"})", "messages", 400},
+      {"/v1/chat/completions", R"({"messages": []})", "messages", 400},
+      {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "a"}]})", "messages", 400},
+      {"/v1/chat/completions", R"({"messages": [{"content": "a"}]})", "messages", 400},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 3}]})", "messages", 400},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages", 400},
+      {"/v1/sessions", R"({"ttt_clip": -1})", "ttt_clip", 400},
+      {"/v1/sessions", R"({"ttt": "yes"})", "ttt", 400},
+      {"/v1/sessions", R"({"id": "a/b"})", "id", 400},
+  };
+  for (const Case& c : cases) {
+    auto res = r.client().Post(c.path.c_str(), c.body, "application/json");
+    ASSERT_TRUE(res) << c.body;
+    EXPECT_EQ(res->status, c.status) << c.path << " " << c.body << " -> " << res->body;
+    json body = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(body.contains("error")) << res->body;
+    for (const char* key : {"message", "type", "param", "code"}) EXPECT_TRUE(body["error"].contains(key)) << key;
+    EXPECT_FALSE(body["error"]["message"].get<std::string>().empty());
+    if (!c.param.empty()) EXPECT_EQ(body["error"]["param"], c.param) << c.body;
+  }
+  // A session whose next prompt no longer fits its context.
+  auto [status, body] = r.post("/v1/completions", json{{"prompt", long_prompt}, {"session_id", session}});
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(body["error"]["code"], "context_length_exceeded");
+  auto missing = r.client().Get("/v1/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_TRUE(json::parse(missing->body).contains("error"));
+  EXPECT_EQ(r.client().Get("/v1/sessions/unknown")->status, 404);
+  // Still serving.
+  EXPECT_EQ(r.post("/v1/completions", greedy({{"prompt", "ok"}, {"max_tokens", 2}})).first, 200);
+}
+
+TEST(Server, ServeCommandStopsOnSigterm) {
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const std::string ipt = std::string(IPT_BINARY_DIR) + "/ipt";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    execl(ipt.c_str(), ipt.c_str(), "-t", "1", "serve", "-m", model_dir().c_str(), "--port", "0", nullptr);
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* stream = fdopen(out[0], "r");
+  char line[512] = {0};
+  ASSERT_TRUE(fgets(line, sizeof(line), stream)) << "no output from ipt serve";
+  const std::string first(line);
+  const size_t colon = first.find(':', first.find("127.0.0.1"));
+  ASSERT_NE(colon, std::string::npos) << first;
+  const int port = std::stoi(first.substr(colon + 1));
+  httplib::Client client("127.0.0.1", port);
+  auto res = client.Post("/v1/completions", greedy({{"prompt", "Hi"}, {"max_tokens", 3}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  kill(pid, SIGTERM);
+  std::string rest;
+  while (fgets(line, sizeof(line), stream)) rest += line;
+  fclose(stream);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << " " << rest;
+  EXPECT_NE(rest.find("stopped"), std::string::npos) << rest;
+}

@@ -1,0 +1,115 @@
+// ipt bench decode: decode tokens/s after a prompt of each context length, with and without TTT
+// (the same weights, fast weights frozen), each configuration in its own child process.
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "command.h"
+#include "worker.h"
+#include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
+#include "ipt/eval/timing.h"
+#include "ipt/infer/session.h"
+#include "ipt/model/checkpoint.h"
+
+namespace ipt::cli {
+namespace {
+
+struct DecodeOptions {
+  std::string model;
+  std::vector<int64_t> contexts{1024, 8192};
+  int64_t tokens = 64;
+  bool json = false;
+  int64_t worker_context = 0;  // internal
+  int worker_ttt = -1;         // internal
+};
+
+nlohmann::json worker(const DecodeOptions& o) {
+  torch::NoGradGuard no_grad;
+  model::CausalLM lm = model::load_model(o.model);
+  infer::SessionOptions so;
+  so.ttt = o.worker_ttt == 1;
+  so.context = o.worker_context + o.tokens + 1;
+  torch::manual_seed(0);
+  torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {o.worker_context}, torch::kInt64);
+  {  // first-use costs (thread pools, allocator) outside the measurement
+    infer::Session warm(lm, so);
+    warm.append({ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + std::min<int64_t>(64, o.worker_context)});
+    for (int i = 0; i < 4; ++i) warm.decode(1);
+  }
+  infer::Session session(lm, so);
+  Stopwatch prefill;
+  session.append({ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + o.worker_context});
+  const double prefill_s = prefill.ms() / 1000;
+  const int64_t updates = session.ttt_updates();
+  infer::SamplerOptions greedy;
+  greedy.temperature = 0;
+  infer::Sampler sampler(greedy);
+  Stopwatch decode;
+  const auto out = session.generate(o.tokens, sampler);  // no stop tokens: exactly `tokens` steps
+  const double decode_s = decode.ms() / 1000;
+  return {{"context", o.worker_context},
+          {"ttt", so.ttt},
+          {"tokens", static_cast<int64_t>(out.size())},
+          {"decode_tokens_per_s", out.size() / decode_s},
+          {"prefill_tokens_per_s", o.worker_context / prefill_s},
+          {"decode_updates", session.ttt_updates() - updates},
+          {"peak_mb", peak_rss_mb()}};
+}
+
+int run(const DecodeOptions& o) {
+  IPT_CHECK(o.tokens > 0, "--tokens must be > 0, got ", o.tokens);
+  if (o.worker_context > 0) {
+    std::cout << worker(o).dump() << std::endl;
+    return 0;
+  }
+  const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
+  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"tokens", o.tokens},
+                           {"results", nlohmann::json::array()}};
+  for (int64_t context : o.contexts) {
+    IPT_CHECK(context > 0, "--contexts must be positive");
+    for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
+      std::ostringstream args;
+      args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --worker-context " << context
+           << " --worker-ttt " << ttt;
+      report["results"].push_back(run_worker(args.str()));
+    }
+  }
+  if (o.json) {
+    std::cout << report.dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << "decode  " << o.model << "  threads " << at::get_num_threads() << "  tokens " << o.tokens << "\n\n"
+            << "| context | TTT | decode tok/s | updates while decoding | prefill tok/s | peak MB | TTT/no-TTT decode |\n"
+            << "|--------:|:---:|-------------:|------:|--------------:|--------:|-----:|\n";
+  const auto& r = report["results"];
+  for (size_t i = 0; i < r.size(); ++i) {
+    std::cout << "| " << std::setw(7) << r[i]["context"].get<int64_t>() << " | " << (r[i]["ttt"].get<bool>() ? "yes" : "no ")
+              << " | " << std::fixed << std::setprecision(1) << std::setw(12) << r[i]["decode_tokens_per_s"].get<double>()
+              << " | " << std::setw(5) << r[i]["decode_updates"].get<int64_t>() << " | " << std::setprecision(0)
+              << std::setw(13) << r[i]["prefill_tokens_per_s"].get<double>() << " | " << std::setw(7)
+              << r[i]["peak_mb"].get<double>() << " | ";
+    if (!r[i]["ttt"].get<bool>() && i > 0 && r[i - 1]["ttt"].get<bool>())
+      std::cout << std::setprecision(3)
+                << r[i - 1]["decode_tokens_per_s"].get<double>() / r[i]["decode_tokens_per_s"].get<double>();
+    std::cout << " |\n";
+  }
+  return 0;
+}
+
+Register bench_decode("bench", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<DecodeOptions>();
+  CLI::App* cmd = parent.add_subcommand("decode", "decode tokens/s after each context length, with and without TTT");
+  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  cmd->add_option("--contexts", o->contexts, "prompt lengths before decoding (default 1024,8192)")->delimiter(',');
+  cmd->add_option("--tokens", o->tokens, "tokens decoded per measurement (default 64)");
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--worker-context", o->worker_context)->group("");
+  cmd->add_option("--worker-ttt", o->worker_ttt)->group("");
+  return [o] { return run(*o); };
+});
+
+}  // namespace
+}  // namespace ipt::cli

@@ -1,0 +1,159 @@
+// ipt eval ruler: RULER-style tasks (src/ipt/eval/ruler.h) with greedy decoding through inference
+// sessions, with and without TTT in the same run when asked; a table task x length, JSON or a figure.
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "command.h"
+#include "ipt/common/error.h"
+#include "ipt/data/prepare.h"
+#include "ipt/eval/figures.h"
+#include "ipt/eval/ruler.h"
+#include "ipt/eval/timing.h"
+#include "ipt/infer/session.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/tokenizer/tokenizer.h"
+
+namespace ipt::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RulerCliOptions {
+  std::string model, tokenizer, plot, predictions;
+  std::vector<std::string> haystack{"corpus/sample"};
+  eval::RulerOptions eval;
+  bool no_ttt = false, compare_no_ttt = false, json = false;
+};
+
+// Greedy decoding through an inference session, exactly as ipt generate runs the model (TTT
+// updates while prefilling, and while decoding when the model says so); stops at an eos token.
+eval::GreedyGenerator session_generator(const model::CausalLM& lm, bool ttt) {
+  std::vector<int64_t> stop_ids = lm->config().eos_token_ids;
+  return [&lm, ttt, stop_ids](const std::vector<int64_t>& prompt, int64_t max_new) {
+    infer::SessionOptions options;
+    options.ttt = ttt;
+    options.context = static_cast<int64_t>(prompt.size()) + max_new;
+    infer::Session session(lm, options);
+    session.append(prompt);
+    infer::SamplerOptions greedy;
+    greedy.temperature = 0;
+    infer::Sampler sampler(greedy);
+    return session.generate(max_new, sampler, stop_ids);
+  };
+}
+
+nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report) {
+  nlohmann::json results = nlohmann::json::array(), average = nlohmann::json::array();
+  for (const auto& c : report.cells)
+    results.push_back({{"task", c.task}, {"length", c.length}, {"score", c.score}, {"samples", c.samples}});
+  for (const auto& [length, score] : report.average) average.push_back({{"length", length}, {"score", score}});
+  return {{"ttt", ttt}, {"results", results}, {"average", average}};
+}
+
+void print_ruler_table(const nlohmann::json& report) {
+  const auto& runs = report["runs"];
+  std::cout << "RULER-style tasks  " << report["model"].get<std::string>() << "  " << report["samples"].get<int64_t>()
+            << " samples per cell, seed " << report["seed"].get<uint64_t>() << ", score = string_match_all %  ("
+            << std::fixed << std::setprecision(1) << report["seconds"].get<double>() << " s)\n\n| task |";
+  for (const auto& length : report["lengths"])
+    for (const auto& run : runs)
+      std::cout << " " << length.get<int64_t>() << (runs.size() > 1 ? " " + eval::run_label(run["ttt"].get<bool>()) : "") << " |";
+  std::cout << "\n|:--|";
+  for (size_t i = 0; i < report["lengths"].size() * runs.size(); ++i) std::cout << "--:|";
+  std::cout << "\n";
+  auto score_of = [](const nlohmann::json& list, const std::string& task, int64_t length) {
+    for (const auto& r : list)
+      if ((task.empty() || r["task"] == task) && r["length"] == length) return r["score"].get<double>();
+    return std::nan("");
+  };
+  std::vector<std::string> tasks = report["tasks"];
+  tasks.push_back("");  // the average row
+  for (const std::string& task : tasks) {
+    std::cout << "| " << (task.empty() ? "**average**" : task) << " |";
+    for (const auto& length : report["lengths"])
+      for (const auto& run : runs)
+        std::cout << " " << std::setprecision(1)
+                  << score_of(task.empty() ? run["average"] : run["results"], task, length.get<int64_t>()) << " |";
+    std::cout << "\n";
+  }
+}
+
+int run_ruler(const RulerCliOptions& o) {
+  o.eval.validate();
+  IPT_CHECK(!(o.no_ttt && o.compare_no_ttt), "eval ruler: --no-ttt and --compare-no-ttt contradict each other");
+  const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
+  IPT_CHECK(has_ttt || !o.compare_no_ttt, "eval ruler --compare-no-ttt: ", o.model, " has no TTT layers");
+  const std::string dir = o.tokenizer.empty() ? o.model : o.tokenizer;
+  IPT_CHECK(fs::exists(fs::path(dir) / "tokenizer.json") || fs::is_regular_file(dir), "eval ruler: ", dir,
+            " has no tokenizer.json; pass --tokenizer DIR");
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(dir);
+  std::vector<std::string> documents;
+  for (const std::string& path : data::list_input_files(o.haystack)) {
+    std::ifstream in(path, std::ios::binary);
+    IPT_CHECK(in, "eval ruler: cannot read haystack file ", path);
+    std::stringstream text;
+    text << in.rdbuf();
+    documents.push_back(text.str());
+  }
+  const data::Haystack haystack(documents);
+  model::CausalLM lm = model::load_model(o.model);
+  IPT_CHECK(lm->config().vocab_size >= static_cast<int64_t>(tokenizer.vocab_size()), "eval ruler: the tokenizer has ",
+            tokenizer.vocab_size(), " ids but the model only ", lm->config().vocab_size);
+  std::vector<bool> runs;  // TTT first
+  if (has_ttt && !o.no_ttt) runs.push_back(true);
+  if (!has_ttt || o.no_ttt || o.compare_no_ttt) runs.push_back(false);
+
+  std::unique_ptr<std::ofstream> predictions;
+  if (!o.predictions.empty()) {
+    predictions = std::make_unique<std::ofstream>(o.predictions);
+    IPT_CHECK(*predictions, "eval ruler: cannot write ", o.predictions);
+  }
+  nlohmann::json report = {{"model", o.model}, {"samples", o.eval.samples}, {"seed", o.eval.seed},
+                           {"tasks", o.eval.tasks}, {"lengths", o.eval.lengths}, {"runs", nlohmann::json::array()}};
+  Stopwatch watch;
+  for (bool ttt : runs) {
+    const auto on_sample = [&](const eval::RulerSampleResult& r) {
+      if (predictions)
+        *predictions << nlohmann::json{{"ttt", ttt}, {"task", r.task}, {"length", r.length}, {"index", r.index},
+                                       {"prompt_tokens", r.prompt_tokens}, {"prediction", r.prediction},
+                                       {"answers", r.answers}, {"score", r.score}}
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                     << "\n";
+    };
+    report["runs"].push_back(ruler_run_json(
+        ttt, eval::evaluate_ruler(o.eval, haystack, tokenizer, session_generator(lm, ttt), on_sample)));
+  }
+  report["seconds"] = watch.ms() / 1000;
+  if (!o.plot.empty()) eval::plot_report("ruler", report, o.plot);
+  if (o.json) std::cout << report.dump(2) << std::endl;
+  else print_ruler_table(report);
+  return 0;
+}
+
+Register eval_ruler("eval", [](CLI::App& parent) -> Action {
+  auto o = std::make_shared<RulerCliOptions>();
+  CLI::App* cmd = parent.add_subcommand("ruler", "RULER-style synthetic tasks, greedy decoding, string-match score");
+  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's); lengths count its tokens");
+  cmd->add_option("--tasks", o->eval.tasks, "tasks (default: all 11)")->delimiter(',');
+  cmd->add_option("--lengths", o->eval.lengths, "context lengths in tokens, answer included")->delimiter(',');
+  cmd->add_option("--samples", o->eval.samples, "samples per task and length");
+  cmd->add_option("--seed", o->eval.seed, "sample i uses seed + i");
+  cmd->add_option("--haystack", o->haystack, "files or directories of natural text (default corpus/sample)");
+  cmd->add_flag("--no-ttt", o->no_ttt, "only without TTT (fast weights frozen at W0)");
+  cmd->add_flag("--compare-no-ttt", o->compare_no_ttt, "with and without TTT in the same run");
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--plot", o->plot, "draw the average score against length into this PNG");
+  cmd->add_option("--predictions", o->predictions, "write every sample's prediction and score (JSON lines)");
+  return [o] { return run_ruler(*o); };
+});
+
+}  // namespace
+}  // namespace ipt::cli
