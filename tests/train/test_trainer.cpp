@@ -3,6 +3,7 @@
 // resume is bit-exact, `ttt`-only training touches only TTT tensors, a converted model starts at
 // the base model's loss, gradient checkpointing changes nothing, and bad configs fail up front.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cstdlib>
@@ -22,8 +23,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())); }
+
+// Removes this process's scratch directories after the last test.
+class ScratchCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(scratch_root()); }
+};
+const auto* const g_cleanup = ::testing::AddGlobalTestEnvironment(new ScratchCleanup);
+
 fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())) / name;
+  fs::path dir = scratch_root() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -287,16 +297,26 @@ TEST(Trainer, GradientCheckpointingChangesNothing) {
 
 TEST(Trainer, TwoGlooProcessesEqualOneProcess) {
   const fs::path out = scratch_dir("dp_two"), single = scratch_dir("dp_one");
+  const std::vector<std::string> eval{"data.val_path=" + val_data().string(), "train.eval_steps=4"};
   const fs::path config_file = out / "config.yaml";
   std::ofstream(config_file) << base_yaml(out.string());
-  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
-                              " --nproc-per-node 2 -q --no-plot";
+  std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
+                        " --nproc-per-node 2 -q --no-plot";
+  for (const auto& o : eval) command += " --" + o;
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  train::Trainer one(make_config(single.string()), nullptr, quiet());
+  train::Trainer one(make_config(single.string(), eval), nullptr, quiet());
   one.train();
   io::TensorMap two = io::load_checkpoint((out / "checkpoint-4").string());
   std::map<std::string, torch::Tensor> two_weights(two.begin(), two.end());
   EXPECT_LT(max_relative_difference(weights(one), two_weights), 2e-5);
+  // Validation scores the same rows whatever the number of ranks.
+  auto last_val_loss = [](const fs::path& dir) {
+    std::ifstream in(dir / "metrics.jsonl");
+    std::string line, last;
+    while (std::getline(in, line)) last = line;
+    return nlohmann::json::parse(last).at("val_loss").get<double>();
+  };
+  EXPECT_NEAR(last_val_loss(out), last_val_loss(single), 1e-5);
 }
 
 TEST(Trainer, BadConfigsFailBeforeAnyWork) {

@@ -52,15 +52,24 @@ nlohmann::json worker(const BenchTrainOptions& o) {
   torch::manual_seed(0);
   torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {1, o.seq_len + 1}, torch::kInt64);
   torch::Tensor input = ids.narrow(1, 0, o.seq_len), labels = ids.narrow(1, 1, o.seq_len).reshape({-1});
+  double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // where a step's time goes
   auto train_step = [&] {
     for (auto& [name, p] : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
+    Stopwatch phase;
     torch::Tensor hidden = lm->hidden_states(input);
-    ops::lm_loss(hidden.reshape({-1, d}), lm->head_weight(), labels).loss.backward();
+    torch::Tensor loss = ops::lm_loss(hidden.reshape({-1, d}), lm->head_weight(), labels).loss;
+    forward_ms += phase.ms();
+    Stopwatch backward;
+    loss.backward();
+    backward_ms += backward.ms();
+    Stopwatch optimizer;
     train::clip_grad_norm(params, 1.0);
     adam.step(1e-4);
+    optimizer_ms += optimizer.ms();
   };
   train_step();  // warm-up: thread pools, first touch of gradient and moment buffers
+  forward_ms = backward_ms = optimizer_ms = 0;
   Stopwatch watch;
   for (int64_t i = 0; i < o.steps; ++i) train_step();
   const double seconds = watch.ms() / 1000 / static_cast<double>(o.steps);
@@ -69,6 +78,9 @@ nlohmann::json worker(const BenchTrainOptions& o) {
           {"checkpointing", o.worker_checkpointing == 1},
           {"tokens_per_s", tokens_per_s},
           {"seconds_per_step", seconds},
+          {"forward_ms", forward_ms / o.steps},
+          {"backward_ms", backward_ms / o.steps},
+          {"optimizer_ms", optimizer_ms / o.steps},
           {"model_gflops_per_s", flops_per_token(lm, o.seq_len) * tokens_per_s / 1e9},
           {"peak_mb", peak_rss_mb()}};
 }
@@ -99,15 +111,16 @@ int run(const BenchTrainOptions& o) {
   }
   std::cout << "train  " << o.model << "  seq-len " << o.seq_len << "  threads " << at::get_num_threads()
             << "  GEMM " << std::fixed << std::setprecision(1) << gemm << " GFLOP/s\n\n"
-            << "| TTT | checkpointing | tokens/s | model GFLOP/s | MFU | peak MB | tok/s vs no TTT |\n"
-            << "|:---:|:---:|---:|---:|---:|---:|---:|\n";
+            << "| TTT | checkpointing | tokens/s | model GFLOP/s | MFU | fwd / bwd / opt ms | peak MB | tok/s vs no TTT |\n"
+            << "|:---:|:---:|---:|---:|---:|---:|---:|---:|\n";
   const auto& rs = report["results"];
   for (size_t i = 0; i < rs.size(); ++i) {
     const auto& r = rs[i];
     std::cout << "| " << (r["ttt"].get<bool>() ? "yes" : "no") << " | " << (r["checkpointing"].get<bool>() ? "yes" : "no")
               << " | " << std::setprecision(0) << r["tokens_per_s"].get<double>() << " | " << std::setprecision(1)
               << r["model_gflops_per_s"].get<double>() << " | " << r["mfu"].get<double>() * 100 << "% | "
-              << std::setprecision(0) << r["peak_mb"].get<double>() << " | ";
+              << std::setprecision(0) << r["forward_ms"].get<double>() << " / " << r["backward_ms"].get<double>() << " / "
+              << r["optimizer_ms"].get<double>() << " | " << r["peak_mb"].get<double>() << " | ";
     if (r["ttt"].get<bool>() && i > 0)
       std::cout << std::setprecision(3) << r["tokens_per_s"].get<double>() / rs[i - 1]["tokens_per_s"].get<double>();
     std::cout << " |\n";

@@ -1,9 +1,9 @@
 // ipt train: train or continue training a model from a YAML config (docs/training.md), in one
 // process, as one rank of a torchrun/Slurm-style group, or as N local ranks (--nproc-per-node).
-#include <fstream>
 #include <iostream>
 
 #include "command.h"
+#include "launch.h"
 #include "ipt/common/error.h"
 #include "ipt/dist/gloo.h"
 #include "ipt/train/trainer.h"
@@ -18,29 +18,6 @@ struct TrainOptions {
   bool no_plot = false;
 };
 
-// This process's command line (for --nproc-per-node: the workers run it without that flag).
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::vector<std::string> args;
-  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
-  IPT_CHECK(!args.empty(), "cannot read this process's command line (/proc/self/cmdline)");
-  return args;
-}
-
-std::vector<std::string> without_nproc_flag(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--nproc-per-node") {
-      ++i;  // and its value
-      continue;
-    }
-    if (args[i].rfind("--nproc-per-node=", 0) == 0) continue;
-    out.push_back(args[i]);
-  }
-  out[0] = dist::current_executable();
-  return out;
-}
-
 int run(const TrainOptions& o, const std::vector<std::string>& extras) {
   std::vector<std::string> overrides;
   for (const std::string& e : extras) {
@@ -51,12 +28,10 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
   // Parse and validate before launching anything, so a bad config fails once, not in N workers.
   train::TrainConfig config = train::load_train_config(o.config, overrides);
   if (o.nproc_per_node > 0) {
-    IPT_CHECK(!dist::Rendezvous::in_environment(), "--nproc-per-node inside a distributed launch (WORLD_SIZE is set)");
     train::validate(config, o.nproc_per_node);
-    return dist::launch_local(o.nproc_per_node, without_nproc_flag(own_command_line()));
+    return relaunch_local(o.nproc_per_node);
   }
-  std::unique_ptr<dist::GlooCommunicator> comm;
-  if (dist::Rendezvous::in_environment()) comm = std::make_unique<dist::GlooCommunicator>(dist::Rendezvous::from_env());
+  std::unique_ptr<dist::GlooCommunicator> comm = join_group_from_environment();
   const bool main_rank = !comm || comm->rank() == 0;
   if (main_rank)
     for (const std::string& note : config.notes) std::cerr << "note: " << note << "\n";

@@ -114,10 +114,7 @@ std::string current_executable() {
   return path.string();
 }
 
-namespace {
-
-// A port the kernel considers free right now (bound to port 0, then released).
-int free_port() {
+int free_local_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   IPT_CHECK(fd >= 0, "launch: cannot create a socket to pick a free port");
   sockaddr_in addr{};
@@ -132,6 +129,8 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
 std::vector<pid_t> g_children;
 std::atomic<int> g_forwarded_signal{0};
 
@@ -145,7 +144,7 @@ void forward_signal(int sig) {
 int launch_local(int n, const std::vector<std::string>& argv) {
   IPT_CHECK(n >= 1, "--nproc-per-node must be >= 1, got ", n);
   IPT_CHECK(!argv.empty(), "launch: empty command");
-  const int port = free_port();
+  const int port = free_local_port();
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);

@@ -46,6 +46,9 @@ class GlooCommunicator : public Communicator {
 // counts as 128 + signal) — when one fails the others are terminated.
 int launch_local(int n, const std::vector<std::string>& argv);
 
+// A loopback TCP port the kernel considers free right now (bound to port 0, then released).
+int free_local_port();
+
 // The path of the running executable (/proc/self/exe).
 std::string current_executable();
 

@@ -284,24 +284,24 @@ StepResult Trainer::step() {
 double Trainer::evaluate() {
   IPT_CHECK(val_data_, "evaluation needs data.val_path");
   torch::NoGradGuard no_grad;
+  // Every rank reads the same eval_batches x micro_batch_size rows and scores every world-th one,
+  // so the validation loss does not depend on the number of ranks.
   data::LoaderOptions lo;
   lo.batch_size = config_.train.micro_batch_size;
   lo.seq_len = config_.data.max_seq_len;
   lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
-  lo.rank = rank();
-  lo.world_size = world();
-  lo.shuffle = false;  // the same batches every evaluation
+  lo.shuffle = false;  // the same rows every evaluation
+  lo.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
   data::Loader loader(*val_data_, lo);
   const int64_t d = model_->config().hidden_size;
   double nll = 0, counted = 0;
+  int64_t row_index = 0;
   for (int64_t i = 0; i < config_.train.eval_batches; ++i) {
     data::Batch b = loader.next();
-    const bool whole = single_piece_rows(b);
-    for (int64_t row = 0; row < (whole ? 1 : b.input_ids.size(0)); ++row) {
-      torch::Tensor ids = whole ? b.input_ids : b.input_ids.narrow(0, row, 1);
-      torch::Tensor labels = whole ? b.labels : b.labels.narrow(0, row, 1);
-      torch::Tensor hidden = model_->hidden_states(ids, whole ? std::vector<int64_t>{} : b.cu_seqlens[row]);
-      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), labels.reshape({-1}));
+    for (int64_t row = 0; row < b.input_ids.size(0); ++row, ++row_index) {
+      if (row_index % world() != rank()) continue;
+      torch::Tensor hidden = model_->hidden_states(b.input_ids.narrow(0, row, 1), b.cu_seqlens[row]);
+      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), b.labels[row]);
       nll += l.token_nll.sum().item<double>();
       counted += static_cast<double>(l.counted);
     }

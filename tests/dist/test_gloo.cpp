@@ -1,0 +1,135 @@
+// The Gloo communicator (two ranks as two threads of this process, over loopback TCP) and the
+// rendezvous environment: values from torchrun and Slurm variables, errors naming the variable.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "ipt/common/error.h"
+#include "ipt/dist/gloo.h"
+
+using namespace ipt;
+
+namespace {
+
+// Sets variables for one test and restores the previous environment afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> values) {
+    for (const char* name : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
+                             "SLURM_NTASKS", "SLURM_LOCALID"}) {
+      const char* old = std::getenv(name);
+      saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+      ::unsetenv(name);
+    }
+    for (const auto& [name, value] : values) ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    for (const auto& [name, value] : saved_) {
+      if (value) ::setenv(name.c_str(), value->c_str(), 1);
+      else ::unsetenv(name.c_str());
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+void expect_error(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    FAIL() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Rendezvous, ReadsTorchrunAndSlurmEnvironments) {
+  {
+    ScopedEnv env({});
+    EXPECT_FALSE(dist::Rendezvous::in_environment());
+    EXPECT_EQ(dist::Rendezvous::from_env().world_size, 1);
+  }
+  {
+    ScopedEnv env({{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29555"}});
+    dist::Rendezvous r = dist::Rendezvous::from_env();
+    EXPECT_TRUE(dist::Rendezvous::in_environment());
+    EXPECT_EQ(r.rank, 1);
+    EXPECT_EQ(r.world_size, 4);
+    EXPECT_EQ(r.local_rank, 1);
+    EXPECT_EQ(r.master_addr, "node7");
+    EXPECT_EQ(r.master_port, 29555);
+  }
+  {
+    ScopedEnv env({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}, {"SLURM_LOCALID", "0"}, {"MASTER_PORT", "1234"}});
+    dist::Rendezvous r = dist::Rendezvous::from_env();
+    EXPECT_EQ(r.rank, 2);
+    EXPECT_EQ(r.world_size, 3);
+    EXPECT_EQ(r.master_addr, "127.0.0.1");
+  }
+}
+
+TEST(Rendezvous, BadEnvironmentsNameTheVariable) {
+  {
+    ScopedEnv env({{"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"}});
+    expect_error([] { dist::Rendezvous::from_env(); }, "RANK is not set");
+  }
+  {
+    ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "0"}});
+    expect_error([] { dist::Rendezvous::from_env(); }, "MASTER_PORT is not set");
+  }
+  {
+    ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_PORT", "29500"}});
+    expect_error([] { dist::Rendezvous::from_env(); }, "must be below WORLD_SIZE");
+  }
+  {
+    ScopedEnv env({{"WORLD_SIZE", "two"}});
+    expect_error([] { dist::Rendezvous::from_env(); }, "WORLD_SIZE='two'");
+  }
+}
+
+TEST(GlooCommunicator, CollectivesOverLoopback) {
+  const int port = dist::free_local_port();
+  std::vector<std::vector<torch::Tensor>> gathered(2), uneven(2);
+  std::vector<torch::Tensor> reduced(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank)
+    ranks.emplace_back([&, rank] {
+      try {
+        dist::Rendezvous r;
+        r.rank = rank;
+        r.world_size = 2;
+        r.master_port = port;
+        dist::GlooCommunicator comm(r, 60);
+        EXPECT_EQ(comm.rank(), rank);
+        EXPECT_EQ(comm.size(), 2);
+        gathered[rank] = comm.all_gather(torch::full({2, 3}, static_cast<float>(rank + 1)));
+        reduced[rank] = torch::arange(5, torch::kFloat64) * (rank + 1);
+        comm.all_reduce_sum(reduced[rank]);
+        uneven[rank] = comm.all_gather_uneven(torch::ones({rank + 1, 2}), 0);
+      } catch (const std::exception& e) {
+        errors[rank] = e.what();
+      }
+    });
+  for (auto& t : ranks) t.join();
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(errors[rank], "");
+    ASSERT_EQ(gathered[rank].size(), 2u);
+    EXPECT_TRUE(torch::equal(gathered[rank][0], torch::full({2, 3}, 1.0f)));
+    EXPECT_TRUE(torch::equal(gathered[rank][1], torch::full({2, 3}, 2.0f)));
+    EXPECT_TRUE(torch::equal(reduced[rank], torch::arange(5, torch::kFloat64) * 3));
+    EXPECT_EQ(uneven[rank][0].size(0), 1);
+    EXPECT_EQ(uneven[rank][1].size(0), 2);
+  }
+}
+
+TEST(LaunchLocal, ReturnsTheFirstFailure) {
+  EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "test \"$WORLD_SIZE\" = 2 && test -n \"$MASTER_PORT\""}), 0);
+  EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "exit $((RANK * 3))"}), 3);
+  expect_error([] { dist::launch_local(0, {"/bin/true"}); }, "--nproc-per-node must be >= 1");
+}
