@@ -1,5 +1,6 @@
 // The training loop on a test-size model and a small synthetic dataset: the loss falls, gradient
-// accumulation and data parallelism (two processes over Gloo) give the one-big-batch update,
+// accumulation, data parallelism (two processes over Gloo) and context parallelism (2 ranks per
+// sequence, and a 2 x 2 grid on odd-length packed rows) give the one-big-batch update,
 // resume is bit-exact, `ttt`-only training touches only TTT tensors, a converted model starts at
 // the base model's loss, gradient checkpointing changes nothing, and bad configs fail up front.
 #include <gtest/gtest.h>
