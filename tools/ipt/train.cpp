@@ -43,8 +43,11 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
     cp_group = std::make_unique<dist::GlooCommunicator>(*comm, "cp-" + std::to_string(comm->rank() / cp) + "/",
                                                         comm->rank() % cp, cp);
   const bool main_rank = !comm || comm->rank() == 0;
-  if (main_rank)
+  if (main_rank) {
     for (const std::string& note : config.notes) std::cerr << "note: " << note << "\n";
+    if (cp > 1 && config.train.enable_gradient_checkpointing)
+      std::cerr << "note: train.enable_gradient_checkpointing ignored under context parallelism\n";
+  }
   train::TrainerOptions options;
   options.resume = o.resume;
   options.progress = !o.quiet;
