@@ -372,23 +372,32 @@ TEST(Trainer, ContextParallelGridWithPackedDocumentsAcrossTheCut) {
   EXPECT_LT(max_relative_difference(weights(one), grid), 5e-5);
 }
 
-TEST(Trainer, ContextParallelSizeMustDivideTheWorld) {
+TEST(Trainer, ContextParallelBadCombosFailBeforeAnyWork) {
   const fs::path out = scratch_dir("cp_bad");
   expect_error([&] { make_config(out.string(), {"train.cp_size=two"}); }, "train.cp_size: expected an integer");
   expect_error([&] { train::Trainer(make_config(out.string(), {"train.cp_size=0"}), nullptr, quiet()); },
                "train.cp_size must be >= 1");
   expect_error([&] { train::Trainer(make_config(out.string(), {"train.cp_size=2"}), nullptr, quiet()); },
                "train.cp_size (2) must divide the number of ranks (1)");
-  // The launcher checks before starting any rank: nothing is written.
   const fs::path config_file = out / "config.yaml";
   std::ofstream(config_file) << base_yaml((out / "run").string());
-  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
-                              " --nproc-per-node 2 --cp-size 3 -q --no-plot 2> " + (out / "stderr").string();
-  EXPECT_NE(std::system(command.c_str()), 0);
-  std::ifstream err(out / "stderr");
-  const std::string message((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  EXPECT_NE(message.find("train.cp_size (3) must divide the number of ranks (2)"), std::string::npos) << message;
-  EXPECT_FALSE(fs::exists(out / "run"));
+  // Runs `ipt train` with `flags`; expects it to fail and returns its stderr.
+  auto failing_run = [&](const std::string& flags) {
+    const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
+                                " -q --no-plot " + flags + " 2> " + (out / "stderr").string();
+    EXPECT_NE(std::system(command.c_str()), 0) << command;
+    std::ifstream err(out / "stderr");
+    return std::string((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  };
+  // The launcher checks before starting any rank.
+  const std::string not_dividing = failing_run("--nproc-per-node 2 --cp-size 3");
+  EXPECT_NE(not_dividing.find("train.cp_size (3) must divide the number of ranks (2)"), std::string::npos)
+      << not_dividing;
+  // Rows too short to cut on the TTT chunk grid (32 tokens, chunk 16, 3 slices) fail before step 1.
+  const std::string too_short = failing_run("--nproc-per-node 3 --cp-size 3");
+  EXPECT_NE(too_short.find("cannot cut a sequence of 32 rows into 3 non-empty slices"), std::string::npos)
+      << too_short;
+  EXPECT_FALSE(fs::exists(out / "run"));  // nothing written
 }
 
 TEST(Trainer, BadConfigsFailBeforeAnyWork) {

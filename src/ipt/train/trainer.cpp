@@ -133,6 +133,11 @@ Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions op
               " is not a training checkpoint (no trainer_state.json)");
   }
   build_model();
+  if (cp_size() > 1) {
+    // A row of one document must split into cp_size slices on the TTT chunk grid: fail here, not at step 1.
+    int64_t begin, end;
+    enter_slice(config_.data.max_seq_len, {}, begin, end);
+  }
   if (!resume_dir.empty()) load_checkpoint(resume_dir);
 }
 
