@@ -353,7 +353,7 @@ TEST(Trainer, ContextParallelTwoProcessesEqualOneProcess) {
 
 // A 2 x 2 grid (2 data-parallel groups of 2 context-parallel ranks) on rows of 33 tokens (odd, so
 // slices differ in length) packed with short documents, some of which span the cut between
-// slices (10 rows of the 12 rows with several documents did, counted once with a debug print):
+// slices (in 10 of the 12 rows, counted once with a debug print):
 // still the weights of one process.
 TEST(Trainer, ContextParallelGridWithPackedDocumentsAcrossTheCut) {
   static const fs::path short_docs = counting_dataset("data_short", 80, 6, 3);  // 6..45 tokens
