@@ -41,7 +41,10 @@ std::vector<PlotSpec> ppl_panels(const json& report) {
   const json& runs = array(report, "runs", "report");
   for (size_t r = 0; r < runs.size(); ++r) {
     const std::string where = "runs[" + std::to_string(r) + "]";
-    PlotSeries s{run_label(flag(runs[r], "ttt", where)), {}, {}};
+    // A run may name its own curve ("label"), e.g. when one report gathers several models.
+    PlotSeries s{runs[r].contains("label") && runs[r]["label"].is_string() ? runs[r]["label"].get<std::string>()
+                                                                             : run_label(flag(runs[r], "ttt", where)),
+                 {}, {}};
     const json& points = array(runs[r], "points", where);
     for (size_t i = 0; i < points.size(); ++i) {
       const std::string at = where + ".points[" + std::to_string(i) + "]";
@@ -66,7 +69,10 @@ std::vector<PlotSpec> ruler_panels(const json& report) {
   const json& runs = array(report, "runs", "report");
   for (size_t r = 0; r < runs.size(); ++r) {
     const std::string where = "runs[" + std::to_string(r) + "]";
-    PlotSeries s{run_label(flag(runs[r], "ttt", where)), {}, {}};
+    // A run may name its own curve ("label"), e.g. when one report gathers several models.
+    PlotSeries s{runs[r].contains("label") && runs[r]["label"].is_string() ? runs[r]["label"].get<std::string>()
+                                                                             : run_label(flag(runs[r], "ttt", where)),
+                 {}, {}};
     const json& average = array(runs[r], "average", where);
     for (size_t i = 0; i < average.size(); ++i) {
       const std::string at = where + ".average[" + std::to_string(i) + "]";

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every run of docs/RESULTS.md, in order (about 3 hours of one busy 2-core machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IPT="build/ipt"
+export OMP_WAIT_POLICY=passive
+
+bash scripts/get-corpora.sh
+[ -f data/shards/mix/meta.json ] || $IPT data prepare --tokenizer corpus/tokenizer \
+  --input data/corpora/sotu data/corpora/python --out data/shards/mix --val-fraction 0.05 --seed 0
+
+# 1. From scratch: sliding window 256 and full attention, each with and without TTT (pairs in parallel).
+for pair in "scratch-swa scratch-swa-ttt" "scratch-full scratch-full-ttt"; do
+  for run in $pair; do $IPT -t 1 train --config experiments/configs/$run.yaml > runs/$run.log 2>&1 & done
+  wait
+done
+# 2. Drop-in: the trained sliding-window base, continued with TTT (converted on load) and without.
+for run in dropin-base dropin-ttt; do $IPT -t 1 train --config experiments/configs/$run.yaml > runs/$run.log 2>&1 & done
+wait
+
+# Inference-time update clipping (the paper's inference setting): copies of the TTT checkpoints with ttt_clip set.
+mkdir -p runs/eval
+clip() {  # clip SRC DST TAU
+  rm -rf "$2" && cp -r "$1" "$2"
+  python3 -c "import json,sys; p=sys.argv[1]+'/config.json'; j=json.load(open(p)); j['ttt_clip']=float(sys.argv[2]); json.dump(j, open(p,'w'), indent=2)" "$2" "$3"
+}
+for tau in 0.05 0.5 1 2; do clip runs/scratch-swa-ttt/checkpoint-160 runs/eval/swa-ttt-clip$tau $tau; done
+clip runs/scratch-full-ttt/checkpoint-160 runs/eval/full-ttt-clip0.5 0.5
+clip runs/dropin-ttt/checkpoint-60 runs/eval/dropin-ttt-clip0.5 0.5
+
+# Sliding-window perplexity: the final 256 tokens of each validation document long enough for every context.
+for m in scratch-swa/checkpoint-160 scratch-swa-ttt/checkpoint-160 eval/swa-ttt-clip0.05 eval/swa-ttt-clip0.5 \
+         eval/swa-ttt-clip1 eval/swa-ttt-clip2 scratch-full/checkpoint-160 scratch-full-ttt/checkpoint-160 \
+         eval/full-ttt-clip0.5 dropin-base/checkpoint-60 dropin-ttt/checkpoint-60 eval/dropin-ttt-clip0.5; do
+  $IPT -t 1 eval ppl -m runs/$m --data data/shards/mix/val --contexts 256,512,1024,2048,4096 --block 256 \
+    --same-docs --json > runs/eval/ppl-$(echo $m | tr / _).json
+done
+
+# Retrieval: RULER needle tasks, and loss on a string repeated after a gap.
+for m in scratch-swa/checkpoint-160 eval/swa-ttt-clip0.5; do
+  $IPT -t 1 eval ruler -m runs/$m --tasks niah_single_1,niah_single_2 --lengths 512,1024 --samples 10 --seed 0 \
+    --haystack corpus/sample --json > runs/eval/ruler-$(echo $m | tr / _).json
+done
+python3 experiments/retrieval/copy_beyond_window.py $IPT \
+  runs/scratch-swa/checkpoint-160,runs/eval/swa-ttt-clip0.5,runs/scratch-swa-ttt/checkpoint-160 --trials 4
+
+# 4. Theorem 1.
+for d in 64 256 1024; do $IPT -t 1 experiment theorem1 --dim $d --trials 100; done
