@@ -79,19 +79,36 @@ SyntheticRows::SyntheticRows(tok::Tokenizer tokenizer, data::Haystack haystack, 
 }
 
 std::vector<int64_t> SyntheticRows::tokens(const std::string& task, uint64_t seed, int64_t* answer_start) const {
-  data::SynthOptions so;
-  so.task = task;
-  so.max_length = options_.seq_len + 1;  // a row of L inputs uses L + 1 tokens (the last label)
-  so.tokens_to_generate = options_.tokens_to_generate;
-  so.seed = seed;
   const data::TokenCounter count = [&](const std::string& s) { return static_cast<int64_t>(tokenizer_.encode(s).size()); };
-  const data::SynthSample sample = data::generate(so, haystack_, count);
-  // Prompt and answer are encoded apart, as a model sees them when it generates the answer.
-  std::vector<int64_t> ids;
-  for (int32_t id : tokenizer_.encode(sample.input)) ids.push_back(id);
-  if (answer_start) *answer_start = static_cast<int64_t>(ids.size());
-  for (int32_t id : tokenizer_.encode(" " + join(sample.answers, ", "))) ids.push_back(id);
-  if (auto eos = tokenizer_.eos_id()) ids.push_back(*eos);
+  auto sample_tokens = [&](int64_t answer_budget, int64_t* prompt_tokens) {
+    data::SynthOptions so;
+    so.task = task;
+    so.max_length = options_.seq_len + 1;  // a row of L inputs uses L + 1 tokens (the last label)
+    so.tokens_to_generate = answer_budget;
+    so.seed = seed;
+    const data::SynthSample sample = data::generate(so, haystack_, count);
+    // Prompt and answer are encoded apart, as a model sees them when it generates the answer.
+    std::vector<int64_t> ids;
+    for (int32_t id : tokenizer_.encode(sample.input)) ids.push_back(id);
+    *prompt_tokens = static_cast<int64_t>(ids.size());
+    for (int32_t id : tokenizer_.encode(" " + join(sample.answers, ", "))) ids.push_back(id);
+    if (auto eos = tokenizer_.eos_id()) ids.push_back(*eos);
+    return ids;
+  };
+  int64_t prompt = 0;
+  std::vector<int64_t> ids = sample_tokens(options_.tokens_to_generate, &prompt);
+  // Again with the answer's real size as the budget, so the haystack fills the row instead of
+  // padding; kept only if it still fits (the answer may differ with the haystack size).
+  const int64_t answer = static_cast<int64_t>(ids.size()) - prompt;
+  if (answer < options_.tokens_to_generate) {
+    int64_t tight_prompt = 0;
+    std::vector<int64_t> tight = sample_tokens(std::max<int64_t>(answer, 1), &tight_prompt);
+    if (static_cast<int64_t>(tight.size()) <= options_.seq_len + 1) {
+      ids = std::move(tight);
+      prompt = tight_prompt;
+    }
+  }
+  if (answer_start) *answer_start = prompt;
   return ids;
 }
 
