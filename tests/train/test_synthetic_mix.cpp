@@ -281,3 +281,13 @@ TEST(SyntheticMix, TwoGlooProcessesEqualOneProcess) {
   };
   EXPECT_EQ(fractions(out), fractions(single));
 }
+
+TEST(SyntheticMix, ExampleConfigParses) {
+  // configs/tiny-scratch-mix.yaml as shipped: its keys and mix stay valid (running it needs data/sample).
+  const train::TrainConfig c = train::load_train_config(kSource + "/configs/tiny-scratch-mix.yaml");
+  EXPECT_EQ(c.data.synthetic_mix.size(), 3u);
+  EXPECT_EQ(c.data.synthetic_loss, "all");
+  double total = 0;
+  for (const auto& [task, fraction] : c.data.synthetic_mix) total += fraction;
+  EXPECT_NEAR(total, 0.25, 1e-12);
+}
