@@ -218,6 +218,8 @@ TEST(SyntheticMix, MetricsAndResumeAreBitExact) {
   resume.resume = (out / "checkpoint-2").string();
   train::Trainer half(train::parse_train_config(base_yaml(out2.string()), {"train.save_steps=2"}), nullptr, resume);
   half.train();
+  const auto state = nlohmann::json::parse(std::ifstream(out / "checkpoint-2" / "trainer_state.json"));
+  EXPECT_EQ(state.at("synthetic_mix").at("passkey").get<double>(), 0.25);
   auto a = weights(full), b = weights(half);
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
 

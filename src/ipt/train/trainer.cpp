@@ -376,6 +376,7 @@ std::string Trainer::save_checkpoint() {
                         {"max_seq_len", config_.data.max_seq_len},
                         {"seed", config_.train.seed},
                         {"trainable", config_.train.trainable},
+                        {"synthetic_mix", config_.data.synthetic_mix},  // for the record: a resume may change it
                         {"data_position", {{"epoch", pos.epoch}, {"index", pos.index}, {"offset", pos.offset}}}};
     write_file_durably(tmp / "trainer_state.json", j.dump(2) + "\n");
     fsync_directory(tmp);
