@@ -128,6 +128,55 @@ TEST(GlooCommunicator, CollectivesOverLoopback) {
   }
 }
 
+// Four ranks split into two subgroups of two ({0, 1}, {2, 3}) formed at once over the same store:
+// each subgroup's collectives see only its members; the world group still works afterwards.
+TEST(GlooCommunicator, SubgroupsOverTheSameStore) {
+  const int port = dist::free_local_port();
+  std::vector<torch::Tensor> sub_sum(4), world_sum(4);
+  std::vector<std::vector<torch::Tensor>> sub_gathered(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 4; ++rank)
+    ranks.emplace_back([&, rank] {
+      try {
+        dist::Rendezvous r;
+        r.rank = rank;
+        r.world_size = 4;
+        r.master_port = port;
+        dist::GlooCommunicator world(r, 60);
+        dist::GlooCommunicator sub(world, "cp-" + std::to_string(rank / 2) + "/", rank % 2, 2, 60);
+        EXPECT_EQ(sub.rank(), rank % 2);
+        EXPECT_EQ(sub.size(), 2);
+        sub_sum[rank] = torch::full({3}, static_cast<double>(rank + 1));
+        sub.all_reduce_sum(sub_sum[rank]);
+        sub_gathered[rank] = sub.all_gather(torch::full({1}, static_cast<float>(rank)));
+        world_sum[rank] = torch::ones({2});
+        world.all_reduce_sum(world_sum[rank]);
+      } catch (const std::exception& e) {
+        errors[rank] = e.what();
+      }
+    });
+  for (auto& t : ranks) t.join();
+  for (int rank = 0; rank < 4; ++rank) {
+    ASSERT_EQ(errors[rank], "");
+    const int first = rank / 2 * 2;  // the subgroup's first world rank
+    EXPECT_TRUE(torch::equal(sub_sum[rank], torch::full({3}, static_cast<double>(first + 1 + first + 2))));
+    ASSERT_EQ(sub_gathered[rank].size(), 2u);
+    EXPECT_EQ(sub_gathered[rank][0].item<float>(), first);
+    EXPECT_EQ(sub_gathered[rank][1].item<float>(), first + 1);
+    EXPECT_TRUE(torch::equal(world_sum[rank], torch::full({2}, 4.0f)));
+  }
+}
+
+TEST(GlooCommunicator, SubgroupThatDoesNotFitIsAnError) {
+  const int port = dist::free_local_port();
+  dist::Rendezvous r;
+  r.master_port = port;  // a world of one
+  dist::GlooCommunicator world(r, 10);
+  expect_error([&] { dist::GlooCommunicator(world, "cp-0/", 0, 2, 10); }, "does not fit a group of 1");
+  expect_error([&] { dist::GlooCommunicator(world, "cp-0/", 1, 1, 10); }, "rank 1 of 1");
+}
+
 TEST(LaunchLocal, ReturnsTheFirstFailure) {
   EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "test \"$WORLD_SIZE\" = 2 && test -n \"$MASTER_PORT\""}), 0);
   EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "exit $((RANK * 3))"}), 3);

@@ -1,5 +1,6 @@
 // The training loop on a test-size model and a small synthetic dataset: the loss falls, gradient
-// accumulation and data parallelism (two processes over Gloo) give the one-big-batch update,
+// accumulation, data parallelism (two processes over Gloo) and context parallelism (2 ranks per
+// sequence, and a 2 x 2 grid on odd-length packed rows) give the one-big-batch update,
 // resume is bit-exact, `ttt`-only training touches only TTT tensors, a converted model starts at
 // the base model's loss, gradient checkpointing changes nothing, and bad configs fail up front.
 #include <gtest/gtest.h>
@@ -295,6 +296,26 @@ TEST(Trainer, GradientCheckpointingChangesNothing) {
   EXPECT_LT(max_relative_difference(ttt_only("ckpt_ttt_off", false), ttt_only("ckpt_ttt_on", true)), 1e-6);
 }
 
+// Runs `ipt train` on `config_yaml` as `nproc` local Gloo processes with `flags`; returns the
+// weights of its last checkpoint (step `steps`).
+std::map<std::string, torch::Tensor> train_processes(const fs::path& out, const std::string& config_yaml, int nproc,
+                                                     const std::string& flags, int steps) {
+  const fs::path config_file = out / "config.yaml";
+  std::ofstream(config_file) << config_yaml;
+  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
+                              " --nproc-per-node " + std::to_string(nproc) + " -q --no-plot " + flags;
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  io::TensorMap weights = io::load_checkpoint((out / ("checkpoint-" + std::to_string(steps))).string());
+  return {weights.begin(), weights.end()};
+}
+
+double last_val_loss(const fs::path& dir) {
+  std::ifstream in(dir / "metrics.jsonl");
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  return nlohmann::json::parse(last).at("val_loss").get<double>();
+}
+
 TEST(Trainer, TwoGlooProcessesEqualOneProcess) {
   const fs::path out = scratch_dir("dp_two"), single = scratch_dir("dp_one");
   const std::vector<std::string> eval{"data.val_path=" + val_data().string(), "train.eval_steps=4"};
@@ -310,13 +331,74 @@ TEST(Trainer, TwoGlooProcessesEqualOneProcess) {
   std::map<std::string, torch::Tensor> two_weights(two.begin(), two.end());
   EXPECT_LT(max_relative_difference(weights(one), two_weights), 2e-5);
   // Validation scores the same rows whatever the number of ranks.
-  auto last_val_loss = [](const fs::path& dir) {
-    std::ifstream in(dir / "metrics.jsonl");
-    std::string line, last;
-    while (std::getline(in, line)) last = line;
-    return nlohmann::json::parse(last).at("val_loss").get<double>();
-  };
   EXPECT_NEAR(last_val_loss(out), last_val_loss(single), 1e-5);
+}
+
+// Two ranks share every sequence (context parallel, dp = 1): the same weights and validation loss
+// as one process with the same global batch.
+TEST(Trainer, ContextParallelTwoProcessesEqualOneProcess) {
+  const fs::path out = scratch_dir("cp_two"), single = scratch_dir("cp_one");
+  // adam_eps 1e-6: AdamW's first steps move each weight by ~lr * sign(gradient), which turns
+  // float rounding in near-zero gradients into weight differences; eps damps that noise.
+  const std::vector<std::string> eval{"data.val_path=" + val_data().string(), "train.eval_steps=4",
+                                      "train.adam_eps=1e-6"};
+  std::string flags = "--train.cp_size=2";
+  for (const auto& o : eval) flags += " --" + o;
+  const auto two = train_processes(out, base_yaml(out.string()), 2, flags, 4);
+  train::Trainer one(make_config(single.string(), eval), nullptr, quiet());
+  one.train();
+  EXPECT_LT(max_relative_difference(weights(one), two), 5e-5);
+  EXPECT_NEAR(last_val_loss(out), last_val_loss(single), 1e-5);
+}
+
+// A 2 x 2 grid (2 data-parallel groups of 2 context-parallel ranks) on rows of 33 tokens (odd, so
+// slices differ in length) packed with short documents, some of which span the cut between
+// slices (in 10 of the 12 rows, counted once with a debug print):
+// still the weights of one process.
+TEST(Trainer, ContextParallelGridWithPackedDocumentsAcrossTheCut) {
+  static const fs::path short_docs = counting_dataset("data_short", 80, 6, 3);  // 6..45 tokens
+  const fs::path out = scratch_dir("cp_grid"), single = scratch_dir("cp_grid_one");
+  auto yaml = [&](const fs::path& dir) {
+    std::string text = base_yaml(dir.string());
+    replace_once(text, train_data().string(), short_docs.string());
+    replace_once(text, "max_seq_len: 32", "max_seq_len: 33");
+    replace_once(text, "ttt_chunk: 16", "ttt_chunk: 5");
+    replace_once(text, "micro_batch_size: 2", "micro_batch_size: 1");
+    replace_once(text, "max_steps: 4", "max_steps: 3\n  adam_eps: 1.0e-6");  // as above
+    return text;
+  };
+  const auto grid = train_processes(out, yaml(out), 4, "--cp-size 2", 3);
+  train::Trainer one(train::parse_train_config(yaml(single)), nullptr, quiet());
+  one.train();
+  EXPECT_LT(max_relative_difference(weights(one), grid), 5e-5);
+}
+
+TEST(Trainer, ContextParallelBadCombosFailBeforeAnyWork) {
+  const fs::path out = scratch_dir("cp_bad");
+  expect_error([&] { make_config(out.string(), {"train.cp_size=two"}); }, "train.cp_size: expected an integer");
+  expect_error([&] { train::Trainer(make_config(out.string(), {"train.cp_size=0"}), nullptr, quiet()); },
+               "train.cp_size must be >= 1");
+  expect_error([&] { train::Trainer(make_config(out.string(), {"train.cp_size=2"}), nullptr, quiet()); },
+               "train.cp_size (2) must divide the number of ranks (1)");
+  const fs::path config_file = out / "config.yaml";
+  std::ofstream(config_file) << base_yaml((out / "run").string());
+  // Runs `ipt train` with `flags`; expects it to fail and returns its stderr.
+  auto failing_run = [&](const std::string& flags) {
+    const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
+                                " -q --no-plot " + flags + " 2> " + (out / "stderr").string();
+    EXPECT_NE(std::system(command.c_str()), 0) << command;
+    std::ifstream err(out / "stderr");
+    return std::string((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  };
+  // The launcher checks before starting any rank.
+  const std::string not_dividing = failing_run("--nproc-per-node 2 --cp-size 3");
+  EXPECT_NE(not_dividing.find("train.cp_size (3) must divide the number of ranks (2)"), std::string::npos)
+      << not_dividing;
+  // Rows too short to cut on the TTT chunk grid (32 tokens, chunk 16, 3 slices) fail before step 1.
+  const std::string too_short = failing_run("--nproc-per-node 3 --cp-size 3");
+  EXPECT_NE(too_short.find("cannot cut a sequence of 32 rows into 3 non-empty slices"), std::string::npos)
+      << too_short;
+  EXPECT_FALSE(fs::exists(out / "run"));  // nothing written
 }
 
 TEST(Trainer, BadConfigsFailBeforeAnyWork) {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bench_prefill_cp.h"
 #include "command.h"
 #include "model_flags.h"
 #include "worker.h"
@@ -29,6 +30,7 @@ struct PrefillOptions {
   int64_t worker_length = 0;  // internal
   int worker_ttt = -1;        // internal
   int64_t worker_window = 0;  // internal
+  std::vector<int> cp_sizes;  // context parallelism: processes per sequence (a table of its own)
 };
 
 nlohmann::json worker(const PrefillOptions& o) {
@@ -81,10 +83,43 @@ void print_table(const nlohmann::json& report) {
   if (report.contains("stopped")) std::cout << "\n" << report["stopped"].get<std::string>() << "\n";
 }
 
+// --cp-size 1,2,4: each length prefilled by N processes (one Gloo group), with and without TTT.
+int run_context_parallel(const PrefillOptions& o) {
+  const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
+  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"results", nlohmann::json::array()}};
+  for (int64_t length : lengths_to_measure(o))
+    for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0})
+      for (int cp : o.cp_sizes) report["results"].push_back(measure_prefill_context_parallel(o.model, length, ttt, cp));
+  if (o.json) {
+    std::cout << report.dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << "context-parallel prefill  " << o.model << "  " << at::get_num_threads() << " threads shared by the ranks\n\n"
+            << "| length | TTT | ranks | tokens/s | communication s | peak MB per rank (largest) | vs 1 rank | every rank's peak MB |\n"
+            << "|-------:|:---:|------:|---------:|------:|------:|-----:|:---|\n";
+  double one_rank_peak = 0;
+  for (const auto& r : report["results"]) {
+    if (r["cp_size"].get<int>() == 1) one_rank_peak = r["peak_mb"].get<double>();
+    std::string ranks;
+    for (const auto& p : r["rank_peak_mb"]) ranks += (ranks.empty() ? "" : " ") + std::to_string(std::lround(p.get<double>()));
+    std::cout << "| " << std::setw(6) << r["length"].get<int64_t>() << " | " << (r["ttt"].get<bool>() ? "yes" : "no ")
+              << " | " << std::setw(5) << r["cp_size"].get<int>() << " | " << std::fixed << std::setprecision(0)
+              << std::setw(8) << r["tokens_per_s"].get<double>() << " | " << std::setprecision(2) << std::setw(5)
+              << r["communication_seconds"].get<double>() << " | " << std::setprecision(0) << std::setw(5)
+              << r["peak_mb"].get<double>() << " | " << std::setprecision(2)
+              << (one_rank_peak > 0 ? r["peak_mb"].get<double>() / one_rank_peak : 0.0) << " | " << ranks << " |\n";
+  }
+  return 0;
+}
+
 int run(const PrefillOptions& o) {
   if (o.worker_length > 0) {
     std::cout << worker(o).dump() << std::endl;
     return 0;
+  }
+  if (!o.cp_sizes.empty()) {
+    IPT_CHECK(o.window == 0 && o.plot.empty(), "bench prefill --cp-size measures the model as it is (no --window, --plot)");
+    return run_context_parallel(o);
   }
   IPT_CHECK(o.window >= 0, "bench prefill --window must be >= 0");
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
@@ -125,6 +160,8 @@ Register bench_prefill("bench", [](CLI::App& parent) -> Action {
   cmd->add_option("--window", o->window, "also run with every layer's attention a sliding window of W tokens");
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_option("--plot", o->plot, "draw throughput and memory against length into this PNG");
+  cmd->add_option("--cp-size", o->cp_sizes, "context parallelism: prefill each length with N processes (e.g. 1,2,4)")
+      ->delimiter(',')->check(CLI::Range(1, 64));
   cmd->add_option("--worker-length", o->worker_length)->group("");
   cmd->add_option("--worker-ttt", o->worker_ttt)->group("");
   cmd->add_option("--worker-window", o->worker_window)->group("");

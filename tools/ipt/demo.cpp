@@ -1,73 +1,134 @@
-// ipt demo: the operator on a synthetic sequence — the three algorithms agree, the stream
-// continues exactly, and what each costs. `make run` runs this until the bundled model exists.
+// ipt demo: the main job of `make run`. The bundled model reads a long document it never saw in
+// training, once with In-Place TTT and once with the same weights frozen (no TTT); the per-chunk
+// loss shows what the fast weights learn while reading. Then it continues the document.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
+#include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
-#include "ipt/ops/ttt/ttt.h"
+#include "ipt/infer/sampler.h"
+#include "ipt/infer/session.h"
+#include "ipt/model/checkpoint.h"
+#include "ipt/model/score.h"
+#include "ipt/tokenizer/tokenizer.h"
 
 namespace ipt::cli {
 namespace {
 
 struct DemoOptions {
-  int64_t L = 4096, d = 256, h = 1024, chunk = 256;
+  std::string model, document = IPT_DEMO_DOCUMENT;
+  int64_t max_tokens = 8192;  // of the document, read in one pass
+  int64_t buckets = 8;        // rows of the per-chunk table
+  int64_t prompt_tokens = 768, generate_tokens = 80;
+  uint64_t seed = 0;
 };
 
-int run(const DemoOptions& o) {
-  torch::NoGradGuard no_grad;
-  torch::manual_seed(0);
-  torch::Tensor X = torch::randn({1, o.L, o.d}), Z = torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h));
-  torch::Tensor W0 = torch::randn({o.d, o.h}) / std::sqrt(double(o.h));
-  torch::Tensor conv = torch::randn({o.d, 1, ttt::kConvKernel}) * 0.2, P = torch::eye(o.d) * 0.02;
-  ttt::TargetOptions topt;
-  topt.chunk_size = o.chunk;
-  torch::Tensor V = ttt::build_target(X, conv, P, topt);
-  std::cout << "In-Place TTT operator demo: L=" << o.L << " d=" << o.d << " h=" << o.h << " chunk=" << o.chunk
-            << " (" << (o.L + o.chunk - 1) / o.chunk << " chunks), threads=" << at::get_num_threads() << "\n";
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  IPT_CHECK(in, "demo: cannot read ", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
-  ttt::Options opt;
-  opt.chunk_size = o.chunk;
-  opt.lr = 0.3;
-  opt.return_state = true;
-  opt.algorithm = ttt::Algorithm::kReference;
-  Stopwatch ref_watch;
-  ttt::Output ref = ttt::apply(Z, V, W0, opt);
-  const double ref_ms = ref_watch.ms();
-  std::cout << std::fixed << std::setprecision(2) << "  reference  " << std::setw(8) << ref_ms << " ms\n";
-  for (auto [algorithm, group] : {std::pair{ttt::Algorithm::kRecurrent, 0}, {ttt::Algorithm::kScan, 4}}) {
-    opt.algorithm = algorithm;
-    opt.scan_group = group;
-    Stopwatch watch;
-    ttt::Output out = ttt::apply(Z, V, W0, opt);
-    const double ms = watch.ms();
-    double err = ((out.out - ref.out).abs().max() / ref.out.abs().max()).item<double>();
-    std::cout << "  " << std::left << std::setw(10) << ttt::to_string(algorithm) << std::right << std::setw(8) << ms
-              << " ms   max relative difference to reference " << std::scientific << std::setprecision(1) << err
-              << std::fixed << std::setprecision(2) << "\n";
+std::string bar(double value, double scale) {
+  const int n = std::max(0, std::min(40, static_cast<int>(std::lround(value * scale))));
+  return std::string(n, '#');
+}
+
+int run(const DemoOptions& o) {
+  Stopwatch total;
+  IPT_CHECK(std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"), "demo: ", o.model,
+            " has no tokenizer.json (the demo reads text)");
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(o.model);
+  std::vector<int64_t> ids;
+  for (int32_t id : tokenizer.encode(read_file(o.document))) ids.push_back(id);
+  IPT_CHECK(ids.size() >= 2 * static_cast<size_t>(o.buckets), "demo: ", o.document, " is too short (", ids.size(), " tokens)");
+  if (static_cast<int64_t>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
+
+  model::CausalLM ttt_model = model::load_model(o.model);
+  model::LoadOptions plain;
+  plain.without_ttt = true;
+  model::CausalLM base_model = model::load_model(o.model, plain);
+  const model::ModelConfig& config = ttt_model->config();
+  IPT_CHECK(config.ttt_mode, "demo: ", o.model, " has no TTT layers; the demo compares TTT with no TTT");
+  std::cout << "model    " << o.model << " (" << config.num_hidden_layers << " layers, TTT in " << config.ttt_layers.size()
+            << " of them, chunk " << config.ttt_chunk << ", lr " << config.ttt_lr << ")\n"
+            << "document " << o.document << ": " << ids.size() << " tokens, read in one pass\n\n";
+
+  model::ScoreOptions per_token;
+  per_token.per_token = true;
+  Stopwatch watch;
+  const model::ScoreResult with = model::score_tokens(ttt_model, ids, per_token);
+  const double with_s = watch.ms() / 1000;
+  watch = Stopwatch();
+  const model::ScoreResult without = model::score_tokens(base_model, ids, per_token);
+  const double without_s = watch.ms() / 1000;
+
+  // Mean loss per stretch of the document: the fast weights start at W0 and learn chunk by chunk,
+  // so the gap opens as the model reads.
+  const int64_t n = with.tokens, per = (n + o.buckets - 1) / o.buckets;
+  std::cout << "loss (nats/token) per stretch of the document; '#' = the gain from TTT\n"
+            << "   tokens        TTT   no TTT     gain\n";
+  for (int64_t begin = 0; begin < n; begin += per) {
+    const int64_t len = std::min(per, n - begin);
+    const double a = with.token_nll.narrow(0, begin, len).mean().item<double>();
+    const double b = without.token_nll.narrow(0, begin, len).mean().item<double>();
+    std::cout << std::setw(5) << begin << "-" << std::left << std::setw(6) << begin + len << std::right << std::fixed
+              << std::setprecision(3) << std::setw(8) << a << std::setw(9) << b << std::showpos << std::setw(9)
+              << b - a << std::noshowpos << "  " << bar(b - a, 200) << "\n";
   }
-  // A stream fed the last 100 rows one at a time continues a prefix exactly.
-  const int64_t split = o.L - 100;
-  opt.algorithm = ttt::Algorithm::kRecurrent;
-  ttt::Output prefix = ttt::apply(Z.narrow(1, 0, split), V.narrow(1, 0, split), W0, opt);
-  ttt::Stream stream(prefix.states[0], o.chunk, opt.lr, opt.clip);
-  std::vector<torch::Tensor> rows;
-  for (int64_t t = split; t < o.L; ++t) rows.push_back(stream.feed(Z[0].narrow(0, t, 1), V[0].narrow(0, t, 1)));
-  double err = ((torch::cat(rows) - ref.out[0].narrow(0, split, 100)).abs().max() / ref.out.abs().max()).item<double>();
-  std::cout << "  stream: prefix of " << split << " rows, then 100 rows one at a time: " << stream.state().updates
-            << " updates, max relative difference " << std::scientific << std::setprecision(1) << err << "\n";
-  std::cout << "  fast weight moved by " << std::fixed << std::setprecision(3)
-            << ((stream.state().weight - W0).norm() / W0.norm()).item<double>() << " of |W0| over the sequence\n";
+  std::cout << "whole document: TTT " << with.mean_nll() << " (ppl " << std::setprecision(2) << std::exp(with.mean_nll())
+            << "), no TTT " << std::setprecision(3) << without.mean_nll() << " (ppl " << std::setprecision(2)
+            << std::exp(without.mean_nll()) << "); " << std::setprecision(1) << n / with_s << " vs " << n / without_s
+            << " tokens/s\n\n";
+
+  // Continue the document from a point in its middle, the fast weights adapting as they read.
+  const int64_t cut = std::min<int64_t>(static_cast<int64_t>(ids.size()), o.prompt_tokens);
+  std::vector<int64_t> prompt(ids.begin(), ids.begin() + cut);
+  infer::Session session(ttt_model);
+  session.append(prompt);
+  infer::SamplerOptions sampling;
+  sampling.temperature = 0.7;
+  sampling.seed = o.seed;
+  sampling.repeat_penalty = 1.1;
+  infer::Sampler sampler(sampling);
+  std::vector<int32_t> tail(prompt.end() - std::min<int64_t>(cut, 40), prompt.end());
+  std::cout << "continuing the document after its first " << cut << " tokens (temperature 0.7, seed " << o.seed
+            << "):\n...";
+  std::cout << tokenizer.decode(tail) << "\033[1m" << std::flush;
+  std::vector<int64_t> stop;
+  if (auto eos = tokenizer.eos_id()) stop.push_back(*eos);
+  std::vector<int32_t> generated;
+  std::string shown;
+  session.generate(o.generate_tokens, sampler, stop, [&](int64_t token) {
+    generated.push_back(static_cast<int32_t>(token));
+    const std::string text = tokenizer.decode(generated);
+    if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) std::cout << text.substr(shown.size()) << std::flush;
+    shown = text;
+    return true;
+  });
+  std::cout << "\033[0m\n\n" << session.ttt_updates() << " fast-weight updates while reading and writing; done in "
+            << std::setprecision(1) << total.ms() / 1000 << " s\n";
   return 0;
 }
 
 Register demo("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<DemoOptions>();
-  CLI::App* cmd = parent.add_subcommand("demo", "operator demo: algorithms agree, streaming continues exactly");
-  cmd->add_option("--L", o->L, "sequence length")->check(CLI::Range(128, 1 << 20));
-  cmd->add_option("--d", o->d, "hidden size")->check(CLI::PositiveNumber);
-  cmd->add_option("--h", o->h, "MLP intermediate size")->check(CLI::PositiveNumber);
-  cmd->add_option("--chunk", o->chunk, "TTT chunk size")->check(CLI::PositiveNumber);
+  CLI::App* cmd = parent.add_subcommand("demo", "the main job: per-chunk loss with and without TTT on a long document, then a continuation");
+  add_model_option(cmd, o->model);
+  cmd->add_option("-f,--file", o->document, "document to read (default: the bundled one)");
+  cmd->add_option("--max-tokens", o->max_tokens, "read at most this many tokens")->check(CLI::Range(64, 1 << 20));
+  cmd->add_option("--rows", o->buckets, "rows of the per-stretch table")->check(CLI::Range(1, 64));
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "document tokens before the continuation")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--n-predict", o->generate_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", o->seed, "sampling seed");
   return [o] { return run(*o); };
 });
 

@@ -14,6 +14,7 @@ namespace {
 struct TrainOptions {
   std::string config, resume;
   int nproc_per_node = 0;
+  int cp_size = 0;  // 0: as the config says (train.cp_size)
   bool quiet = false;
   bool no_plot = false;
 };
@@ -25,6 +26,7 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
               "' (overrides look like --train.lr=1e-4)");
     overrides.push_back(e.substr(2));
   }
+  if (o.cp_size > 0) overrides.push_back("train.cp_size=" + std::to_string(o.cp_size));
   // Parse and validate before launching anything, so a bad config fails once, not in N workers.
   train::TrainConfig config = train::load_train_config(o.config, overrides);
   if (o.nproc_per_node > 0) {
@@ -32,20 +34,33 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
     return relaunch_local(o.nproc_per_node);
   }
   std::unique_ptr<dist::GlooCommunicator> comm = join_group_from_environment();
+  const int world = comm ? comm->size() : 1;
+  train::validate(config, world);  // before forming subgroups: cp_size must divide the world
+  // Context parallelism: ranks dp_rank * cp + 0 .. cp - 1 share their sequences.
+  std::unique_ptr<dist::GlooCommunicator> cp_group;
+  const int cp = static_cast<int>(config.train.cp_size);
+  if (cp > 1)
+    cp_group = std::make_unique<dist::GlooCommunicator>(*comm, "cp-" + std::to_string(comm->rank() / cp) + "/",
+                                                        comm->rank() % cp, cp);
   const bool main_rank = !comm || comm->rank() == 0;
-  if (main_rank)
+  if (main_rank) {
     for (const std::string& note : config.notes) std::cerr << "note: " << note << "\n";
+    if (cp > 1 && config.train.enable_gradient_checkpointing)
+      std::cerr << "note: train.enable_gradient_checkpointing ignored under context parallelism\n";
+  }
   train::TrainerOptions options;
   options.resume = o.resume;
   options.progress = !o.quiet;
   options.plot = !o.no_plot;
+  options.context_parallel = cp_group.get();
   train::Trainer trainer(std::move(config), comm.get(), options);
   if (main_rank && !o.quiet)
     std::cerr << "model: " << trainer.parameter_count() << " parameters (" << trainer.trainable_count()
               << " trainable), TTT " << (trainer.model()->config().ttt_mode ? "on" : "off") << ", ranks "
-              << (comm ? comm->size() : 1) << (o.resume.empty() ? "" : ", resumed at step " +
-                                                                     std::to_string(trainer.step_count()))
-              << "\n";
+              << world << (cp > 1 ? " (" + std::to_string(world / cp) + " data-parallel x " + std::to_string(cp) +
+                                    " context-parallel)"
+                                  : std::string())
+              << (o.resume.empty() ? "" : ", resumed at step " + std::to_string(trainer.step_count())) << "\n";
   trainer.train();
   return 0;
 }
@@ -55,7 +70,9 @@ Register train_command("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("train", "train a model from a YAML config (overrides: --section.key=value)");
   cmd->add_option("-c,--config", o->config, "training config (YAML, docs/training.md)")->required();
   cmd->add_option("--resume", o->resume, "continue from a checkpoint directory, or 'latest' in train.output_dir");
-  cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local data-parallel ranks (Gloo)")
+  cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local ranks (Gloo)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--cp-size", o->cp_size, "context parallelism: ranks sharing each sequence (= --train.cp_size=N)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->add_flag("--no-plot", o->no_plot, "do not draw OUTPUT_DIR/loss.png");

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -65,7 +66,20 @@ Rendezvous Rendezvous::from_env() {
 struct GlooCommunicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  bool loopback = false;  // the group talks over 127.0.0.1 (subgroups use the same device)
 };
+
+namespace {
+
+c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> gloo_options(bool loopback, std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  // Loopback for single-machine groups; otherwise the interface this host's name resolves to.
+  options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                      : c10d::ProcessGroupGloo::createDefaultDevice());
+  return options;
+}
+
+}  // namespace
 
 GlooCommunicator::GlooCommunicator(const Rendezvous& r, double timeout_s)
     : impl_(std::make_unique<Impl>()), rank_(r.rank), size_(r.world_size) {
@@ -77,16 +91,31 @@ GlooCommunicator::GlooCommunicator(const Rendezvous& r, double timeout_s)
     store_options.numWorkers = r.world_size;
     store_options.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(r.master_addr, store_options);
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    // Loopback for single-machine groups; otherwise the interface this host's name resolves to.
-    const bool local = r.master_addr == "127.0.0.1" || r.master_addr == "localhost";
-    options->devices.push_back(local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                     : c10d::ProcessGroupGloo::createDefaultDevice());
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, r.rank, r.world_size, options);
+    impl_->loopback = r.master_addr == "127.0.0.1" || r.master_addr == "localhost";
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, r.rank, r.world_size,
+                                                               gloo_options(impl_->loopback, timeout));
   } catch (const c10::Error& e) {
     throw Error("distributed run: cannot join the group at " + r.master_addr + ":" + std::to_string(r.master_port) +
                 " as rank " + std::to_string(r.rank) + " of " + std::to_string(r.world_size) + ": " +
                 e.what_without_backtrace());
+  }
+}
+
+GlooCommunicator::GlooCommunicator(GlooCommunicator& parent, const std::string& name, int rank, int size,
+                                   double timeout_s)
+    : impl_(std::make_unique<Impl>()), rank_(rank), size_(size) {
+  IPT_CHECK(size >= 1 && size <= parent.size() && rank >= 0 && rank < size, "subgroup '", name, "': rank ", rank,
+            " of ", size, " does not fit a group of ", parent.size());
+  IPT_CHECK(!name.empty(), "a subgroup needs a name (its key prefix in the store)");
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  try {
+    impl_->store = c10::make_intrusive<c10d::PrefixStore>(name, parent.impl_->store);
+    impl_->loopback = parent.impl_->loopback;
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, rank, size,
+                                                               gloo_options(impl_->loopback, timeout));
+  } catch (const c10::Error& e) {
+    throw Error("distributed run: cannot form subgroup '" + name + "' as rank " + std::to_string(rank) + " of " +
+                std::to_string(size) + ": " + e.what_without_backtrace());
   }
 }
 

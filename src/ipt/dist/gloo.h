@@ -28,6 +28,11 @@ struct Rendezvous {
 class GlooCommunicator : public Communicator {
  public:
   explicit GlooCommunicator(const Rendezvous& rendezvous, double timeout_s = 300);
+  // A subgroup of `parent` (e.g. the context-parallel ranks of one data-parallel group): its
+  // members call this with the same `name`, each with its `rank` within the subgroup of `size`.
+  // It rendezvouses over the parent's store under the prefix `name`, so several subgroups with
+  // different names can form at once. Returns once every member has joined.
+  GlooCommunicator(GlooCommunicator& parent, const std::string& name, int rank, int size, double timeout_s = 300);
   ~GlooCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }

@@ -133,6 +133,7 @@ void parse_train(const YAML::Node& node, TrainSection& t, std::vector<std::strin
     if (key == "output_dir") t.output_dir = as<std::string>(v, name, "a string");
     else if (key == "global_batch_size") t.global_batch_size = integer();
     else if (key == "micro_batch_size") t.micro_batch_size = integer();
+    else if (key == "cp_size") t.cp_size = integer();
     else if (key == "optimizer") t.optimizer = one_of(v, name, {"adamw"});
     else if (key == "lr") t.lr = number();
     else if (key == "lr_min") t.lr_min = number();
@@ -217,12 +218,20 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   return parse_train_config(text.str(), overrides);
 }
 
+int TrainConfig::data_parallel_size(int world_size) const {
+  IPT_CHECK(train.cp_size >= 1, "train.cp_size must be >= 1, got ", train.cp_size);
+  IPT_CHECK(world_size % train.cp_size == 0, "train.cp_size (", train.cp_size, ") must divide the number of ranks (",
+            world_size, ")");
+  return world_size / static_cast<int>(train.cp_size);
+}
+
 int64_t TrainConfig::accumulation_steps(int world_size) const {
-  const int64_t per_step = train.micro_batch_size * world_size;
+  const int dp = data_parallel_size(world_size);
+  const int64_t per_step = train.micro_batch_size * dp;
   IPT_CHECK(train.micro_batch_size > 0, "train.micro_batch_size must be > 0, got ", train.micro_batch_size);
   IPT_CHECK(train.global_batch_size > 0 && train.global_batch_size % per_step == 0, "train.global_batch_size (",
             train.global_batch_size, ") must be a positive multiple of micro_batch_size (", train.micro_batch_size,
-            ") x ranks (", world_size, ")");
+            ") x data-parallel ranks (", dp, " = ", world_size, " ranks / cp_size ", train.cp_size, ")");
   return train.global_batch_size / per_step;
 }
 

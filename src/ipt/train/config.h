@@ -39,6 +39,7 @@ struct TrainSection {
   std::string output_dir;
   int64_t global_batch_size = 8;  // sequences per optimizer step, all ranks together
   int64_t micro_batch_size = 1;   // sequences per forward/backward on one rank
+  int64_t cp_size = 1;  // context parallelism: ranks sharing each sequence (data-parallel size = world / cp_size)
   std::string optimizer = "adamw";
   double lr = 3e-4, lr_min = 0.0;
   double lr_warmup_ratio = 0.0, lr_decay_ratio = 1.0;
@@ -62,9 +63,11 @@ struct TrainConfig {
   TrainSection train;
   std::vector<std::string> notes;  // official keys accepted without effect, one line each
 
-  // Gradient-accumulation steps for a data-parallel world of `world_size` ranks; throws when the
-  // batch arithmetic does not divide.
+  // Gradient-accumulation steps for `world_size` ranks (world_size / cp_size data-parallel
+  // groups); throws when cp_size does not divide the world or the batch arithmetic does not divide.
   int64_t accumulation_steps(int world_size) const;
+  // world_size / cp_size, or an error naming both when cp_size does not divide the world.
+  int data_parallel_size(int world_size) const;
 };
 
 // Parses YAML text; `overrides` are "section.key=value" (value in YAML syntax). Throws ipt::Error.

@@ -114,6 +114,11 @@ Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions op
     : config_(std::move(config)), comm_(comm), options_(std::move(options)) {
   validate(config_, world());
   accumulation_ = config_.accumulation_steps(world());
+  if (cp_size() > 1) {
+    const dist::Communicator* cp = options_.context_parallel;
+    IPT_CHECK(cp && cp->size() == cp_size() && cp->rank() == cp_rank(), "train.cp_size ", cp_size(),
+              ": rank ", rank(), " needs its context-parallel subgroup (size ", cp_size(), ", rank ", cp_rank(), ")");
+  }
   train_data_ = std::make_unique<data::Dataset>(config_.data.train_path.front());
   IPT_CHECK(train_data_->documents() > 0, "data.train_path: ", config_.data.train_path.front(), " holds no documents");
   if (!config_.data.val_path.empty()) val_data_ = std::make_unique<data::Dataset>(config_.data.val_path.front());
@@ -127,6 +132,11 @@ Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions op
   }
   build_model();
   build_synthetic_mix();
+  if (cp_size() > 1) {
+    // A row of one document must split into cp_size slices on the TTT chunk grid: fail here, not at step 1.
+    int64_t begin, end;
+    enter_slice(config_.data.max_seq_len, {}, begin, end);
+  }
   if (!resume_dir.empty()) load_checkpoint(resume_dir);
 }
 
@@ -202,16 +212,21 @@ void Trainer::build_model() {
   adam.weight_decay = config_.train.weight_decay;
   optimizer_ = std::make_unique<AdamW>(trainable_, adam);
 
+  loader_ = std::make_unique<data::Loader>(*train_data_, loader_options());
+}
+
+data::LoaderOptions Trainer::loader_options() const {
   data::LoaderOptions lo;
   lo.batch_size = config_.train.micro_batch_size;
   lo.seq_len = config_.data.max_seq_len;
   lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
-  lo.rank = rank();
-  lo.world_size = world();
+  // The context-parallel ranks of one data-parallel group read the same rows.
+  lo.rank = dp_rank();
+  lo.world_size = dp_size();
   lo.shuffle = config_.data.shuffle;
   lo.seed = config_.train.seed;
   lo.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
-  loader_ = std::make_unique<data::Loader>(*train_data_, lo);
+  return lo;
 }
 
 int64_t Trainer::parameter_count() const {
@@ -226,12 +241,35 @@ int64_t Trainer::trainable_count() const {
   return n;
 }
 
+std::unique_ptr<dist::ContextParallelScope> Trainer::enter_slice(int64_t length, const std::vector<int64_t>& cu,
+                                                                 int64_t& begin, int64_t& end) {
+  begin = 0;
+  end = length;
+  if (cp_size() == 1) return nullptr;
+  // Cuts on the TTT chunk grid of the document they fall in, so that no chunk straddles ranks.
+  const model::ModelConfig& c = model_->config();
+  dist::SlicePlan plan = dist::plan_slices(length, cu, c.ttt_mode ? c.ttt_chunk : 0, cp_size());
+  begin = plan.begin(cp_rank());
+  end = plan.end(cp_rank());
+  return std::make_unique<dist::ContextParallelScope>(*options_.context_parallel, std::move(plan), cu);
+}
+
 double Trainer::accumulate(const data::Batch& batch, double scale) {
   const int64_t d = model_->config().hidden_size;
   auto run = [&](const torch::Tensor& ids, const torch::Tensor& labels, const std::vector<int64_t>& cu) -> double {
-    torch::Tensor hidden = model_->hidden_states(ids, cu);
-    ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), labels.reshape({-1}));
-    if (l.counted == 0) return 0.0;
+    // Under context parallelism this rank computes its slice of the rows; labels are the next
+    // tokens of the whole row, so a slice's last label is the next rank's first token.
+    int64_t begin, end;
+    const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
+    torch::Tensor hidden = model_->hidden_states(ids.narrow(1, begin, end - begin),
+                                                 scope ? std::vector<int64_t>{} : cu);
+    ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(),
+                                 labels.narrow(1, begin, end - begin).reshape({-1}));
+    if (l.counted == 0) {
+      // The backward of a slice exchanges gradients with the other slices: every rank runs one.
+      if (scope) (hidden.sum() * 0.0).backward();
+      return 0.0;
+    }
     torch::Tensor nll_sum = l.loss * static_cast<double>(l.counted);
     (nll_sum * scale).backward();
     return nll_sum.item<double>();
@@ -284,10 +322,12 @@ StepResult Trainer::step() {
   const int64_t micro_rows = config_.train.micro_batch_size;
   for (int64_t i = 0; i < accumulation_; ++i) {
     micro.push_back(loader_->next());
-    // Row index in the global batch: micro-batch i of every rank, then rank, as the loader deals rows.
-    const int64_t first_row = (i * world() + rank()) * micro_rows;
+    // Row index in the global batch: micro-batch i of every data-parallel rank, then that rank, as
+    // the loader deals rows (the context-parallel ranks of a group get the same rows).
+    const int64_t first_row = (i * dp_size() + dp_rank()) * micro_rows;
     if (synthetic_rows_) apply_mix(*mix_draw_, *synthetic_rows_, step_, first_row, micro.back());
-    local_tokens += micro.back().label_tokens();
+    // The context-parallel ranks of a group hold the same rows: count them once.
+    if (cp_rank() == 0) local_tokens += micro.back().label_tokens();
   }
   torch::Tensor counts = torch::tensor({static_cast<double>(local_tokens)}, torch::kFloat64);
   if (comm_) comm_->all_reduce_sum(counts);
@@ -321,8 +361,9 @@ StepResult Trainer::step() {
 double Trainer::evaluate() {
   IPT_CHECK(val_data_, "evaluation needs data.val_path");
   torch::NoGradGuard no_grad;
-  // Every rank reads the same eval_batches x micro_batch_size rows and scores every world-th one,
-  // so the validation loss does not depend on the number of ranks.
+  // Every rank reads the same eval_batches x micro_batch_size rows and each data-parallel group
+  // scores every dp-th one (its context-parallel ranks a slice each), so the validation loss does
+  // not depend on the number of ranks.
   data::LoaderOptions lo;
   lo.batch_size = config_.train.micro_batch_size;
   lo.seq_len = config_.data.max_seq_len;
@@ -336,9 +377,14 @@ double Trainer::evaluate() {
   for (int64_t i = 0; i < config_.train.eval_batches; ++i) {
     data::Batch b = loader.next();
     for (int64_t row = 0; row < b.input_ids.size(0); ++row, ++row_index) {
-      if (row_index % world() != rank()) continue;
-      torch::Tensor hidden = model_->hidden_states(b.input_ids.narrow(0, row, 1), b.cu_seqlens[row]);
-      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(), b.labels[row]);
+      if (row_index % dp_size() != dp_rank()) continue;
+      int64_t begin, end;
+      const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
+                                                                            begin, end);
+      torch::Tensor hidden = model_->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin),
+                                                   scope ? std::vector<int64_t>{} : b.cu_seqlens[row]);
+      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(),
+                                   b.labels[row].narrow(0, begin, end - begin));
       nll += l.token_nll.sum().item<double>();
       counted += static_cast<double>(l.counted);
     }
@@ -371,6 +417,7 @@ std::string Trainer::save_checkpoint() {
     nlohmann::json j = {{"step", step_},
                         {"max_steps", config_.train.max_steps},
                         {"world_size", world()},
+                        {"cp_size", cp_size()},
                         {"global_batch_size", config_.train.global_batch_size},
                         {"micro_batch_size", config_.train.micro_batch_size},
                         {"max_seq_len", config_.data.max_seq_len},
@@ -415,16 +462,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
     const auto& pos = j.at("data_position");
     data::LoaderPosition p{pos.at("epoch").get<int64_t>(), pos.at("index").get<int64_t>(),
                            pos.at("offset").get<int64_t>()};
-    data::LoaderOptions lo;
-    lo.batch_size = config_.train.micro_batch_size;
-    lo.seq_len = config_.data.max_seq_len;
-    lo.layout = config_.data.layout == "padded" ? data::BatchLayout::kPadded : data::BatchLayout::kPacked;
-    lo.rank = rank();
-    lo.world_size = world();
-    lo.shuffle = config_.data.shuffle;
-    lo.seed = config_.train.seed;
-    lo.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
-    loader_ = std::make_unique<data::Loader>(*train_data_, lo, p);
+    loader_ = std::make_unique<data::Loader>(*train_data_, loader_options(), p);
   } catch (const nlohmann::json::exception& e) {
     throw Error("--resume: " + dir + "/trainer_state.json: " + e.what());
   }

@@ -9,6 +9,7 @@
 
 #include "ipt/data/loader.h"
 #include "ipt/dist/communicator.h"
+#include "ipt/dist/context_parallel.h"
 #include "ipt/model/decoder.h"
 #include "ipt/train/config.h"
 #include "ipt/train/optimizer.h"
@@ -20,6 +21,9 @@ struct TrainerOptions {
   std::string resume;     // "" = start fresh; a checkpoint directory, or "latest" (in output_dir)
   bool progress = true;   // progress bar on a terminal, plain lines otherwise (rank 0 only)
   bool plot = true;       // loss-curve PNG next to metrics.jsonl (needs gnuplot)
+  // train.cp_size > 1: the subgroup of the cp_size ranks that share this rank's sequences
+  // (world ranks dp_rank * cp_size + 0 .. cp_size - 1, in that order); required then.
+  dist::Communicator* context_parallel = nullptr;
 };
 
 struct StepResult {
@@ -35,6 +39,9 @@ struct StepResult {
 class Trainer {
  public:
   // `comm` null: one process. Otherwise every rank constructs a Trainer with the same config.
+  // Ranks form a data-parallel x context-parallel grid: rank = dp_rank * cp_size + cp_rank; the
+  // cp_size ranks of a data-parallel group read the same rows and each computes its slice of every
+  // row (dist/context_parallel.h); gradients are summed over the whole world.
   // Validates the config and builds everything before any step; throws ipt::Error on bad input.
   explicit Trainer(TrainConfig config, dist::Communicator* comm = nullptr, TrainerOptions options = {});
   ~Trainer();
@@ -59,12 +66,22 @@ class Trainer {
   void build_synthetic_mix();
   void load_checkpoint(const std::string& dir);
   double accumulate(const data::Batch& batch, double scale);  // forward + backward, returns NLL sum
+  // The rows [begin, end) of a sequence of `length` (packed documents `cu`, empty = one per batch
+  // row) this rank computes: all of them, or under context parallelism its slice, with the scope
+  // (nullptr without CP) that makes the model compute that slice; keep it alive through the backward.
+  std::unique_ptr<dist::ContextParallelScope> enter_slice(int64_t length, const std::vector<int64_t>& cu,
+                                                          int64_t& begin, int64_t& end);
+  data::LoaderOptions loader_options() const;
   void all_reduce_gradients();
   void log(const StepResult& result, std::optional<double> val_loss);
   void write_plot();
   bool is_main() const { return !comm_ || comm_->rank() == 0; }
   int world() const { return comm_ ? comm_->size() : 1; }
   int rank() const { return comm_ ? comm_->rank() : 0; }
+  int cp_size() const { return static_cast<int>(config_.train.cp_size); }
+  int dp_size() const { return world() / cp_size(); }
+  int dp_rank() const { return rank() / cp_size(); }
+  int cp_rank() const { return rank() % cp_size(); }
 
   TrainConfig config_;
   dist::Communicator* comm_;
