@@ -74,6 +74,7 @@ std::string base_yaml(const std::string& output_dir) {
          "  micro_batch_size: 2\n"
          "  lr: 0.003\n"
          "  max_steps: 4\n"
+         "  adam_eps: 1.0e-6\n"  // damps AdamW's magnification of rounding noise (multi-process tests)
          "  seed: 3\n";
 }
 
@@ -258,13 +259,14 @@ TEST(SyntheticMix, BadMixesFailBeforeAnyWork) {
   EXPECT_FALSE(fs::exists(fs::path(out) / "metrics.jsonl"));
 }
 
-TEST(SyntheticMix, TwoGlooProcessesEqualOneProcess) {
-  // The rows a mix replaces depend on the row's place in the global batch, not on the rank that reads it.
-  const fs::path out = scratch_dir("mix_dp_two"), single = scratch_dir("mix_dp_one");
+// The rows a mix replaces depend on the row's place in the global batch, not on the rank that reads
+// it: `processes` Gloo ranks (with `flags`, e.g. a context-parallel grid) give one process's weights.
+static void expect_processes_equal_one(const std::string& name, int processes, const std::string& flags) {
+  const fs::path out = scratch_dir(name + "_many"), single = scratch_dir(name + "_one");
   const fs::path config_file = out / "config.yaml";
   std::ofstream(config_file) << base_yaml(out.string());
   const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 train --config " + config_file.string() +
-                              " --nproc-per-node 2 -q --no-plot";
+                              " --nproc-per-node " + std::to_string(processes) + " -q --no-plot " + flags;
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   train::Trainer one(train::parse_train_config(base_yaml(single.string())), nullptr, quiet());
   one.train();
@@ -282,6 +284,14 @@ TEST(SyntheticMix, TwoGlooProcessesEqualOneProcess) {
     return f;
   };
   EXPECT_EQ(fractions(out), fractions(single));
+}
+
+TEST(SyntheticMix, TwoGlooProcessesEqualOneProcess) { expect_processes_equal_one("mix_dp", 2, ""); }
+
+// 2 data-parallel groups of 2 context-parallel ranks, one row per micro-batch: synthetic rows (two
+// pieces: the sample and its padding) are cut into slices like natural ones.
+TEST(SyntheticMix, ContextParallelGridEqualsOneProcess) {
+  expect_processes_equal_one("mix_cp", 4, "--train.cp_size=2 --train.micro_batch_size=1");
 }
 
 TEST(SyntheticMix, ExampleConfigParses) {
