@@ -10,6 +10,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/data/synth.h"
+#include "ipt/train/synthetic_mix.h"
 
 namespace ipt::train {
 
@@ -107,14 +108,14 @@ void parse_data(const YAML::Node& node, DataSection& d, std::vector<std::string>
     else if (key == "shuffle") d.shuffle = as<bool>(v, name, "true or false");
     else if (key == "synthetic_mix") {
       IPT_CHECK(v.IsMap(), name, ": expected a mapping task: fraction");
-      const auto& tasks = data::synth_tasks();
       for (const auto& t : v) {
         const std::string task = t.first.as<std::string>();
-        IPT_CHECK(std::find(tasks.begin(), tasks.end(), task) != tasks.end(), name, ".", task,
-                  ": unknown synthetic task");
         d.synthetic_mix[task] = as<double>(t.second, name + "." + task, "a number");
       }
-    } else if (official_only_keys().count(name)) {
+      validate_mix(d.synthetic_mix);  // unknown task names fail while parsing, listing the valid ones
+    } else if (key == "synthetic_haystack") d.synthetic_haystack = as_strings(v, name);
+    else if (key == "synthetic_loss") d.synthetic_loss = one_of(v, name, {"all", "answer"});
+    else if (official_only_keys().count(name)) {
       notes.push_back(name + " ignored: " + official_only_keys().at(name));
     } else {
       throw Error(name + ": unknown key");
@@ -253,12 +254,9 @@ void validate(const TrainConfig& c, int world_size) {
   for (const auto& p : c.data.val_path)
     IPT_CHECK(fs::exists(fs::path(p) / "meta.json"), "data.val_path: ", p, " is not a token dataset (no meta.json)");
   IPT_CHECK(c.data.max_seq_len > 0, "data.max_seq_len must be > 0");
-  double mix = 0;
-  for (const auto& [task, fraction] : c.data.synthetic_mix) {
-    IPT_CHECK(fraction >= 0 && fraction <= 1, "data.synthetic_mix.", task, " must be in [0, 1]");
-    mix += fraction;
-  }
-  IPT_CHECK(mix <= 1.0, "data.synthetic_mix fractions add up to ", mix, " > 1");
+  validate_mix(c.data.synthetic_mix);
+  for (const auto& p : c.data.synthetic_haystack)
+    IPT_CHECK(fs::exists(p), "data.synthetic_haystack: ", p, " does not exist");
   IPT_CHECK(!c.train.output_dir.empty(), "train.output_dir is required");
   c.accumulation_steps(world_size);
   const auto& t = c.train;

@@ -30,6 +30,8 @@ struct DataSection {
   int64_t max_seq_len = 2048;
   std::string layout = "packed";  // packed | padded
   std::map<std::string, double> synthetic_mix;  // task -> fraction of rows replaced by that task
+  std::vector<std::string> synthetic_haystack;  // text files/directories for haystacks (empty: decoded train_path)
+  std::string synthetic_loss = "all";           // all | answer: which tokens of a synthetic row count in the loss
   bool shuffle = true;
 };
 

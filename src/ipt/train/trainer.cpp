@@ -119,8 +119,6 @@ Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions op
     IPT_CHECK(cp && cp->size() == cp_size() && cp->rank() == cp_rank(), "train.cp_size ", cp_size(),
               ": rank ", rank(), " needs its context-parallel subgroup (size ", cp_size(), ", rank ", cp_rank(), ")");
   }
-  IPT_CHECK(config_.data.synthetic_mix.empty(), "data.synthetic_mix: mixing synthetic tasks into training is not ",
-            "implemented yet; generate them with `ipt data synth` and prepare them into the dataset");
   train_data_ = std::make_unique<data::Dataset>(config_.data.train_path.front());
   IPT_CHECK(train_data_->documents() > 0, "data.train_path: ", config_.data.train_path.front(), " holds no documents");
   if (!config_.data.val_path.empty()) val_data_ = std::make_unique<data::Dataset>(config_.data.val_path.front());
@@ -133,12 +131,44 @@ Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions op
               " is not a training checkpoint (no trainer_state.json)");
   }
   build_model();
+  build_synthetic_mix();
   if (cp_size() > 1) {
     // A row of one document must split into cp_size slices on the TTT chunk grid: fail here, not at step 1.
     int64_t begin, end;
     enter_slice(config_.data.max_seq_len, {}, begin, end);
   }
   if (!resume_dir.empty()) load_checkpoint(resume_dir);
+}
+
+void Trainer::build_synthetic_mix() {
+  mix_draw_ = std::make_unique<MixDraw>(config_.data.synthetic_mix, config_.train.seed);
+  if (!mix_draw_->active()) return;
+  IPT_CHECK(!tokenizer_dir_.empty(), "data.synthetic_mix needs the model's tokenizer: set model.tokenizer_path");
+  tok::Tokenizer tokenizer = [&] {
+    try {
+      return tok::Tokenizer::load(tokenizer_dir_);
+    } catch (const Error& e) {
+      throw Error(std::string("data.synthetic_mix needs the model's tokenizer: ") + e.what());
+    }
+  }();
+  IPT_CHECK(static_cast<int64_t>(tokenizer.vocab_size()) <= model_->config().vocab_size, "data.synthetic_mix: the ",
+            "tokenizer in ", tokenizer_dir_, " has ", tokenizer.vocab_size(), " tokens, more than the model's ",
+            model_->config().vocab_size);
+  data::Haystack haystack(haystack_documents(config_.data.synthetic_haystack, *train_data_, tokenizer));
+  SyntheticRowOptions ro;
+  ro.seq_len = config_.data.max_seq_len;
+  ro.pad_id = std::max<int64_t>(0, model_->config().pad_token_id);
+  ro.loss = config_.data.synthetic_loss == "answer" ? SyntheticLoss::kAnswer : SyntheticLoss::kAll;
+  synthetic_rows_ = std::make_unique<SyntheticRows>(std::move(tokenizer), std::move(haystack), ro);
+  // One sample of each task now, so a task that cannot fit max_seq_len fails before any step.
+  for (const auto& [task, fraction] : config_.data.synthetic_mix) {
+    if (fraction <= 0) continue;
+    try {
+      synthetic_rows_->tokens(task, config_.train.seed, nullptr);
+    } catch (const Error& e) {
+      throw Error("data.synthetic_mix." + task + ": " + e.what() + " (raise data.max_seq_len or drop the task)");
+    }
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -289,8 +319,13 @@ StepResult Trainer::step() {
   // of the global batch, so k micro-batches sum to exactly the gradient of one batch of k.
   std::vector<data::Batch> micro;
   int64_t local_tokens = 0;
+  const int64_t micro_rows = config_.train.micro_batch_size;
   for (int64_t i = 0; i < accumulation_; ++i) {
     micro.push_back(loader_->next());
+    // Row index in the global batch: micro-batch i of every data-parallel rank, then that rank, as
+    // the loader deals rows (the context-parallel ranks of a group get the same rows).
+    const int64_t first_row = (i * dp_size() + dp_rank()) * micro_rows;
+    if (synthetic_rows_) apply_mix(*mix_draw_, *synthetic_rows_, step_, first_row, micro.back());
     // The context-parallel ranks of a group hold the same rows: count them once.
     if (cp_rank() == 0) local_tokens += micro.back().label_tokens();
   }
@@ -308,6 +343,9 @@ StepResult Trainer::step() {
   if (comm_) comm_->all_reduce_sum(nll_sum);
 
   StepResult r;
+  if (mix_draw_->active())
+    r.synthetic_fraction = static_cast<double>(mix_draw_->synthetic_rows(step_, config_.train.global_batch_size)) /
+                           static_cast<double>(config_.train.global_batch_size);
   r.grad_norm = clip_grad_norm(trainable_, config_.train.max_grad_norm);
   r.lr = learning_rate(config_.train, step_);
   optimizer_->step(r.lr);
@@ -385,6 +423,7 @@ std::string Trainer::save_checkpoint() {
                         {"max_seq_len", config_.data.max_seq_len},
                         {"seed", config_.train.seed},
                         {"trainable", config_.train.trainable},
+                        {"synthetic_mix", config_.data.synthetic_mix},  // for the record: a resume may change it
                         {"data_position", {{"epoch", pos.epoch}, {"index", pos.index}, {"offset", pos.offset}}}};
     write_file_durably(tmp / "trainer_state.json", j.dump(2) + "\n");
     fsync_directory(tmp);
@@ -463,6 +502,7 @@ void Trainer::log(const StepResult& r, std::optional<double> val_loss) {
   nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"tokens_per_s", r.tokens_per_s},
                       {"grad_norm", r.grad_norm}, {"tokens", r.tokens}};
   if (val_loss) j["val_loss"] = *val_loss;
+  if (mix_draw_->active()) j["synthetic_fraction"] = r.synthetic_fraction;
   const fs::path metrics = fs::path(config_.train.output_dir) / "metrics.jsonl";
   std::ofstream out(metrics, std::ios::app);
   out << j.dump() << "\n";
@@ -517,6 +557,7 @@ void Trainer::train() {
       line << "step " << step_ << "/" << t.max_steps << "  loss " << std::fixed << std::setprecision(4) << r.loss
            << "  lr " << std::scientific << std::setprecision(2) << r.lr << std::fixed << std::setprecision(0)
            << "  " << r.tokens_per_s << " tok/s  ETA " << format_duration(eta);
+      if (mix_draw_->active()) line << "  synthetic " << std::setprecision(2) << r.synthetic_fraction;
       if (val_loss) line << "  val " << std::setprecision(4) << *val_loss;
       if (tty) std::cerr << "\r\033[K" << line.str() << std::flush;
       else if (step_ % t.log_steps == 0 || step_ == t.max_steps || val_loss) std::cerr << line.str() << "\n";

@@ -13,6 +13,7 @@
 #include "ipt/model/decoder.h"
 #include "ipt/train/config.h"
 #include "ipt/train/optimizer.h"
+#include "ipt/train/synthetic_mix.h"
 
 namespace ipt::train {
 
@@ -32,6 +33,7 @@ struct StepResult {
   double grad_norm = 0;    // before clipping
   double tokens_per_s = 0; // all ranks' tokens (counted or not) per second of this step
   int64_t tokens = 0;      // label tokens counted in the global batch
+  double synthetic_fraction = 0;  // rows of the global batch replaced by synthetic tasks (data.synthetic_mix)
 };
 
 class Trainer {
@@ -61,6 +63,7 @@ class Trainer {
 
  private:
   void build_model();
+  void build_synthetic_mix();
   void load_checkpoint(const std::string& dir);
   double accumulate(const data::Batch& batch, double scale);  // forward + backward, returns NLL sum
   // The rows [begin, end) of a sequence of `length` (packed documents `cu`, empty = one per batch
@@ -88,6 +91,8 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Dataset> train_data_, val_data_;
   std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<MixDraw> mix_draw_;               // always set; inactive without a mix
+  std::unique_ptr<SyntheticRows> synthetic_rows_;   // null unless the mix is active
   int64_t accumulation_ = 1;
   int64_t step_ = 0;
   std::string tokenizer_dir_;  // copied into checkpoints ("" = none)
