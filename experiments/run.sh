@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every run of docs/RESULTS.md, in order (about 3 hours of one busy 2-core machine).
+# Every run of docs/RESULTS.md, in order (about 4 hours of one busy 2-core machine; a quiet one trains
+# two runs side by side at ~3000 tokens/s each, 8 minutes per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IPT="build/ipt"
@@ -18,6 +19,13 @@ done
 for run in dropin-base dropin-ttt; do $IPT -t 1 train --config experiments/configs/$run.yaml > runs/$run.log 2>&1 & done
 wait
 
+# 3. Ablations: experiment 1's TTT model with one thing changed.
+ablate() {  # ablate NAME OVERRIDE
+  $IPT -t 1 train --config experiments/configs/scratch-swa-ttt.yaml "$2" --train.output_dir=runs/ablate-$1 > runs/ablate-$1.log 2>&1
+}
+ablate recon --model.foundation.ttt_target_kind=reconstruction & ablate noproj --model.foundation.ttt_proj=false & wait
+ablate chunk256 --model.foundation.ttt_chunk=256 & ablate layers135 '--model.foundation.ttt_layers=[1,3,5]' & wait
+
 # Inference-time update clipping (the paper's inference setting): copies of the TTT checkpoints with ttt_clip set.
 mkdir -p runs/eval
 clip() {  # clip SRC DST TAU
@@ -27,11 +35,15 @@ clip() {  # clip SRC DST TAU
 for tau in 0.05 0.5 1 2; do clip runs/scratch-swa-ttt/checkpoint-160 runs/eval/swa-ttt-clip$tau $tau; done
 clip runs/scratch-full-ttt/checkpoint-160 runs/eval/full-ttt-clip0.5 0.5
 clip runs/dropin-ttt/checkpoint-60 runs/eval/dropin-ttt-clip0.5 0.5
+for a in recon noproj chunk256 layers135; do clip runs/ablate-$a/checkpoint-160 runs/eval/ablate-$a-clip0.5 0.5; done
 
 # Sliding-window perplexity: the final 256 tokens of each validation document long enough for every context.
 for m in scratch-swa/checkpoint-160 scratch-swa-ttt/checkpoint-160 eval/swa-ttt-clip0.05 eval/swa-ttt-clip0.5 \
          eval/swa-ttt-clip1 eval/swa-ttt-clip2 scratch-full/checkpoint-160 scratch-full-ttt/checkpoint-160 \
-         eval/full-ttt-clip0.5 dropin-base/checkpoint-60 dropin-ttt/checkpoint-60 eval/dropin-ttt-clip0.5; do
+         eval/full-ttt-clip0.5 dropin-base/checkpoint-60 dropin-ttt/checkpoint-60 eval/dropin-ttt-clip0.5 \
+         ablate-recon/checkpoint-160 ablate-noproj/checkpoint-160 ablate-chunk256/checkpoint-160 \
+         ablate-layers135/checkpoint-160 eval/ablate-recon-clip0.5 eval/ablate-noproj-clip0.5 \
+         eval/ablate-chunk256-clip0.5 eval/ablate-layers135-clip0.5; do
   $IPT -t 1 eval ppl -m runs/$m --data data/shards/mix/val --contexts 256,512,1024,2048,4096 --block 256 \
     --same-docs --json > runs/eval/ppl-$(echo $m | tr / _).json
 done
