@@ -124,3 +124,37 @@ TEST(Cli, DataPrepareSynthAndScoreText) {
   EXPECT_EQ(neither.status, 1);
   EXPECT_NE(neither.output.find("exactly one of --ids FILE and --text FILE"), std::string::npos) << neither.output;
 }
+
+// make run's main job on the bundled model: the per-stretch table, both whole-document losses,
+// a continuation; and the errors for models it cannot demonstrate.
+TEST(Cli, DemoOnTheBundledModel) {
+  Workspace w;
+  Result demo = ipt("demo --max-tokens 600 --rows 3 -n 4");
+  ASSERT_EQ(demo.status, 0) << demo.output;
+  EXPECT_NE(demo.output.find("whole document: TTT "), std::string::npos) << demo.output;
+  EXPECT_NE(demo.output.find("    0-200 "), std::string::npos) << demo.output;  // 599 scored tokens in 3 rows
+  EXPECT_NE(demo.output.find("fast-weight updates"), std::string::npos) << demo.output;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "plain") + " --tokenizer " + IPT_SOURCE_DIR + "/corpus/tokenizer --vocab-size 4096").status, 0);
+  Result plain = ipt("demo -m " + (w / "plain"));
+  EXPECT_EQ(plain.status, 1);
+  EXPECT_NE(plain.output.find("has no TTT layers"), std::string::npos) << plain.output;
+  Result missing = ipt("demo -f " + (w / "nope.txt"));
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.output.find("cannot read"), std::string::npos) << missing.output;
+}
+
+// bench prefill --cp-size: one row per rank count, every rank's peak memory reported.
+TEST(Cli, BenchPrefillContextParallel) {
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "m") + " --ttt-layers 1 --ttt-chunk 32").status, 0);
+  Result bench = ipt("bench prefill -m " + (w / "m") + " --lengths 256 --cp-size 1,2 --json");
+  ASSERT_EQ(bench.status, 0) << bench.output;
+  const auto report = nlohmann::json::parse(bench.output);
+  ASSERT_EQ(report["results"].size(), 4u);  // {TTT, no TTT} x {1, 2 ranks}
+  for (const auto& row : report["results"]) {
+    EXPECT_EQ(row["rank_peak_mb"].size(), static_cast<size_t>(row["cp_size"].get<int>()));
+    EXPECT_GT(row["peak_mb"].get<double>(), 0);
+    EXPECT_GT(row["tokens_per_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(ipt("bench prefill -m " + (w / "m") + " --lengths 256 --cp-size 1 --window 16").status, 1);
+}

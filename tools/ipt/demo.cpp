@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "inputs.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
@@ -29,14 +30,6 @@ struct DemoOptions {
   uint64_t seed = 0;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  IPT_CHECK(in, "demo: cannot read ", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::string bar(double value, double scale) {
   const int n = std::max(0, std::min(40, static_cast<int>(std::lround(value * scale))));
   return std::string(n, '#');
@@ -47,8 +40,7 @@ int run(const DemoOptions& o) {
   IPT_CHECK(std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"), "demo: ", o.model,
             " has no tokenizer.json (the demo reads text)");
   const tok::Tokenizer tokenizer = tok::Tokenizer::load(o.model);
-  std::vector<int64_t> ids;
-  for (int32_t id : tokenizer.encode(read_file(o.document))) ids.push_back(id);
+  std::vector<int64_t> ids = encode_document(tokenizer, read_input(o.document));
   IPT_CHECK(ids.size() >= 2 * static_cast<size_t>(o.buckets), "demo: ", o.document, " is too short (", ids.size(), " tokens)");
   if (static_cast<int64_t>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
 

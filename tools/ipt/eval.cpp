@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/data/prepare.h"
 #include "ipt/eval/figures.h"
@@ -40,14 +41,7 @@ eval::Documents load_documents(const PplOptions& o) {
   const tok::Tokenizer tokenizer = tok::Tokenizer::load(dir);
   std::vector<std::vector<int64_t>> documents;
   for (const std::string& path : data::list_input_files({o.data})) {
-    std::ifstream in(path, std::ios::binary);
-    IPT_CHECK(in, "eval ppl: cannot read ", path);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::vector<int64_t> ids;
-    if (tokenizer.config().add_bos_token && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
-    for (int32_t id : tokenizer.encode(text.str())) ids.push_back(id);
-    documents.push_back(std::move(ids));
+    documents.push_back(encode_document(tokenizer, read_input(path)));
   }
   return eval::Documents::from_ids(std::move(documents));
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/data/prepare.h"
 #include "ipt/eval/figures.h"
@@ -78,11 +79,7 @@ int run_ruler(const RulerCliOptions& o) {
   const tok::Tokenizer tokenizer = tok::Tokenizer::load(dir);
   std::vector<std::string> documents;
   for (const std::string& path : data::list_input_files(o.haystack)) {
-    std::ifstream in(path, std::ios::binary);
-    IPT_CHECK(in, "eval ruler: cannot read haystack file ", path);
-    std::stringstream text;
-    text << in.rdbuf();
-    documents.push_back(text.str());
+    documents.push_back(read_input(path));
   }
   const data::Haystack haystack(documents);
   model::CausalLM lm = model::load_model(o.model);

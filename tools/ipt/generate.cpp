@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
 #include "ipt/infer/chat.h"
@@ -28,31 +29,6 @@ struct GenerateOptions {
   infer::SamplerOptions sampling;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  IPT_CHECK(in, "cannot read ", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::vector<int64_t> parse_ids(const std::string& text, const std::string& origin) {
-  std::istringstream in(text);
-  std::vector<int64_t> ids;
-  std::string word;
-  while (in >> word) {
-    size_t used = 0;
-    int64_t id = -1;
-    try {
-      id = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    IPT_CHECK(used == word.size() && id >= 0, origin, ": '", word, "' is not a token id (non-negative integer)");
-    ids.push_back(id);
-  }
-  return ids;
-}
 
 int run(const GenerateOptions& o) {
   torch::NoGradGuard no_grad;
@@ -86,9 +62,9 @@ int run(const GenerateOptions& o) {
   std::vector<int64_t> prompt;
   std::optional<infer::ChatTemplate> chat;
   if (!text_mode) {
-    prompt = parse_ids(read_file(o.ids_file), o.ids_file);
+    prompt = parse_token_ids(read_input(o.ids_file), o.ids_file);
   } else {
-    std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+    std::string text = o.prompt_file.empty() ? o.prompt : read_input(o.prompt_file);
     if (o.chat) {
       chat = infer::ChatTemplate::detect(*tokenizer, o.model);
       text = chat->render({{"user", text}});

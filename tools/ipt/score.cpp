@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "inputs.h"
 #include "launch.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
@@ -27,21 +28,7 @@ struct ScoreOptions {
 };
 
 std::vector<int64_t> read_ids(const std::string& path) {
-  std::ifstream in(path);
-  IPT_CHECK(in, "cannot read ", path);
-  std::vector<int64_t> ids;
-  std::string word;
-  while (in >> word) {
-    size_t used = 0;
-    int64_t id = -1;
-    try {
-      id = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    IPT_CHECK(used == word.size() && id >= 0, path, ": '", word, "' is not a token id (non-negative integer)");
-    ids.push_back(id);
-  }
+  std::vector<int64_t> ids = parse_token_ids(read_input(path), path);
   IPT_CHECK(ids.size() >= 2, path, ": need at least two token ids to score");
   return ids;
 }
@@ -49,17 +36,11 @@ std::vector<int64_t> read_ids(const std::string& path) {
 // The text's ids under the given tokenizer (default: the one saved with the model), with the
 // tokenizer's bos token first when its config asks for it.
 std::vector<int64_t> tokenize_file(const ScoreOptions& o) {
-  std::ifstream in(o.text_file, std::ios::binary);
-  IPT_CHECK(in, "cannot read ", o.text_file);
-  std::stringstream text;
-  text << in.rdbuf();
   const std::string dir = o.tokenizer.empty() ? o.model : o.tokenizer;
   IPT_CHECK(!o.tokenizer.empty() || std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"),
             "score --text: the model directory ", o.model, " has no tokenizer.json; pass --tokenizer DIR");
   const tok::Tokenizer tokenizer = tok::Tokenizer::load(dir);
-  std::vector<int64_t> ids;
-  if (tokenizer.config().add_bos_token && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
-  for (int32_t id : tokenizer.encode(text.str())) ids.push_back(id);
+  std::vector<int64_t> ids = encode_document(tokenizer, read_input(o.text_file));
   IPT_CHECK(ids.size() >= 2, o.text_file, ": need at least two tokens to score");
   return ids;
 }

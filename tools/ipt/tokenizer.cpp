@@ -11,25 +11,13 @@
 #include <thread>
 
 #include "command.h"
+#include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/tokenizer/tokenizer.h"
 #include "ipt/tokenizer/trainer.h"
 
 namespace ipt::cli {
 namespace {
-
-std::string read_input(const std::string& path) {
-  if (path == "-") {
-    std::ostringstream buffer;
-    buffer << std::cin.rdbuf();
-    return buffer.str();
-  }
-  std::ifstream in(path, std::ios::binary);
-  IPT_CHECK(in, "cannot open input file '", path, "'");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 int threads_to_use() {
   const int t = global_options().threads;
@@ -64,20 +52,9 @@ struct DecodeOptions {
 
 std::vector<int32_t> parse_ids(const std::string& text) {
   std::vector<int32_t> ids;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && (std::isspace(static_cast<unsigned char>(text[i])) || text[i] == ',')) ++i;
-    if (i >= text.size()) break;
-    size_t j = i;
-    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])) && text[j] != ',') ++j;
-    const std::string word = text.substr(i, j - i);
-    char* end = nullptr;
-    errno = 0;
-    const long long value = std::strtoll(word.c_str(), &end, 10);
-    IPT_CHECK(end && *end == '\0' && errno == 0 && value >= 0 && value <= INT32_MAX,
-              "tokenizer decode: '", word, "' is not a token id (expected a non-negative integer)");
-    ids.push_back(static_cast<int32_t>(value));
-    i = j;
+  for (int64_t id : parse_token_ids(text, "tokenizer decode")) {
+    IPT_CHECK(id <= INT32_MAX, "tokenizer decode: token id ", id, " is out of range");
+    ids.push_back(static_cast<int32_t>(id));
   }
   return ids;
 }
