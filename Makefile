@@ -2,8 +2,10 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# cmake's generated makefiles recurse; a newcomer does not need to read every directory change.
+MAKEFLAGS += --no-print-directory
 
-.PHONY: deps configure build test run bench clean
+.PHONY: deps configure build build-ipt test run bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -13,16 +15,21 @@ $(BUILD_DIR)/CMakeCache.txt:
 
 configure: $(BUILD_DIR)/CMakeCache.txt
 
+# Everything: the library, the tool, the tests, the microbenchmarks.
 build: deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Only what the main job needs (the library and the ipt tool, not the test suite).
+build-ipt: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target ipt
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-run: build
+run: build-ipt
 	./$(BUILD_DIR)/ipt demo
 
-bench: build
+bench: build-ipt
 	./$(BUILD_DIR)/ipt bench op --L 32768 --d 1024 --h 4096 --chunk 256
 
 clean:

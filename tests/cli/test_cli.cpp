@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 namespace fs = std::filesystem;
@@ -18,8 +20,9 @@ struct Result {
   std::string output;
 };
 
-Result ipt(const std::string& args) {
-  const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 " + args + " 2>&1";
+// `env` is prepended to the command line (e.g. "IPT_MODEL=/x").
+Result ipt(const std::string& args, const std::string& env = "") {
+  const std::string command = env + " " + std::string(IPT_BINARY_DIR) + "/ipt -t 1 " + args + " 2>&1";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
   std::string output;
   std::array<char, 4096> buffer;
@@ -157,4 +160,49 @@ TEST(Cli, BenchPrefillContextParallel) {
     EXPECT_GT(row["tokens_per_s"].get<double>(), 0);
   }
   EXPECT_EQ(ipt("bench prefill -m " + (w / "m") + " --lengths 256 --cp-size 1 --window 16").status, 1);
+}
+
+// Every command that takes a model defaults -m the same way ($IPT_MODEL, else the bundled model):
+// pointed at a directory that does not exist, each one must fail on that directory, never with
+// "--model is required". And two of them run on the bundled default for real.
+TEST(Cli, EveryModelCommandDefaultsTheModel) {
+  const std::string probe = "/nonexistent/ipt-default-model-probe";
+  const std::vector<std::string> commands = {
+      "score --ids /dev/null", "info", "demo", "generate -p Hello -n 1", "serve --port 0",
+      "eval ppl --data /dev/null", "eval ruler --lengths 256", "bench prefill --lengths 64",
+      "bench decode", "bench all", "bench serve --duration 1", "bench train --steps 1"};
+  for (const std::string& command : commands) {
+    Result r = ipt(command, "IPT_MODEL=" + probe);
+    EXPECT_EQ(r.status, 1) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find(probe), std::string::npos) << command << " did not use $IPT_MODEL:\n" << r.output;
+    EXPECT_EQ(r.output.find("required"), std::string::npos) << command << "\n" << r.output;
+  }
+  Result generate = ipt("generate -p \"The state of the Union\" -n 3 --temp 0", "IPT_MODEL=");
+  EXPECT_EQ(generate.status, 0) << generate.output;
+  Result info = ipt("info", "IPT_MODEL=");
+  EXPECT_EQ(info.status, 0) << info.output;
+  EXPECT_NE(info.output.find("models/default"), std::string::npos) << info.output;
+}
+
+// bench serve: mixed valid and malformed requests from more clients than the queue holds; every
+// answer is classified (the command fails on any that breaks the API) and 503s are counted.
+TEST(Cli, BenchServeMixedLoadClassifiesEveryAnswer) {
+  Result r = ipt("bench serve --clients 1,6 --duration 2 --parallel 1 --queue 1 --max-tokens 2 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto report = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  ASSERT_EQ(report["rows"].size(), 2u);
+  const auto& one = report["rows"][0];
+  const auto& six = report["rows"][1];
+  EXPECT_EQ(one["busy_503"], 0);  // one client never finds the queue full
+  EXPECT_GT(one["ok"].get<int>(), 0);
+  EXPECT_GT(six["busy_503"].get<int>(), 0) << six;  // six clients, one slot, one queue place
+  for (const auto& row : report["rows"]) {
+    EXPECT_EQ(row["errors"], 0) << row;
+    EXPECT_EQ(row["requests"].get<int>(), row["ok"].get<int>() + row["rejected_malformed"].get<int>() + row["busy_503"].get<int>());
+    EXPECT_GT(row["latency_ms"]["p99"].get<double>(), 0);
+    EXPECT_TRUE(row["within_budget"].get<bool>()) << row;
+  }
+  Result bad = ipt("bench serve --clients 0");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--clients must be > 0"), std::string::npos) << bad.output;
 }

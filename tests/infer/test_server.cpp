@@ -8,8 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -311,6 +314,10 @@ TEST(Server, BadRequestsGetOpenAiErrors) {
       {"/v1/completions", R"({"prompt": "a", "session_id": 12})", "session_id", 400},
       {"/v1/completions", json{{"prompt", long_prompt}}.dump(), "prompt", 400},
       {"/v1/completions", json{{"prompt", ""}}.dump(), "prompt", 400},
+      {"/v1/completions", R"({"prompt": "a", "max_tokens": 1000000000})", "max_tokens", 400},
+      {"/v1/completions", R"({"prompt": "a", "max_tokens": 9223372036854775807})", "max_tokens", 400},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "a"}], "max_completion_tokens": 1000000000})",
+       "max_completion_tokens", 400},
       {"/v1/chat/completions", R"({"prompt": "a"})", "messages", 400},
       {"/v1/chat/completions", R"({"messages": []})", "messages", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "a"}]})", "messages", 400},
@@ -335,6 +342,10 @@ TEST(Server, BadRequestsGetOpenAiErrors) {
   auto [status, body] = r.post("/v1/completions", json{{"prompt", long_prompt}, {"session_id", session}});
   EXPECT_EQ(status, 400);
   EXPECT_EQ(body["error"]["code"], "context_length_exceeded");
+  // A max_tokens that cannot fit after the prompt is refused the way OpenAI refuses it.
+  auto [huge_status, huge] = r.post("/v1/completions", json{{"prompt", "a"}, {"max_tokens", 1000000000}});
+  EXPECT_EQ(huge_status, 400);
+  EXPECT_EQ(huge["error"]["code"], "context_length_exceeded");
   auto missing = r.client().Get("/v1/nothing");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
@@ -375,4 +386,110 @@ TEST(Server, ServeCommandStopsOnSigterm) {
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << " " << rest;
   EXPECT_NE(rest.find("stopped"), std::string::npos) << rest;
+}
+
+// `ipt serve --session-dir` SIGKILLed while it writes sessions, then started again: every complete
+// session file is continued where it was; a torn file (a truncated copy, as a full disk or a
+// non-atomic copy leaves) is refused by name without stopping the start; leftovers of an
+// interrupted write are removed.
+namespace {
+struct ServeProcess {
+  pid_t pid = -1;
+  FILE* stream = nullptr;  // the server's stdout and stderr
+  int port = 0;
+  std::string startup;     // what it printed up to the listening line
+
+  explicit ServeProcess(const std::string& session_dir) {
+    int out[2];
+    EXPECT_EQ(pipe(out), 0);
+    const std::string ipt = std::string(IPT_BINARY_DIR) + "/ipt";
+    pid = fork();
+    if (pid == 0) {
+      dup2(out[1], 1);
+      dup2(out[1], 2);
+      close(out[0]);
+      execl(ipt.c_str(), ipt.c_str(), "-t", "1", "serve", "-m", model_dir().c_str(), "--port", "0", "--session-dir",
+            session_dir.c_str(), "--max-sessions", "1", nullptr);
+      _exit(127);
+    }
+    close(out[1]);
+    stream = fdopen(out[0], "r");
+    char line[1024];
+    while (fgets(line, sizeof(line), stream)) {
+      startup += line;
+      const std::string l(line);
+      const size_t at = l.find("127.0.0.1:");
+      if (at != std::string::npos) {
+        port = std::stoi(l.substr(at + 10));
+        break;
+      }
+    }
+  }
+  void kill9() {
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    fclose(stream);
+  }
+};
+}  // namespace
+
+TEST(Server, RestartsAfterSigkillAndRefusesTornSessions) {
+  const fs::path dir = fs::temp_directory_path() / ("ipt-kill-sessions-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  std::map<std::string, int64_t> positions;
+  {
+    ServeProcess server(dir.string());
+    ASSERT_GT(server.port, 0) << server.startup;
+    httplib::Client client("127.0.0.1", server.port);
+    // --max-sessions 1: creating and using each session evicts (writes) the one before.
+    for (const std::string id : {"alpha", "beta", "gamma", "delta"}) {
+      ASSERT_EQ(client.Post("/v1/sessions", json{{"id", id}}.dump(), "application/json")->status, 201);
+      auto res = client.Post("/v1/completions", greedy({{"prompt", "Session " + id}, {"session_id", id}, {"max_tokens", 4}}).dump(),
+                             "application/json");
+      ASSERT_TRUE(res);
+      ASSERT_EQ(res->status, 200) << res->body;
+      positions[id] = json::parse(res->body)["session"]["position"];
+    }
+    // Keep it writing (each request evicts another session) and kill it in the middle.
+    std::thread load([&] {
+      httplib::Client c("127.0.0.1", server.port);
+      for (int i = 0; i < 50; ++i)
+        c.Post("/v1/completions", greedy({{"prompt", "x"}, {"session_id", i % 2 ? "alpha" : "beta"}, {"max_tokens", 1}}).dump(),
+               "application/json");
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    server.kill9();
+    load.join();
+  }
+  // What survived on disk: each file either complete or absent (writes are atomic renames).
+  ASSERT_TRUE(fs::exists(dir / "gamma.session"));
+  fs::copy_file(dir / "gamma.session", dir / "torn.session");
+  fs::resize_file(dir / "torn.session", fs::file_size(dir / "gamma.session") / 2);
+  std::ofstream(dir / "alpha.session.tmp.99999") << "half a write";
+
+  ServeProcess again(dir.string());
+  ASSERT_GT(again.port, 0) << "the server did not start again:\n" << again.startup;
+  EXPECT_NE(again.startup.find("torn.session is refused"), std::string::npos) << again.startup;
+  EXPECT_FALSE(fs::exists(dir / "alpha.session.tmp.99999"));
+  httplib::Client client("127.0.0.1", again.port);
+  for (const std::string id : {"gamma"}) {  // written at its eviction, never touched by the killed load
+    auto res = client.Get(("/v1/sessions/" + id).c_str());
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << id << " " << res->body;
+    EXPECT_EQ(json::parse(res->body)["position"], positions[id]) << id;
+  }
+  for (const std::string id : {"alpha", "beta"}) {  // complete at some point of the killed load
+    auto res = client.Get(("/v1/sessions/" + id).c_str());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << id << " " << res->body;
+    EXPECT_GE(json::parse(res->body)["position"].get<int64_t>(), positions[id]) << id;
+  }
+  auto torn = client.Get("/v1/sessions/torn");
+  ASSERT_TRUE(torn);
+  EXPECT_EQ(torn->status, 409) << torn->body;  // session_unreadable
+  EXPECT_NE(torn->body.find("torn.session"), std::string::npos) << torn->body;
+  EXPECT_EQ(json::parse(client.Get("/health")->body)["sessions_refused"], 1);
+  again.kill9();
+  fs::remove_all(dir);
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/model/config.h"
@@ -130,7 +131,7 @@ int run(const AllOptions& o, const CLI::App* bench) {
 Register bench_all("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<AllOptions>();
   CLI::App* cmd = parent.add_subcommand("all", "every benchmark on one model: a llama-bench-like table");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--pp", o->pp, "prefill length")->check(CLI::PositiveNumber);
   cmd->add_option("--tg", o->tg, "tokens to decode")->check(CLI::PositiveNumber);
   cmd->add_option("--op-length", o->op_length, "sequence length for the TTT operator")->check(CLI::PositiveNumber);

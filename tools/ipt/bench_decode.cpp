@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -102,7 +103,7 @@ int run(const DecodeOptions& o) {
 Register bench_decode("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<DecodeOptions>();
   CLI::App* cmd = parent.add_subcommand("decode", "decode tokens/s after each context length, with and without TTT");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--contexts", o->contexts, "prompt lengths before decoding (default 1024,8192)")->delimiter(',');
   cmd->add_option("--tokens", o->tokens, "tokens decoded per measurement (default 64)");
   cmd->add_flag("--json", o->json, "print one JSON object");

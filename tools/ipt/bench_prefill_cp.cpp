@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "launch.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -67,7 +68,7 @@ Register bench_cp_rank("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<RankOptions>();
   CLI::App* cmd = parent.add_subcommand("prefill-cp-rank", "internal: one rank of bench prefill --cp-size");
   cmd->group("");
-  cmd->add_option("-m,--model", o->model)->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--length", o->length)->required()->check(CLI::PositiveNumber);
   cmd->add_option("--ttt", o->ttt)->required();
   cmd->add_option("--out", o->out_dir)->required();

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -131,7 +132,7 @@ int run(const BenchTrainOptions& o) {
 Register bench_train("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<BenchTrainOptions>();
   CLI::App* cmd = parent.add_subcommand("train", "training tokens/s, peak memory and MFU, with/without TTT and checkpointing");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--seq-len", o->seq_len, "tokens per training sequence");
   cmd->add_option("--steps", o->steps, "timed steps per configuration (after one warm-up step)");
   cmd->add_flag("--json", o->json, "print one JSON object");

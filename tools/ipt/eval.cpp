@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/data/prepare.h"
@@ -116,7 +117,7 @@ int run_ppl(const PplOptions& o) {
 Register eval_ppl("eval", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<PplOptions>();
   CLI::App* cmd = parent.add_subcommand("ppl", "sliding-window perplexity of each document's final block as context grows");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--data", o->data, "text file or directory (one document per file), or a token shard dataset")
       ->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer for text data (default: the model's)");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/data/prepare.h"
@@ -120,7 +121,7 @@ int run_ruler(const RulerCliOptions& o) {
 Register eval_ruler("eval", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<RulerCliOptions>();
   CLI::App* cmd = parent.add_subcommand("ruler", "RULER-style synthetic tasks, greedy decoding, string-match score");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's); lengths count its tokens");
   cmd->add_option("--tasks", o->eval.tasks, "tasks (default: all 11)")->delimiter(',');
   cmd->add_option("--lengths", o->eval.lengths, "context lengths in tokens, answer included")->delimiter(',');

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "inputs.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/timing.h"
@@ -121,7 +122,7 @@ int run(const GenerateOptions& o) {
 Register generate_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = parent.add_subcommand("generate", "continue a prompt, streaming tokens to stdout");
-  cmd->add_option("-m,--model", o->model, "model directory")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->prompt_file, "read the prompt from a file");
   cmd->add_option("--ids", o->ids_file, "prompt as whitespace-separated token ids (prints ids; no tokenizer needed)");

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "command.h"
+#include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 
@@ -18,6 +19,14 @@ std::vector<Command>& registry() {
 
 static GlobalOptions g_options;
 const GlobalOptions& global_options() { return g_options; }
+
+// A --model declared by hand (not through add_model_option) would lose the shared default.
+static void check_model_options(const CLI::App& cmd) {
+  for (const CLI::Option* option : cmd.get_options())
+    if (option->check_lname("model") && !model_options().count(option))
+      throw std::logic_error("'" + cmd.get_name() + "' declares --model without add_model_option (model_flags.h)");
+  for (const CLI::App* sub : cmd.get_subcommands({})) check_model_options(*sub);
+}
 
 }  // namespace ipt::cli
 
@@ -49,6 +58,8 @@ int main(int argc, char** argv) {
     Action action = command.define(*parent);
     actions.emplace_back(parent->get_subcommands({}).at(before), std::move(action));
   }
+
+  check_model_options(app);
 
   try {
     app.parse(argc, argv);

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,10 +20,20 @@ inline std::string default_model_dir() {
   return IPT_DEFAULT_MODEL_DIR;
 }
 
-// -m/--model, defaulting to default_model_dir().
+// Every -m/--model declared through add_model_option. main() refuses to start if a command
+// declares --model any other way, so no command can lose the shared default again.
+inline std::set<const CLI::Option*>& model_options() {
+  static std::set<const CLI::Option*> options;
+  return options;
+}
+
+// -m/--model, defaulting to default_model_dir(). The only way a command declares -m.
 inline CLI::Option* add_model_option(CLI::App* cmd, std::string& dir) {
   dir = default_model_dir();
-  return cmd->add_option("-m,--model", dir, "model directory (default: $IPT_MODEL, else the bundled models/default)");
+  CLI::Option* option =
+      cmd->add_option("-m,--model", dir, "model directory (default: $IPT_MODEL, else the bundled models/default)");
+  model_options().insert(option);
+  return option;
 }
 
 struct TttFlags {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "command.h"
+#include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/infer/server.h"
 #include "ipt/model/checkpoint.h"
@@ -59,7 +60,7 @@ Register serve_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ServeOptions>();
   o->server.model_name.clear();  // default: the model directory's name
   CLI::App* cmd = parent.add_subcommand("serve", "OpenAI-compatible HTTP server (completions, chat, sessions)");
-  cmd->add_option("-m,--model", o->model, "model directory (with tokenizer.json)")->required();
+  add_model_option(cmd, o->model);
   cmd->add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", o->server.port, "port (default 8080; 0 = any free port, printed)");
   cmd->add_option("--parallel", o->server.parallel, "requests computed at once (default 1); the rest queue")

@@ -9,9 +9,11 @@
 #include <condition_variable>
 #include <ctime>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <sstream>
 
 #include "ipt/common/error.h"
@@ -180,6 +182,7 @@ struct Server::Impl {
 
   std::mutex store_mutex;
   std::map<std::string, std::shared_ptr<Entry>> sessions;
+  std::map<std::string, std::string> unreadable;  // id -> why its file in --session-dir was refused
   uint64_t clock = 0;
 
   Impl(const model::CausalLM& model, const std::string& dir, ServerOptions o)
@@ -192,7 +195,7 @@ struct Server::Impl {
               " has ", tokenizer.vocab_size(), " tokens but the model only ", lm->config().vocab_size);
     options.session.sample_vocab = static_cast<int64_t>(tokenizer.vocab_size());  // only ids it can decode
     Session probe(lm, options.session);  // validates the session defaults now, not per request
-    if (!options.session_dir.empty()) fs::create_directories(options.session_dir);
+    if (!options.session_dir.empty()) check_session_dir();
     try {
       chat = ChatTemplate::detect(tokenizer, dir);
     } catch (const Error& e) {
@@ -210,6 +213,32 @@ struct Server::Impl {
   }
 
   // ---- sessions ------------------------------------------------------------------------------
+
+  // At start: every session file in --session-dir is loaded once to prove it complete. A torn or
+  // foreign file is named and left out (its id answers with that reason), never a failed start;
+  // temporary files of a write that was killed are removed (the file they were replacing is intact).
+  void check_session_dir() {
+    fs::create_directories(options.session_dir);
+    int complete = 0;
+    for (const auto& entry : fs::directory_iterator(options.session_dir)) {
+      const std::string name = entry.path().filename().string();
+      if (name.find(".session.tmp.") != std::string::npos) {
+        std::cerr << "serve: removing " << entry.path().string() << " (an interrupted session write)\n";
+        fs::remove(entry.path());
+        continue;
+      }
+      if (entry.path().extension() != ".session") continue;
+      try {
+        Session::load(lm, entry.path().string());
+        ++complete;
+      } catch (const Error& e) {
+        unreadable[entry.path().stem().string()] = e.what();
+        std::cerr << "serve: session file " << entry.path().string() << " is refused: " << e.what() << "\n";
+      }
+    }
+    std::cerr << "serve: " << complete << " session(s) in " << options.session_dir << " can be continued"
+              << (unreadable.empty() ? "" : ", " + std::to_string(unreadable.size()) + " refused") << "\n";
+  }
 
   std::string session_path(const std::string& id) const { return (fs::path(options.session_dir) / (id + ".session")).string(); }
 
@@ -346,6 +375,7 @@ struct Server::Impl {
   struct Generation {
     std::vector<int64_t> prompt;  // tokens to append first
     int64_t max_tokens = 0;
+    std::string max_tokens_field;  // the field the client set ("" = the server's default)
     SamplerOptions sampling;
     std::vector<std::string> stops;
     std::vector<int64_t> stop_ids;
@@ -362,9 +392,13 @@ struct Server::Impl {
   void parse_common(const json& body, Generation& g, bool chat_request) {
     if (auto model = field(body, "model"); model && !model->is_string()) reject("'model' must be a string", "model", "invalid_type");
     auto max_tokens = integer_field(body, "max_tokens");
-    if (chat_request && !max_tokens) max_tokens = integer_field(body, "max_completion_tokens");
+    if (max_tokens) g.max_tokens_field = "max_tokens";
+    if (chat_request && !max_tokens) {
+      max_tokens = integer_field(body, "max_completion_tokens");
+      if (max_tokens) g.max_tokens_field = "max_completion_tokens";
+    }
     g.max_tokens = max_tokens.value_or(options.default_max_tokens);
-    if (g.max_tokens < 0) reject("'max_tokens' must be >= 0", "max_tokens", "invalid_value");
+    if (g.max_tokens < 0) reject("'" + g.max_tokens_field + "' must be >= 0", g.max_tokens_field, "invalid_value");
     SamplerOptions& s = g.sampling;
     s.temperature = number_field(body, "temperature").value_or(1.0);  // OpenAI's default
     s.top_p = number_field(body, "top_p").value_or(1.0);
@@ -423,6 +457,12 @@ struct Server::Impl {
                  " already in the session) but the context holds " + std::to_string(session.context()),
              g.is_chat ? "messages" : "prompt", "context_length_exceeded");
     if (total == 0) reject("the prompt is empty", g.is_chat ? "messages" : "prompt", "invalid_value");
+    // As OpenAI does: a max_tokens the client asked for must fit after the prompt, or the request
+    // would hold a slot until the context is full. The server's default is only an upper bound.
+    if (!g.max_tokens_field.empty() && g.max_tokens > session.context() - total)
+      reject("the prompt needs " + std::to_string(total) + " tokens and '" + g.max_tokens_field + "' asks for " +
+                 std::to_string(g.max_tokens) + " more, but the context holds " + std::to_string(session.context()),
+             g.max_tokens_field, "context_length_exceeded");
   }
 
   // Runs one generation; `emit(text)` receives the text as it becomes final (stop strings held
@@ -671,40 +711,45 @@ struct Server::Impl {
     }, res);
   }
 
-  void routes() {
-    auto guard = [this](void (Impl::*handler)(const httplib::Request&, httplib::Response&)) {
-      return [this, handler](const httplib::Request& req, httplib::Response& res) {
-        try {
-          (this->*handler)(req, res);
-        } catch (const RequestError& e) {
-          send_error(res, e);
-        } catch (const Error& e) {
-          send_error(res, {400, e.what(), "", "invalid_value"});
-        } catch (const std::exception& e) {
-          send_error(res, {500, e.what(), "", "internal_error", "server_error"});
-        }
-      };
+  // Every route, for the HTTP server and for handle() alike; handlers throw RequestError.
+  struct Route {
+    std::string method, pattern;
+    std::function<void(const httplib::Request&, httplib::Response&)> handler;
+  };
+
+  std::vector<Route> route_table() {
+    auto method = [this](void (Impl::*handler)(const httplib::Request&, httplib::Response&)) {
+      return [this, handler](const httplib::Request& req, httplib::Response& res) { (this->*handler)(req, res); };
     };
-    http.Post("/v1/completions", guard(&Impl::completions));
-    http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
-    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-      json model = {{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "ipt"}};
-      res.set_content(text(json{{"object", "list"}, {"data", json::array({model})}}), "application/json");
-    });
-    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      auto [free, waiting] = slots.state();
-      size_t kept;
-      {
-        std::lock_guard<std::mutex> lock(store_mutex);
-        kept = sessions.size();
-      }
-      res.set_content(json{{"status", "ok"}, {"slots_idle", free}, {"slots_total", options.parallel},
-                           {"queued", waiting}, {"sessions", kept}}.dump(),
-                      "application/json");
-    });
-    http.Post("/v1/sessions", guard(&Impl::post_session));
-    http.Get(R"(/v1/sessions/([^/]+))", guard(&Impl::get_session));
-    http.Delete(R"(/v1/sessions/([^/]+))", guard(&Impl::delete_session));
+    return {{"POST", "/v1/completions", method(&Impl::completions)},
+            {"POST", "/v1/chat/completions", method(&Impl::chat_completions)},
+            {"GET", "/v1/models", method(&Impl::models)},
+            {"GET", "/health", method(&Impl::health)},
+            {"POST", "/v1/sessions", method(&Impl::post_session)},
+            {"GET", R"(/v1/sessions/([^/]+))", method(&Impl::get_session)},
+            {"DELETE", R"(/v1/sessions/([^/]+))", method(&Impl::delete_session)}};
+  }
+
+  // The handler with its errors turned into OpenAI error bodies.
+  static void guarded(const Route& route, const httplib::Request& req, httplib::Response& res) {
+    try {
+      route.handler(req, res);
+    } catch (const RequestError& e) {
+      send_error(res, e);
+    } catch (const Error& e) {
+      send_error(res, {400, e.what(), "", "invalid_value"});
+    } catch (const std::exception& e) {
+      send_error(res, {500, e.what(), "", "internal_error", "server_error"});
+    }
+  }
+
+  void routes() {
+    for (const Route& route : route_table()) {
+      auto handler = [route](const httplib::Request& req, httplib::Response& res) { guarded(route, req, res); };
+      if (route.method == "POST") http.Post(route.pattern, handler);
+      if (route.method == "GET") http.Get(route.pattern, handler);
+      if (route.method == "DELETE") http.Delete(route.pattern, handler);
+    }
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (res.body.empty())
         send_error(res, {res.status, "no route " + req.method + " " + req.path, "", "not_found"});
@@ -712,9 +757,65 @@ struct Server::Impl {
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       send_error(res, {500, "internal error", "", "internal_error", "server_error"});
     });
-    http.set_payload_max_length(64ull << 20);
+    http.set_payload_max_length(kMaxBodyBytes);
     const int threads = options.parallel + options.max_queue + 2;  // queued requests wait on slots
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  }
+
+  static constexpr size_t kMaxBodyBytes = 64ull << 20;
+
+  // One request through route_table() without a socket; a streamed body is collected whole.
+  Server::Reply handle(const std::string& method, const std::string& path, const std::string& body) {
+    IPT_CHECK(body.size() <= kMaxBodyBytes, "request body over ", kMaxBodyBytes, " bytes");
+    httplib::Request req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    httplib::Response res;
+    const std::vector<Route> table = route_table();
+    const Route* found = nullptr;
+    for (const Route& route : table) {
+      if (route.method == method && std::regex_match(path, req.matches, std::regex(route.pattern))) {
+        found = &route;
+        break;
+      }
+    }
+    if (!found) {
+      res.status = 404;
+      send_error(res, {404, "no route " + method + " " + path, "", "not_found"});
+      return {res.status, res.body};
+    }
+    guarded(*found, req, res);
+    if (res.status == -1) res.status = 200;  // httplib fills in 200 when it writes a response
+    if (res.content_provider_) {
+      std::string streamed;
+      bool done = false;
+      httplib::DataSink sink;
+      sink.write = [&](const char* data, size_t n) { streamed.append(data, n); return true; };
+      sink.done = [&] { done = true; };
+      sink.is_writable = [] { return true; };
+      while (!done && res.content_provider_(streamed.size(), 0, sink)) {}
+      return {res.status, streamed};
+    }
+    return {res.status, res.body};
+  }
+
+  void models(const httplib::Request&, httplib::Response& res) {
+    json model = {{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "ipt"}};
+    res.set_content(text(json{{"object", "list"}, {"data", json::array({model})}}), "application/json");
+  }
+
+  void health(const httplib::Request&, httplib::Response& res) {
+    auto [free, waiting] = slots.state();
+    size_t kept, refused;
+    {
+      std::lock_guard<std::mutex> lock(store_mutex);
+      kept = sessions.size();
+      refused = unreadable.size();
+    }
+    res.set_content(json{{"status", "ok"}, {"slots_idle", free}, {"slots_total", options.parallel},
+                         {"queued", waiting}, {"sessions", kept}, {"sessions_refused", refused}}.dump(),
+                    "application/json");
   }
 
   void post_session(const httplib::Request& req, httplib::Response& res) {
@@ -770,5 +871,9 @@ void Server::stop() {
 }
 
 void Server::persist_sessions() { impl_->persist_all(); }
+
+Server::Reply Server::handle(const std::string& method, const std::string& path, const std::string& body) {
+  return impl_->handle(method, path, body);
+}
 
 }  // namespace ipt::infer

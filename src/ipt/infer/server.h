@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ipt/infer/session.h"
 #include "ipt/model/decoder.h"
@@ -42,6 +43,14 @@ class Server {
   void stop();   // from any thread: stop accepting, let running requests finish
   // Writes every session still in memory to the session directory (no-op without one).
   void persist_sessions();
+
+  // One request through the same routes, parsing and handlers as over HTTP, without a socket
+  // (used by the request-body fuzz target; a streamed answer comes back as its whole event text).
+  struct Reply {
+    int status;
+    std::string body;
+  };
+  Reply handle(const std::string& method, const std::string& path, const std::string& body);
 
  private:
   struct Impl;

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +43,15 @@ void apply_foundation(const ModelSection& m, model::ModelConfig& c) {
   if (m.ttt_conv_padding) c.ttt_conv_padding = *m.ttt_conv_padding;
   if (m.ttt_target_kind) c.ttt_target_kind = *m.ttt_target_kind;
   c.validate();
+}
+
+// Fault injection for the crash tests (tests/cli/test_kill.cpp): IPT_KILL_AT=POINT:STEP makes the
+// process SIGKILL itself at that point while working on that step, as an OOM kill or a power cut
+// would. Points: step (gradients computed, weights not yet updated), checkpoint-model (weights
+// written, optimizer state not), checkpoint-state (everything but trainer_state.json written).
+void kill_point(const char* point, int64_t step) {
+  static const char* const spec = std::getenv("IPT_KILL_AT");
+  if (spec && std::string(spec) == std::string(point) + ":" + std::to_string(step)) ::raise(SIGKILL);
 }
 
 bool is_ttt_parameter(const std::string& name) { return name.find(".mlp.ttt_") != std::string::npos; }
@@ -348,6 +358,7 @@ StepResult Trainer::step() {
                            static_cast<double>(config_.train.global_batch_size);
   r.grad_norm = clip_grad_norm(trainable_, config_.train.max_grad_norm);
   r.lr = learning_rate(config_.train, step_);
+  kill_point("step", step_ + 1);
   optimizer_->step(r.lr);
   ++step_;
   r.step = step_;
@@ -406,6 +417,7 @@ std::string Trainer::save_checkpoint() {
     fs::create_directories(tmp);
     model::save_model(model_, tmp.string());
     if (!tokenizer_dir_.empty()) model::copy_tokenizer_files(tokenizer_dir_, tmp.string());
+    kill_point("checkpoint-model", step_);
     io::TensorMap state = optimizer_->state();
     {
       at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -413,6 +425,7 @@ std::string Trainer::save_checkpoint() {
       state["rng/torch_cpu"] = generator.get_state();
     }
     io::write_safetensors((tmp / "optimizer.safetensors").string(), state);
+    kill_point("checkpoint-state", step_);
     const data::LoaderPosition& pos = loader_->position();
     nlohmann::json j = {{"step", step_},
                         {"max_steps", config_.train.max_steps},
