@@ -1,5 +1,7 @@
 #include "ipt/model/gguf_import.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "ipt/common/error.h"
@@ -59,6 +61,20 @@ PreTokenizer pre_tokenizer_for(const std::string& pre, const std::string& origin
                 "' is not supported (llama-bpe, llama3, qwen2, smollm, gpt2, default)");
   }
   return p;
+}
+
+// A float32 metadata value as the shortest decimal that rounds back to it (1e-05, not
+// 9.999999747378752e-06), so config.json reads as the original did.
+double shortest(const io::GgufFile& f, const std::string& key) {
+  const double v = f.get_float(key);
+  if (f.find(key)->type != io::GgufValueType::kFloat32) return v;
+  for (int digits = 1; digits < 10; ++digits) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.*g", digits, v);
+    const double d = std::strtod(text, nullptr);
+    if (static_cast<float>(d) == static_cast<float>(v)) return d;
+  }
+  return v;
 }
 
 // llama.cpp token types.
@@ -176,14 +192,14 @@ GgufImport import_gguf(const io::GgufFile& f) {
   c["num_key_value_heads"] = kv_heads;
   c["head_dim"] = head_dim;
   c["hidden_act"] = "silu";
-  c["rms_norm_eps"] = f.get_float(key("attention.layer_norm_rms_epsilon"));
-  c["rope_theta"] = f.find(key("rope.freq_base")) ? f.get_float(key("rope.freq_base")) : 10000.0;
+  c["rms_norm_eps"] = shortest(f, key("attention.layer_norm_rms_epsilon"));
+  c["rope_theta"] = f.find(key("rope.freq_base")) ? shortest(f, key("rope.freq_base")) : 10000.0;
   c["max_position_embeddings"] = f.find(key("context_length")) ? positive("context_length") : 4096;
   c["attention_bias"] = arch == "qwen2";
   if (f.find(key("rope.scaling.type"))) {
     const std::string type = f.get_string(key("rope.scaling.type"));
     if (type == "linear" || type == "yarn") {
-      json s = {{"rope_type", type}, {"factor", f.get_float(key("rope.scaling.factor"))}};
+      json s = {{"rope_type", type}, {"factor", shortest(f, key("rope.scaling.factor"))}};
       if (f.find(key("rope.scaling.original_context_length")))
         s["original_max_position_embeddings"] = f.get_int(key("rope.scaling.original_context_length"));
       c["rope_scaling"] = s;
