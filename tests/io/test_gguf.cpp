@@ -261,6 +261,22 @@ TEST(Gguf, ImportedModelsScoreLikeTheirOriginals) {
   }
 }
 
+// SmolLM2's vocabulary lacks the tokens of a few bytes (control characters): those bytes are
+// dropped, as `tokenizers` does without an unk_token; a vocabulary without 'Ġ' is refused.
+TEST(Gguf, TokenizerWithoutSomeByteTokensDropsThoseBytes) {
+  const io::GgufFile f = io::read_gguf((kFixtures / "tiny-qwen3.gguf").string());
+  nlohmann::json tokenizer, config;
+  model::import_gguf_tokenizer(f, tokenizer, config);
+  const tok::Tokenizer full = tok::Tokenizer::from_json(tokenizer.dump(), config.dump());
+  nlohmann::json& vocab = tokenizer["model"]["vocab"];
+  vocab.erase("\xc4\x84");  // 'Ą', byte 4 in byte-level spelling
+  const tok::Tokenizer partial = tok::Tokenizer::from_json(tokenizer.dump(), config.dump());
+  EXPECT_EQ(partial.encode("abc d\x04\x04 e\x04"), full.encode("abc d e"));
+  EXPECT_NE(full.encode("abc d\x04\x04 e\x04"), full.encode("abc d e"));
+  vocab.erase("\xc4\xa0");  // 'Ġ', the space
+  EXPECT_THROW(tok::Tokenizer::from_json(tokenizer.dump(), config.dump()), Error);
+}
+
 TEST(Gguf, ImportErrorsNameTheKeyOrTensor) {
   const io::GgufFile f = io::read_gguf((kFixtures / "types" / "F32.gguf").string());
   try {
