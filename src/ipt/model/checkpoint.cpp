@@ -32,9 +32,13 @@ torch::Dtype parse_dtype(const std::string& name) {
 CausalLM load_model(const std::string& dir, const LoadOptions& options) {
   ModelConfig config =
       options.config_override ? *options.config_override : ModelConfig::load((fs::path(dir) / "config.json").string());
+  return model_from_tensors(config, io::load_checkpoint(dir), options, dir);
+}
+
+CausalLM model_from_tensors(ModelConfig config, const io::TensorMap& stored, const LoadOptions& options,
+                            const std::string& dir) {
   if (options.without_ttt) config.ttt_mode = false;
   CausalLM model(config);
-  io::TensorMap stored = io::load_checkpoint(dir);
   auto params = model->named_parameters();
   std::vector<std::string> missing, extra, mismatched;
   bool ttt_missing = false;

@@ -18,6 +18,10 @@ struct LoadOptions {
 };
 
 CausalLM load_model(const std::string& dir, const LoadOptions& options = {});
+// The same checks and options for tensors already in memory (config_override is ignored);
+// `dir` names their source in error messages.
+CausalLM model_from_tensors(ModelConfig config, const io::TensorMap& tensors, const LoadOptions& options,
+                            const std::string& dir);
 
 // Writes config.json and the weights (in `dtype`), atomically per file.
 void save_model(CausalLM& model, const std::string& dir, torch::Dtype dtype = torch::kFloat32,

@@ -124,7 +124,8 @@ void BpeModel::merge_by_heap(std::vector<int32_t>& s) const {
 void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) const {
   if (bytes.empty()) return;
   if (bytes.size() == 1) {
-    out.push_back(byte_tokens_[static_cast<unsigned char>(bytes[0])]);
+    const int32_t id = byte_tokens_[static_cast<unsigned char>(bytes[0])];
+    if (id >= 0) out.push_back(id);
     return;
   }
   if (ignore_merges_) {
@@ -135,12 +136,13 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
     }
   }
   thread_local std::vector<int32_t> symbols;
-  symbols.resize(bytes.size());
-  for (size_t i = 0; i < bytes.size(); ++i) symbols[i] = byte_tokens_[static_cast<unsigned char>(bytes[i])];
-  if (symbols.size() <= 256)
-    merge_by_scan(symbols);
-  else
+  symbols.clear();
+  for (unsigned char b : bytes)
+    if (byte_tokens_[b] >= 0) symbols.push_back(byte_tokens_[b]);  // bytes without a token are dropped
+  if (symbols.size() > 256)
     merge_by_heap(symbols);
+  else if (symbols.size() > 1)
+    merge_by_scan(symbols);
   out.insert(out.end(), symbols.begin(), symbols.end());
 }
 

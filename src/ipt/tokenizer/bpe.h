@@ -53,7 +53,7 @@ class PairTable {
 class BpeModel {
  public:
   BpeModel() = default;
-  // `byte_tokens[b]`: id of the single-byte token for byte b. `merges` in rank order (left, right,
+  // `byte_tokens[b]`: id of the single-byte token for byte b (-1: none; the byte is dropped). `merges` in rank order (left, right,
   // result). `whole_words`: raw-byte token -> id, consulted first when `ignore_merges` is set.
   BpeModel(std::vector<int32_t> byte_tokens, const std::vector<std::tuple<int32_t, int32_t, int32_t>>& merges,
            std::unordered_map<std::string, int32_t> whole_words, bool ignore_merges);

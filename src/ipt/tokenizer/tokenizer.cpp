@@ -613,14 +613,17 @@ void Tokenizer::Impl::load_model(const json& m, VocabAndMerges& data) {
     if (id_present[id]) token_ids[spelling_of(static_cast<int32_t>(id))] = static_cast<int32_t>(id);
   for (const AddedToken& token : added) token_ids[spelling_of(token.id)] = token.id;  // added tokens win
 
+  // Some vocabularies (SmolLM2's) lack the tokens of a few bytes (control characters, bytes
+  // that never occur in UTF-8); those bytes are dropped, as `tokenizers` does without an
+  // unk_token. Without the space token ('Ġ') the vocabulary is not byte-level at all.
   std::vector<int32_t> byte_tokens(256, -1);
   for (int b = 0; b < 256; ++b) {
     std::string spelled;
     append_utf8(spelled, byte_to_char(static_cast<unsigned char>(b)));
     auto it = token_ids.find(spelled);
-    IPT_CHECK(it != token_ids.end(), origin, ": model.vocab lacks the byte-level token for byte ", b, " ('", spelled,
-              "'); only byte-level BPE vocabularies (all 256 byte tokens) are supported");
-    byte_tokens[b] = it->second;
+    IPT_CHECK(it != token_ids.end() || b != ' ', origin, ": model.vocab lacks the byte-level token for byte ", b,
+              " ('", spelled, "'); only byte-level BPE vocabularies are supported");
+    if (it != token_ids.end()) byte_tokens[b] = it->second;
   }
   std::unordered_map<std::string, int32_t> whole_words;
   if (ignore_merges) {
