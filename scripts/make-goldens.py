@@ -347,6 +347,7 @@ EXTRA_TEXTS = [  # special tokens of the LLaMA-3 family, next to and inside text
     "<|begin_of_text|>text<|end_of_text|><|eot_id|><|eom_id|> <|python_tag|>x<|finetune_right_pad_id|>",
     "<|begin_of_text |> <|eot_id <|reserved_special_token_3|>",
     "12345678901234567890 1,234,567.89 ١٢٣٤٥ ４５６",
+    "IT'ſT it'ſ o'K \u212a'll'\u212aLL",  # Unicode case folding inside (?i:'s|...): long s, Kelvin sign
 ]
 
 

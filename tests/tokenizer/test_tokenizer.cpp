@@ -283,11 +283,15 @@ TEST(TokenizerRegex, OnigurumaTranslation) {
   Regex::from_oniguruma("\\s+", "t").find_all("a\xC2\x85 b", scratch, m);
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0], std::make_pair(1u, 4u));
-  // ASCII-only case folding in (?i:...): "'S" matches, "'ſ" does not.
+  // Case folding in (?i:...) as Oniguruma's (the Rust `tokenizers`): "'S" and "'ſ" match, "'x" not;
+  // the Kelvin sign folds to k.
   Regex contractions = Regex::from_oniguruma("(?i:'s)", "t");
-  contractions.find_all("'S 'ſ", scratch, m);
-  ASSERT_EQ(m.size(), 1u);
+  contractions.find_all("'S 'ſ 'x", scratch, m);
+  ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m[0], std::make_pair(0u, 2u));
+  EXPECT_EQ(m[1], std::make_pair(3u, 6u));
+  Regex::from_oniguruma("(?i:k)", "t").find_all("\xE2\x84\xAA", scratch, m);
+  EXPECT_EQ(m.size(), 1u);
   // A literal pattern escapes metacharacters; a long run of spaces does not exhaust the JIT stack.
   Regex::literal("a.b", "t").find_all("axb a.b", scratch, m);
   ASSERT_EQ(m.size(), 1u);

@@ -222,24 +222,6 @@ void ModelConfig::save(const std::string& path) const {
   IPT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
-int64_t ModelConfig::parameter_count() const {
-  const int64_t d = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
-  const int64_t bias = attention_bias ? 1 : 0;
-  int64_t attention = d * q + 2 * d * kv + q * d + bias * (q + 2 * kv + d);
-  if (qk_norm) attention += 2 * head_dim;
-  const int64_t mlp = 3 * d * intermediate_size, norms = 2 * d;
-  int64_t total = vocab_size * d + d;  // embeddings, final norm
-  if (!tie_word_embeddings) total += vocab_size * d;
-  for (int64_t l = 0; l < num_hidden_layers; ++l) {
-    total += attention + mlp + norms;
-    if (is_ttt_layer(l)) {
-      if (ttt_target_kind == "conv") total += d * ttt::kConvKernel;
-      if (ttt_proj) total += d * d;
-    }
-  }
-  return total;
-}
-
 bool ModelConfig::is_ttt_layer(int64_t layer) const {
   return ttt_mode && std::find(ttt_layers.begin(), ttt_layers.end(), layer) != ttt_layers.end();
 }

@@ -46,10 +46,6 @@ struct ModelConfig {
   nlohmann::json to_json() const;
   void save(const std::string& path) const;  // atomic
 
-  // The parameters this config describes, counted as Hugging Face counts them (a tied head once,
-  // TTT tensors included), from the sizes alone: no weight is allocated.
-  int64_t parameter_count() const;
-
   bool is_ttt_layer(int64_t layer) const;
   TttSettings ttt_settings(int64_t layer) const;
   bool is_qwen3() const { return architecture == "Qwen3ForCausalLM"; }
