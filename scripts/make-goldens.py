@@ -149,6 +149,10 @@ def hf_cases(cases):
         ("hf_llama_dynamic", "llama", dict(rope_theta=1e4, max_position_embeddings=256,
                                            rope_scaling=dict(rope_type="dynamic", factor=2.0)),
          "LLaMA, rope dynamic factor 2, max_position_embeddings 256 < 640 tokens"),
+        ("hf_llama_dynamic_original", "llama", dict(rope_theta=1e4, max_position_embeddings=256,
+                                                    rope_scaling=dict(rope_type="dynamic", factor=2.0,
+                                                                      original_max_position_embeddings=128)),
+         "LLaMA, rope dynamic factor 2 with original_max_position_embeddings 128 (HF scales from 256)"),
         ("hf_llama_yarn", "llama", dict(rope_theta=1e4, max_position_embeddings=512, rope_scaling=dict(rope_type="yarn", factor=8.0,
                                                                          original_max_position_embeddings=64,
                                                                          beta_fast=16.0, beta_slow=2.0)),
@@ -164,9 +168,17 @@ def hf_cases(cases):
         randomize(model, 1000 + i)
         ids = tokens(SEQ, cfg.vocab_size, 2000 + i)
         rows, logits = logits_rows(model, ids, stride=16)
-        save_case(name, model, dict(input_ids=ids, rows=rows, logits=logits),
-                  dict(reference="transformers 4.57.3 " + type(model).__name__,
-                       what=what, kind="forward"), cases)
+        meta = dict(reference="transformers 4.57.3 " + type(model).__name__, what=what, kind="forward")
+        # How much the feature under test moves the logits (the goldens would not see a bug otherwise).
+        plain = {k: v for k, v in kw.items() if k not in ("rope_scaling", "use_sliding_window", "sliding_window",
+                                                            "layer_types", "attention_bias")}
+        if plain != kw:
+            other = (Qwen3ForCausalLM if arch == "qwen3" else LlamaForCausalLM)(
+                (Qwen3Config if arch == "qwen3" else LlamaConfig)(**plain)).eval()
+            other.load_state_dict(model.state_dict(), strict=False)
+            _, other_logits = logits_rows(other, ids, stride=16)
+            meta["feature_effect"] = ((other_logits - logits).abs().max() / logits.abs().max()).item()
+        save_case(name, model, dict(input_ids=ids, rows=rows, logits=logits), meta, cases)
 
 
 def import_official(root, sub, name):
