@@ -8,6 +8,7 @@
 #include "model_flags.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/model/config.h"
+#include "ipt/model/param_count.h"
 
 namespace ipt::cli {
 namespace {
@@ -43,6 +44,7 @@ int run(const std::string& dir) {
   }
   std::cout << "parameters   " << total << " (" << total / 1e6 << " M; embeddings " << embedding / 1e6 << " M, TTT "
             << ttt / 1e6 << " M)\n";
+  std::cout << "from config  " << model::parameter_count(c) << " (counted from the sizes, a tied head once)\n";
   std::cout << "TTT          ";
   if (!c.ttt_mode) std::cout << "off\n";
   else {

@@ -136,9 +136,14 @@ std::string translate_oniguruma(std::string_view p, const std::string& what) {
         continue;
       default:
         if (fold && is_ascii_letter(c)) {
+          // Both ASCII cases, plus the two non-ASCII letters that Unicode case folding maps onto
+          // ASCII ones, as Oniguruma (the Rust `tokenizers`) folds: U+017F ſ -> s, U+212A Kelvin -> k.
+          const char lower = static_cast<char>(c | 0x20);
           out += '[';
-          out += static_cast<char>(c | 0x20);
-          out += static_cast<char>(c & ~0x20);
+          out += lower;
+          out += static_cast<char>(lower & ~0x20);
+          if (lower == 's') out += "\xC5\xBF";
+          if (lower == 'k') out += "\xE2\x84\xAA";
           out += ']';
           ++i;
           continue;

@@ -5,8 +5,8 @@
 //   \s \S      -> \p{White_Space} \P{White_Space}   (PCRE2's \s misses U+0085)
 //   \w \W      -> Alphabetic|M|Nd|Pc and its complement (Oniguruma's Unicode word characters)
 //   \h \H      -> hex digit / not (Oniguruma), not horizontal space (PCRE2)
-//   (?i:...)   -> ASCII-only case folding of the letters in the group, as transformers.js does, so
-//                 that (?i:'s) does not also match "'ſ" (U+017F) through Unicode folding
+//   (?i:...)   -> case folding of the (ASCII) letters in the group as Oniguruma does it: both
+//                 cases, and U+017F ſ for s, U+212A (Kelvin) for k, so (?i:'s) matches "'ſ"
 //   ^ $        -> line anchors (PCRE2_MULTILINE), as in Oniguruma's Ruby syntax
 // Constructs whose meaning the translation cannot keep (a character class inside (?i:...),
 // class intersections "&&", nested classes, inline flag changes other than (?i:) throw ipt::Error.

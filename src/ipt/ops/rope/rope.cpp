@@ -29,9 +29,12 @@ RopeTable rope_table(const RopeParams& p, int64_t seq_len) {
     IPT_CHECK(p.factor > 0, "rope_scaling.factor must be > 0");
     t.inv_freq = base_inv_freq(p.theta, dim) / p.factor;
   } else if (p.type == "dynamic") {
-    IPT_CHECK(p.factor > 0 && original_length(p) > 0, "dynamic rope needs factor and max_position_embeddings");
+    // Hugging Face (4.57) scales from max_position_embeddings even when rope_scaling also names an
+    // original_max_position_embeddings (tests/fixtures/goldens/hf_llama_dynamic_original).
+    const int64_t length = p.max_position_embeddings > 0 ? p.max_position_embeddings : original_length(p);
+    IPT_CHECK(p.factor > 0 && length > 0, "dynamic rope needs factor and max_position_embeddings");
     double base = p.theta;
-    const double L = static_cast<double>(original_length(p));
+    const double L = static_cast<double>(length);
     if (seq_len > L) base = p.theta * std::pow(p.factor * seq_len / L - (p.factor - 1), double(dim) / (dim - 2));
     t.inv_freq = base_inv_freq(base, dim);
   } else if (p.type == "yarn") {
