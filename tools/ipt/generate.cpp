@@ -137,7 +137,7 @@ Register generate_command("", [](CLI::App& parent) -> Action {
   cmd->add_option("--seed", o->sampling.seed, "sampling seed (default 0)");
   cmd->add_flag("--no-ttt", o->no_ttt, "keep the fast weights at W0 (the plain model)");
   cmd->add_option("--ttt-decode-update", o->decode_update, "on: update while decoding (default: the model's "
-                  "ttt_decode_update); off: the official inference")->check(CLI::IsMember({"on", "off"}));
+                  "ttt_decode_update; on is what the official inference does); off: no update after the prompt")->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--ttt-clip", o->clip, "clip each fast-weight update's norm (default: the model's ttt_clip)");
   cmd->add_option("--session", o->session_file, "session file: continue it if it exists, save it at the end");
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "tokens per prefill step (default 512)");
