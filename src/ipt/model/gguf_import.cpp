@@ -5,22 +5,18 @@
 #include <set>
 
 #include "ipt/common/error.h"
+#include "ipt/tokenizer/patterns.h"
 
 namespace ipt::model {
 
 namespace {
 
 using json = nlohmann::json;
+using tok::kLlama3Pattern;
+using tok::kQwen2Pattern;
 
-// Pre-tokenizer regexes: the Hugging Face originals for the kinds that have one, llama.cpp's
-// (llama-vocab.cpp) for "default", so each file splits text as its source tokenizer did.
-constexpr const char* kLlama3Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kQwen2Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
-    "\\s+(?!\\S)|\\s+";
-
+// Pre-tokenizers: the Hugging Face originals' split patterns (patterns.h) for the kinds that have
+// one, llama.cpp's (llama-vocab.cpp) for "default", so each file splits text as its source did.
 json split(const std::string& regex) {
   return {{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}};
 }

@@ -18,6 +18,7 @@
 #include "ipt/tokenizer/bpe.h"
 #include "ipt/tokenizer/byte_level.h"
 #include "ipt/tokenizer/normalizer.h"
+#include "ipt/tokenizer/patterns.h"
 #include "ipt/tokenizer/regex.h"
 #include "ipt/tokenizer/utf8.h"
 
@@ -26,16 +27,9 @@ namespace {
 
 using json = nlohmann::json;
 
-// The split patterns for which a cut after "\n" (between two non-space ASCII characters) is known
-// not to change the pre-tokens: no alternative matches across "\n" followed by a non-space
-// character, and none looks behind.
-constexpr const char* kQwen2Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
-    "\\s+(?!\\S)|\\s+";
-constexpr const char* kLlama3Pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kGpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+// The split patterns of patterns.h are those for which a cut after "\n" (between two non-space
+// ASCII characters) is known not to change the pre-tokens: no alternative matches across "\n"
+// followed by a non-space character, and none looks behind.
 
 enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 

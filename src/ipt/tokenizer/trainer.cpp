@@ -8,6 +8,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/tokenizer/byte_level.h"
+#include "ipt/tokenizer/patterns.h"
 #include "ipt/tokenizer/tokenizer.h"
 #include "ipt/tokenizer/utf8.h"
 
@@ -16,9 +17,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-constexpr const char* kQwenPattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
-    "\\s+(?!\\S)|\\s+";
 
 // The 256 byte tokens in the order of their shown code points (as GPT-2 and Qwen number them).
 std::vector<unsigned char> byte_order() {
@@ -47,7 +45,7 @@ ojson tokenizer_document(const TrainOptions& o, const std::vector<std::string>& 
   doc["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
-       ojson::array({ojson{{"type", "Split"}, {"pattern", {{"Regex", kQwenPattern}}}, {"behavior", "Isolated"}, {"invert", false}},
+       ojson::array({ojson{{"type", "Split"}, {"pattern", {{"Regex", kQwen2Pattern}}}, {"behavior", "Isolated"}, {"invert", false}},
                      byte_level_component()})}};
   doc["post_processor"] = byte_level_component();
   doc["decoder"] = byte_level_component();
