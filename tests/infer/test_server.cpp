@@ -493,3 +493,48 @@ TEST(Server, RestartsAfterSigkillAndRefusesTornSessions) {
   again.kill9();
   fs::remove_all(dir);
 }
+
+// memory_bytes_at(n) bounds what a session holds after n tokens (the server reserves it).
+TEST(Server, SessionMemoryBoundHoldsAsItGrows) {
+  infer::SessionOptions so;
+  so.kv_block = 8;
+  infer::Session s(shared_model(), so);
+  const std::vector<int64_t> prompt = encode("A prompt of a few words, longer than one block of eight");
+  const int64_t bound = s.memory_bytes_at(static_cast<int64_t>(prompt.size()) + 20);
+  s.append(prompt);
+  EXPECT_LE(s.memory_bytes(), s.memory_bytes_at(s.position()));
+  infer::SamplerOptions greedy_sampling;
+  greedy_sampling.temperature = 0;
+  infer::Sampler sampler(greedy_sampling);
+  s.generate(20, sampler);
+  EXPECT_LE(s.memory_bytes(), bound);
+  EXPECT_GT(s.memory_bytes(), 0);
+}
+
+// A running request's possible growth counts against the session budget: a request that may grow
+// large evicts an idle kept session; a small one does not.
+TEST(Server, RunningRequestsReserveTheirGrowthInTheBudget) {
+  infer::ServerOptions o;
+  o.session.kv_block = 8;
+  // Room for the kept session (it holds at most 24 tokens here) plus a private request of a few
+  // tokens, but not plus one that may grow to 80.
+  infer::Session fresh(shared_model(), o.session);
+  const int64_t kept = fresh.memory_bytes_at(24), held = fresh.memory_bytes();
+  const int64_t small_growth = fresh.memory_bytes_at(8) - held, large_growth = fresh.memory_bytes_at(80) - held;
+  ASSERT_GT(large_growth, small_growth);
+  o.session_bytes = kept + (small_growth + large_growth) / 2;
+  Running r(o);
+  auto [created, session] = r.post("/v1/sessions", json::object());
+  ASSERT_EQ(created, 201) << session;
+  const std::string id = session["id"];
+  auto use = [&](const std::string& sid) {
+    return r.post("/v1/completions", greedy({{"prompt", "Hello"}, {"max_tokens", 2}, {"session_id", sid}})).first;
+  };
+  ASSERT_EQ(use(id), 200);
+  auto [small, small_body] = r.post("/v1/completions", greedy({{"prompt", "Hi"}, {"max_tokens", 2}}));
+  ASSERT_EQ(small, 200) << small_body;
+  EXPECT_EQ(use(id), 200) << "a small private request evicted the kept session";
+  auto [large, large_body] = r.post("/v1/completions", greedy({{"prompt", "Hi"}, {"max_tokens", 80}}));
+  ASSERT_EQ(large, 200) << large_body;
+  EXPECT_EQ(use(id), 404) << "the long request's reservation should have evicted the idle session";
+}

@@ -14,6 +14,7 @@
 #include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
+#include "ipt/eval/timing.h"
 #include "ipt/model/config.h"
 
 namespace ipt::cli {
@@ -25,7 +26,39 @@ struct AllOptions {
   std::string model, tokenizer, text = "corpus/sample/1941_franklin_d_roosevelt_d.txt";
   int64_t pp = 512, tg = 128, op_length = 4096;
   bool json = false;
+  DtypeFlag dtype;
 };
+
+// The machine's measured matrix-product rate at this model's prefill shapes (pp rows through the
+// MLP's up and down projections), in `dtype`: the ceiling MFU is reported against, not a nominal peak.
+double gemm_gflops(const model::ModelConfig& c, int64_t rows, torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({rows, c.hidden_size}).to(dtype);
+  const torch::Tensor up = torch::randn({c.intermediate_size, c.hidden_size}).to(dtype);
+  const torch::Tensor mid = torch::randn({rows, c.intermediate_size}).to(dtype);
+  const torch::Tensor down = torch::randn({c.hidden_size, c.intermediate_size}).to(dtype);
+  auto once = [&] {
+    torch::nn::functional::linear(x, up);
+    torch::nn::functional::linear(mid, down);
+  };
+  once();
+  double best = 0;
+  for (int trial = 0; trial < 5; ++trial) {
+    Stopwatch watch;
+    for (int i = 0; i < 4; ++i) once();
+    best = std::max(best, 4 * 4.0 * rows * c.hidden_size * c.intermediate_size / (watch.ms() / 1000) / 1e9);
+  }
+  return best;
+}
+
+// Matrix-product FLOPs of one token's forward: the linear maps (and the head) at 2 per weight, and
+// attention's two products over `context` keys.
+double flops_per_token(const model::ModelConfig& c, int64_t context) {
+  const double d = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const double per_layer = 2 * (d * q + 2 * d * kv + q * d + 3 * d * c.intermediate_size) + 4 * q * context;
+  return c.num_hidden_layers * per_layer + 2 * d * c.vocab_size;
+}
 
 // One table row: a test, its numbers with and without TTT (either may be absent), a unit.
 nlohmann::json row(const std::string& test, const std::string& unit, const nlohmann::json& ttt,
@@ -48,7 +81,8 @@ std::string cell(const nlohmann::json& v) {
 
 int run(const AllOptions& o, const CLI::App* bench) {
   const model::ModelConfig config = model::ModelConfig::load(o.model + "/config.json");
-  const std::string m = "'" + o.model + "'";
+  const std::string dtype = dtype_name(o.dtype.resolve(config, "bench all", !o.json));
+  const std::string m = "'" + o.model + "' --dtype " + dtype;
   nlohmann::json rows = nlohmann::json::array();
   auto sides = [&](const std::function<nlohmann::json(int ttt)>& measure) {
     nlohmann::json with = config.ttt_mode ? measure(1) : nlohmann::json(), without = measure(0);
@@ -64,6 +98,14 @@ int run(const AllOptions& o, const CLI::App* bench) {
                      pp_plain["tokens_per_s"]));
   rows.push_back(row("pp" + std::to_string(o.pp) + " peak", "MB", pp_ttt.is_null() ? pp_ttt : pp_ttt["peak_mb"],
                      pp_plain["peak_mb"]));
+  // MFU against the GEMM rate measured here, now, in the same dtype (attention over the average
+  // pp/2 keys of a causal prefill).
+  const double ceiling = gemm_gflops(config, o.pp, model::parse_dtype(dtype));
+  const double pp_flops = flops_per_token(config, o.pp / 2) / 1e9;
+  rows.push_back(row("gemm ceiling (" + dtype + ", " + std::to_string(o.pp) + " rows)", "GFLOP/s", nullptr, ceiling));
+  rows.push_back(row("pp" + std::to_string(o.pp) + " MFU vs that ceiling", "fraction",
+                     pp_ttt.is_null() ? pp_ttt : nlohmann::json(pp_ttt["tokens_per_s"].get<double>() * pp_flops / ceiling),
+                     pp_plain["tokens_per_s"].get<double>() * pp_flops / ceiling));
 
   // Decoding tg tokens after a pp-token prompt, and training steps of pp tokens, through the workers
   // of ipt bench decode / bench train when this build has them.
@@ -79,10 +121,10 @@ int run(const AllOptions& o, const CLI::App* bench) {
   }
   if (has_bench(bench, "train")) {
     auto [train_ttt, train_plain] = sides([&](int ttt) {
-      return run_worker("bench train -m " + m + " --seq-len " + std::to_string(o.pp) + " --steps 1 --worker-ttt " +
+      return run_worker("bench train -m '" + o.model + "' --seq-len " + std::to_string(o.pp) + " --steps 1 --worker-ttt " +
                         std::to_string(ttt) + " --worker-checkpointing 0");
     });
-    rows.push_back(row("train seq " + std::to_string(o.pp), "tokens/s",
+    rows.push_back(row("train seq " + std::to_string(o.pp) + " (float32)", "tokens/s",
                        train_ttt.is_null() ? train_ttt : train_ttt["tokens_per_s"], train_plain["tokens_per_s"]));
   } else {
     rows.push_back(row("train", "tokens/s", nullptr, nullptr, "bench train not in this build"));
@@ -113,13 +155,15 @@ int run(const AllOptions& o, const CLI::App* bench) {
                        "no tokenizer.json in " + tokenizer + " or no " + o.text + " (--tokenizer, --text)"));
   }
 
-  nlohmann::json report = {{"model", o.model}, {"threads", global_options().threads}, {"rows", rows}};
+  nlohmann::json report = {{"model", o.model}, {"threads", global_options().threads}, {"dtype", dtype},
+                           {"cpu_bf16", cpu_bf16_features()}, {"rows", rows}};
   if (o.json) {
     std::cout << report.dump(2) << std::endl;
     return 0;
   }
   std::cout << "bench all  " << o.model << "  (" << config.num_hidden_layers << " layers, hidden "
-            << config.hidden_size << ", TTT " << (config.ttt_mode ? "on" : "off") << ")\n\n"
+            << config.hidden_size << ", TTT " << (config.ttt_mode ? "on" : "off") << ")  dtype " << dtype
+            << "  cpu bf16: " << (cpu_bf16_features().empty() ? "none" : cpu_bf16_features()) << "\n\n"
             << "| test | unit | with TTT | without TTT | TTT / no TTT | note |\n|:--|:--|--:|--:|--:|:--|\n";
   for (const auto& r : rows)
     std::cout << "| " << r["test"].get<std::string>() << " | " << r["unit"].get<std::string>() << " | "
@@ -132,6 +176,7 @@ Register bench_all("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<AllOptions>();
   CLI::App* cmd = parent.add_subcommand("all", "every benchmark on one model: a llama-bench-like table");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--pp", o->pp, "prefill length")->check(CLI::PositiveNumber);
   cmd->add_option("--tg", o->tg, "tokens to decode")->check(CLI::PositiveNumber);
   cmd->add_option("--op-length", o->op_length, "sequence length for the TTT operator")->check(CLI::PositiveNumber);

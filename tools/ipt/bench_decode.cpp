@@ -23,13 +23,16 @@ struct DecodeOptions {
   std::vector<int64_t> contexts{1024, 8192};
   int64_t tokens = 64;
   bool json = false;
+  DtypeFlag dtype;
   int64_t worker_context = 0;  // internal
   int worker_ttt = -1;         // internal
 };
 
 nlohmann::json worker(const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
-  model::CausalLM lm = model::load_model(o.model);
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "bench decode", false);
+  model::CausalLM lm = model::load_model(o.model, load);
   infer::SessionOptions so;
   so.ttt = o.worker_ttt == 1;
   so.context = o.worker_context + o.tokens + 1;
@@ -52,6 +55,7 @@ nlohmann::json worker(const DecodeOptions& o) {
   const auto out = session.generate(o.tokens, sampler);  // no stop tokens: exactly `tokens` steps
   const double decode_s = decode.ms() / 1000;
   return {{"context", o.worker_context},
+          {"dtype", dtype_name(load.dtype)},
           {"ttt", so.ttt},
           {"tokens", static_cast<int64_t>(out.size())},
           {"decode_tokens_per_s", out.size() / decode_s},
@@ -67,14 +71,15 @@ int run(const DecodeOptions& o) {
     return 0;
   }
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
-  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"tokens", o.tokens},
+  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench decode", !o.json));
+  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"dtype", dtype}, {"tokens", o.tokens},
                            {"results", nlohmann::json::array()}};
   for (int64_t context : o.contexts) {
     IPT_CHECK(context > 0, "--contexts must be positive");
     for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
       std::ostringstream args;
       args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --worker-context " << context
-           << " --worker-ttt " << ttt;
+           << " --worker-ttt " << ttt << " --dtype " << dtype;
       report["results"].push_back(run_worker(args.str()));
     }
   }
@@ -82,7 +87,8 @@ int run(const DecodeOptions& o) {
     std::cout << report.dump(2) << std::endl;
     return 0;
   }
-  std::cout << "decode  " << o.model << "  threads " << at::get_num_threads() << "  tokens " << o.tokens << "\n\n"
+  std::cout << "decode  " << o.model << "  threads " << at::get_num_threads() << "  dtype " << dtype << "  tokens "
+            << o.tokens << "\n\n"
             << "| context | TTT | decode tok/s | updates while decoding | prefill tok/s | peak MB | TTT/no-TTT decode |\n"
             << "|--------:|:---:|-------------:|------:|--------------:|--------:|-----:|\n";
   const auto& r = report["results"];
@@ -104,6 +110,7 @@ Register bench_decode("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<DecodeOptions>();
   CLI::App* cmd = parent.add_subcommand("decode", "decode tokens/s after each context length, with and without TTT");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--contexts", o->contexts, "prompt lengths before decoding (default 1024,8192)")->delimiter(',');
   cmd->add_option("--tokens", o->tokens, "tokens decoded per measurement (default 64)");
   cmd->add_flag("--json", o->json, "print one JSON object");

@@ -31,6 +31,7 @@ struct PrefillOptions {
   int worker_ttt = -1;        // internal
   int64_t worker_window = 0;  // internal
   std::vector<int> cp_sizes;  // context parallelism: processes per sequence (a table of its own)
+  DtypeFlag dtype;
 };
 
 nlohmann::json worker(const PrefillOptions& o) {
@@ -40,6 +41,7 @@ nlohmann::json worker(const PrefillOptions& o) {
   model::LoadOptions load;
   load.without_ttt = o.worker_ttt == 0;
   load.config_override = &config;
+  load.dtype = o.dtype.resolve(config, "bench prefill", false);
   model::CausalLM lm = model::load_model(o.model, load);
   const int64_t vocab = lm->config().vocab_size;
   torch::manual_seed(0);
@@ -49,7 +51,7 @@ nlohmann::json worker(const PrefillOptions& o) {
   torch::Tensor hidden = lm->hidden_states(ids);
   torch::Tensor next = lm->logits(hidden[0][o.worker_length - 1]);  // prefill ends with the next-token logits
   const double ms = watch.ms();
-  return {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"window", o.worker_window},
+  return {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"dtype", dtype_name(load.dtype)}, {"window", o.worker_window},
           {"tokens_per_s", o.worker_length / (ms / 1000)}, {"seconds", ms / 1000}, {"peak_mb", peak_rss_mb()}};
 }
 
@@ -63,6 +65,7 @@ std::vector<int64_t> lengths_to_measure(const PrefillOptions& o) {
 
 void print_table(const nlohmann::json& report) {
   std::cout << "prefill  " << report["model"].get<std::string>() << "  threads " << report["threads"].get<int>()
+            << "  dtype " << report["dtype"].get<std::string>()
             << "\n\n| length | attention | TTT | tokens/s | peak MB | TTT/no-TTT tok/s | TTT/no-TTT mem |\n"
             << "|-------:|:---|:---:|---------:|--------:|-----:|-----:|\n";
   const auto& r = report["results"];
@@ -123,7 +126,9 @@ int run(const PrefillOptions& o) {
   }
   IPT_CHECK(o.window >= 0, "bench prefill --window must be >= 0");
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
-  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"results", nlohmann::json::array()}};
+  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench prefill", !o.json));
+  nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"dtype", dtype},
+                           {"results", nlohmann::json::array()}};
   std::vector<int64_t> windows{0};
   if (o.window > 0) windows.push_back(o.window);
   for (int64_t length : lengths_to_measure(o)) {
@@ -134,7 +139,7 @@ int run(const PrefillOptions& o) {
         for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
           std::ostringstream args;
           args << "bench prefill -m '" << o.model << "' --worker-length " << length << " --worker-ttt " << ttt
-               << " --worker-window " << window;
+               << " --worker-window " << window << " --dtype " << dtype;
           rows.push_back(run_worker(args.str()));
         }
     } catch (const Error& e) {
@@ -155,6 +160,7 @@ Register bench_prefill("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<PrefillOptions>();
   CLI::App* cmd = parent.add_subcommand("prefill", "prefill tokens/s and peak memory per length, with and without TTT");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--lengths", o->lengths, "sequence lengths")->delimiter(',');
   cmd->add_option("--up-to", o->up_to, "lengths 8192, 16384, ... up to this one, stopping at the first that fails");
   cmd->add_option("--window", o->window, "also run with every layer's attention a sliding window of W tokens");

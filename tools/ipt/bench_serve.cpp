@@ -16,6 +16,7 @@
 #include <iomanip>
 #include <iostream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <unistd.h>
@@ -37,6 +38,7 @@ struct ServeBenchOptions {
   std::vector<int> clients{4};
   int parallel = 2, queue = 8, requests = 0;
   int64_t max_tokens = 16, session_budget_mb = 256;
+  DtypeFlag dtype;
   double duration = 10;
   bool json_out = false;
 };
@@ -52,6 +54,21 @@ double rss_mb() {
   long pages = 0, resident = 0;
   statm >> pages >> resident;
   return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+// The kernel's count of handshakes dropped because a listen queue was full (system-wide; -1 when
+// /proc/net/netstat cannot be read). A dropped handshake surfaces later as a reset connection.
+int64_t listen_overflows() {
+  std::ifstream netstat("/proc/net/netstat");
+  std::string names, values;
+  while (std::getline(netstat, names) && std::getline(netstat, values)) {
+    if (names.rfind("TcpExt:", 0) != 0) continue;
+    std::istringstream n(names), v(values);
+    std::string name, value;
+    while (n >> name && v >> value)
+      if (name == "ListenOverflows") return std::stoll(value);
+  }
+  return -1;
 }
 
 enum class Kind { kCompletion, kChat, kStreamCompletion, kStreamChat, kSession, kMalformed };
@@ -99,6 +116,7 @@ bool well_formed_stream(const std::string& body) {
 struct Row {
   int clients = 0;
   double seconds = 0, peak_rss_mb = 0;
+  int64_t listen_overflows = 0;
   int64_t ok = 0, rejected_as_expected = 0, busy = 0;
   std::map<std::string, int64_t> errors;  // what went wrong -> count
   std::string first_error;
@@ -135,6 +153,7 @@ Row run_row(const ServeBenchOptions& o, const model::CausalLM& lm, int clients) 
     if (row.errors[what]++ == 0 && row.first_error.empty()) row.first_error = what + ": " + detail;
   };
 
+  const int64_t overflows_before = listen_overflows();
   Stopwatch wall;
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
@@ -203,6 +222,7 @@ Row run_row(const ServeBenchOptions& o, const model::CausalLM& lm, int clients) 
   }
   for (auto& t : threads) t.join();
   row.seconds = wall.ms() / 1000;
+  row.listen_overflows = overflows_before < 0 ? -1 : listen_overflows() - overflows_before;
   sampling = false;
   sampler.join();
   server.stop();
@@ -219,7 +239,17 @@ int run(const ServeBenchOptions& o) {
   IPT_CHECK(o.max_tokens > 0 && o.session_budget_mb > 0, "bench serve: --max-tokens and --session-budget-mb must be > 0");
   torch::NoGradGuard no_grad;
   const double rss_before = rss_mb();
-  model::CausalLM lm = model::load_model(o.model);
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "bench serve", !o.json_out);
+  model::CausalLM lm = model::load_model(o.model, load);
+  const double rss_loaded = rss_mb();
+  // The model's own footprint includes one forward per slot (activations, the allocator's arenas,
+  // the HTTP threads): a short warm-up row runs first, and the budget is checked against the
+  // memory after it. Its answers are checked like every row's.
+  ServeBenchOptions warm = o;
+  warm.requests = 5;
+  const Row warmup = run_row(warm, lm, o.parallel);
+  IPT_CHECK(warmup.errors.empty(), "bench serve: the warm-up failed: ", warmup.first_error);
   const double rss_model = rss_mb();
   int64_t parameter_bytes = 0;
   for (const auto& p : lm->parameters()) parameter_bytes += p.numel() * static_cast<int64_t>(p.element_size());
@@ -231,8 +261,9 @@ int run(const ServeBenchOptions& o) {
     std::cout << "serve  " << o.model << "  --parallel " << o.parallel << " --queue " << o.queue << "  max_tokens "
               << o.max_tokens << "  " << o.duration << " s per row  session budget " << o.session_budget_mb << " MiB\n"
               << "model " << std::fixed << std::setprecision(1) << parameter_bytes / double(1 << 20)
-              << " MiB of weights; process " << rss_model << " MiB after loading (" << rss_before << " before)\n"
-              << "clients  requests   ok  4xx(bad)  503(busy)  errors  req/s   p50 ms   p99 ms  peak MiB\n";
+              << " MiB of weights; process " << rss_loaded << " MiB after loading (" << rss_before << " before), "
+              << rss_model << " MiB after a warm-up of " << o.parallel << " clients\n"
+              << "clients  requests   ok  4xx(bad)  503(busy)  errors  req/s   p50 ms   p99 ms  peak MiB  listen overflows\n";
   for (int clients : o.clients) {
     const Row r = run_row(o, lm, clients);
     int64_t errors = 0;
@@ -253,23 +284,27 @@ int run(const ServeBenchOptions& o) {
                 {"latency_ms", {{"p50", percentile(r.latencies, 0.5)}, {"p90", percentile(r.latencies, 0.9)},
                                 {"p99", percentile(r.latencies, 0.99)}}},
                 {"peak_rss_mb", r.peak_rss_mb},
+                {"listen_overflows", r.listen_overflows},
                 {"within_budget", r.peak_rss_mb <= rss_model + static_cast<double>(o.session_budget_mb)}};
     rows.push_back(row);
     if (!o.json_out)
       std::cout << std::setw(7) << clients << std::setw(10) << requests << std::setw(5) << r.ok << std::setw(10)
                 << r.rejected_as_expected << std::setw(11) << r.busy << std::setw(8) << errors << std::setw(7)
                 << std::setprecision(1) << requests / r.seconds << std::setw(9) << percentile(r.latencies, 0.5)
-                << std::setw(9) << percentile(r.latencies, 0.99) << std::setw(10) << r.peak_rss_mb << "\n"
+                << std::setw(9) << percentile(r.latencies, 0.99) << std::setw(10) << r.peak_rss_mb << std::setw(18)
+                << r.listen_overflows << "\n"
                 << std::flush;
   }
   const json report = {{"model", o.model},
+                       {"dtype", dtype_name(load.dtype)},
                        {"parallel", o.parallel},
                        {"queue", o.queue},
                        {"max_tokens", o.max_tokens},
                        {"duration_s", o.duration},
                        {"session_budget_mb", o.session_budget_mb},
                        {"weights_mb", parameter_bytes / double(1 << 20)},
-                       {"rss_after_load_mb", rss_model},
+                       {"rss_after_load_mb", rss_loaded},
+                       {"rss_after_warmup_mb", rss_model},
                        {"rows", rows}};
   if (o.json_out) std::cout << report.dump(2) << std::endl;
   IPT_CHECK(total_errors == 0, "bench serve: ", total_errors, " answer(s) were not what the API promises; first: ", first_error);
@@ -283,6 +318,7 @@ Register bench_serve("bench", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ServeBenchOptions>();
   CLI::App* cmd = parent.add_subcommand("serve", "load test of the HTTP server on loopback (mixed requests, latency, memory)");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--clients", o->clients, "concurrent clients, one row per count (default 4), e.g. 2,8,32")->delimiter(',');
   cmd->add_option("--duration", o->duration, "seconds each row sends requests for (default 10)");
   cmd->add_option("--requests", o->requests, "stop each client after this many requests (default 0 = no limit)");

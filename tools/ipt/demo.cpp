@@ -28,6 +28,7 @@ struct DemoOptions {
   int64_t buckets = 8;        // rows of the per-chunk table
   int64_t prompt_tokens = 768, generate_tokens = 80;
   uint64_t seed = 0;
+  DtypeFlag dtype;
 };
 
 std::string bar(double value, double scale) {
@@ -44,8 +45,10 @@ int run(const DemoOptions& o) {
   IPT_CHECK(ids.size() >= 2 * static_cast<size_t>(o.buckets), "demo: ", o.document, " is too short (", ids.size(), " tokens)");
   if (static_cast<int64_t>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
 
-  model::CausalLM ttt_model = model::load_model(o.model);
-  model::LoadOptions plain;
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "demo");
+  model::CausalLM ttt_model = model::load_model(o.model, load);
+  model::LoadOptions plain = load;
   plain.without_ttt = true;
   model::CausalLM base_model = model::load_model(o.model, plain);
   const model::ModelConfig& config = ttt_model->config();
@@ -121,6 +124,7 @@ Register demo("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<DemoOptions>();
   CLI::App* cmd = parent.add_subcommand("demo", "the main job: per-chunk loss with and without TTT on a long document, then a continuation");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("-f,--file", o->document, "document to read (default: the bundled one)");
   cmd->add_option("--max-tokens", o->max_tokens, "read at most this many tokens")->check(CLI::Range(64, 1 << 20));
   cmd->add_option("--rows", o->buckets, "rows of the per-stretch table")->check(CLI::Range(1, 64));

@@ -31,6 +31,7 @@ struct RulerCliOptions {
   std::vector<std::string> haystack{"corpus/sample"};
   eval::RulerOptions eval;
   bool no_ttt = false, compare_no_ttt = false, json = false;
+  DtypeFlag dtype;
 };
 
 nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report) {
@@ -83,7 +84,9 @@ int run_ruler(const RulerCliOptions& o) {
     documents.push_back(read_input(path));
   }
   const data::Haystack haystack(documents);
-  model::CausalLM lm = model::load_model(o.model);
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "eval ruler", !o.json);
+  model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(lm->config().vocab_size >= static_cast<int64_t>(tokenizer.vocab_size()), "eval ruler: the tokenizer has ",
             tokenizer.vocab_size(), " ids but the model only ", lm->config().vocab_size);
   std::vector<bool> runs;  // TTT first
@@ -95,7 +98,7 @@ int run_ruler(const RulerCliOptions& o) {
     predictions = std::make_unique<std::ofstream>(o.predictions);
     IPT_CHECK(*predictions, "eval ruler: cannot write ", o.predictions);
   }
-  nlohmann::json report = {{"model", o.model}, {"samples", o.eval.samples}, {"seed", o.eval.seed},
+  nlohmann::json report = {{"model", o.model}, {"dtype", dtype_name(load.dtype)}, {"samples", o.eval.samples}, {"seed", o.eval.seed},
                            {"tasks", o.eval.tasks}, {"lengths", o.eval.lengths}, {"runs", nlohmann::json::array()}};
   Stopwatch watch;
   for (bool ttt : runs) {
@@ -122,6 +125,7 @@ Register eval_ruler("eval", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<RulerCliOptions>();
   CLI::App* cmd = parent.add_subcommand("ruler", "RULER-style synthetic tasks, greedy decoding, string-match score");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's); lengths count its tokens");
   cmd->add_option("--tasks", o->eval.tasks, "tasks (default: all 11)")->delimiter(',');
   cmd->add_option("--lengths", o->eval.lengths, "context lengths in tokens, answer included")->delimiter(',');

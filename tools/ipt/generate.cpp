@@ -28,6 +28,7 @@ struct GenerateOptions {
   std::optional<double> clip;
   bool no_ttt = false, ignore_eos = false, chat = false;
   infer::SamplerOptions sampling;
+  DtypeFlag dtype;
 };
 
 
@@ -45,7 +46,9 @@ int run(const GenerateOptions& o) {
     tokenizer = tok::Tokenizer::load(o.model);
   }
   IPT_CHECK(!o.chat || text_mode, "generate: --chat needs a text prompt (-p or -f)");
-  model::CausalLM lm = model::load_model(o.model);
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "generate");
+  model::CausalLM lm = model::load_model(o.model, load);
 
   infer::SessionOptions so;
   so.ttt = !o.no_ttt;
@@ -123,6 +126,7 @@ Register generate_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = parent.add_subcommand("generate", "continue a prompt, streaming tokens to stdout");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->prompt_file, "read the prompt from a file");
   cmd->add_option("--ids", o->ids_file, "prompt as whitespace-separated token ids (prints ids; no tokenizer needed)");

@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <iostream>
+
 #include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
+#include "ipt/model/checkpoint.h"
 #include "ipt/model/config.h"
 
 namespace ipt::cli {
@@ -35,6 +39,62 @@ inline CLI::Option* add_model_option(CLI::App* cmd, std::string& dir) {
   model_options().insert(option);
   return option;
 }
+
+// --dtype: the compute type a command runs the model in. Weights and activations take it; RMSNorm,
+// softmax statistics, RoPE, the loss, sampling and the TTT fast weights' accumulated updates stay
+// in float32 (docs/models.md "Compute dtype").
+struct DtypeFlag {
+  std::string name = default_dtype();
+
+  // $IPT_DTYPE, else auto. The test suite sets IPT_DTYPE=float32 so that its numbers do not depend
+  // on which CPU runs it.
+  static std::string default_dtype() {
+    const char* env = std::getenv("IPT_DTYPE");
+    return env && *env ? env : "auto";
+  }
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--dtype", name,
+                    "compute dtype: auto (bfloat16 where the CPU has AMX or AVX-512 BF16, else float32), config "
+                    "(the model's torch_dtype), float32 or bfloat16 (default: $IPT_DTYPE, else auto)")
+        ->check(CLI::IsMember({"auto", "config", "float32", "bfloat16"}));
+  }
+
+  // The type to run `config` in, and one line on stderr saying which and why.
+  // `announce` false: a benchmark's worker, whose parent already said it, or --json output (which
+  // carries the dtype itself).
+  torch::Dtype resolve(const model::ModelConfig& config, const std::string& command, bool announce = true) const {
+    IPT_CHECK(name == "auto" || name == "config" || name == "float32" || name == "bfloat16", command,
+              ": unknown dtype '", name, "' (--dtype or $IPT_DTYPE): expected auto, config, float32 or bfloat16");
+    const std::string features = cpu_bf16_features();
+    torch::Dtype dtype = torch::kFloat32;
+    std::string why;
+    if (name == "auto") {
+      dtype = features.empty() ? torch::kFloat32 : torch::kBFloat16;
+      why = features.empty() ? "auto: this CPU has no bf16 matrix instructions" : "auto: this CPU has " + features;
+    } else if (name == "config") {
+      dtype = model::parse_dtype(config.torch_dtype);
+      IPT_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, command, ": --dtype config: the model's torch_dtype is ",
+                config.torch_dtype, "; this command runs float32 or bfloat16");
+      why = "the model's torch_dtype";
+    } else {
+      dtype = model::parse_dtype(name);
+      why = "--dtype " + name;
+    }
+    if (!announce) return dtype;
+    std::cerr << command << ": compute dtype " << (dtype == torch::kBFloat16 ? "bfloat16" : "float32") << " (" << why
+              << ")\n";
+    if (dtype == torch::kBFloat16 && features.empty())
+      std::cerr << command << ": warning: this CPU has no bf16 matrix instructions (amx_bf16, avx512_bf16); bfloat16 "
+                             "products are emulated and slower than float32\n";
+    return dtype;
+  }
+  torch::Dtype resolve(const std::string& model_dir, const std::string& command, bool announce = true) const {
+    return resolve(model::ModelConfig::load(model_dir + "/config.json"), command, announce);
+  }
+};
+
+inline const char* dtype_name(torch::Dtype dtype) { return dtype == torch::kBFloat16 ? "bfloat16" : "float32"; }
 
 struct TttFlags {
   std::vector<int64_t> layers;

@@ -25,6 +25,7 @@ struct ScoreOptions {
   std::string model, ids_file, text_file, tokenizer;
   bool no_ttt = false, json = false, per_token = false;
   int cp_size = 1, nproc_per_node = 0;
+  DtypeFlag dtype;
 };
 
 std::vector<int64_t> read_ids(const std::string& path) {
@@ -61,6 +62,7 @@ int run(const ScoreOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
+  load.dtype = o.dtype.resolve(o.model, "score", !o.json && (!group || group->rank() == 0));
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
@@ -74,7 +76,7 @@ int run(const ScoreOptions& o) {
   const int64_t n = result.tokens;
   if (o.json) {
     nlohmann::json out = {{"tokens", n}, {"mean_nll", mean}, {"ppl", std::exp(mean)}, {"ttt", !o.no_ttt},
-                          {"seconds", ms / 1000}};
+                          {"dtype", dtype_name(load.dtype)}, {"seconds", ms / 1000}};
     if (timed) out["context_parallel"] = {{"ranks", world}, {"communication_seconds", timed->milliseconds() / 1000}};
     if (o.per_token) out["per_token"] = std::vector<double>(result.token_nll.data_ptr<float>(), result.token_nll.data_ptr<float>() + n);
     std::cout << out.dump() << "\n";
@@ -92,6 +94,7 @@ Register score_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<ScoreOptions>();
   CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids");
   cmd->add_option("--text", o->text_file, "text file, tokenized with --tokenizer");
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory for --text (default: the model's)");

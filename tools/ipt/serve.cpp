@@ -23,6 +23,7 @@ struct ServeOptions {
   double session_budget_mb = 1024;
   std::optional<double> clip;
   bool no_ttt = false;
+  DtypeFlag dtype;
 };
 
 int run(ServeOptions o) {
@@ -40,7 +41,9 @@ int run(ServeOptions o) {
   if (!o.decode_update.empty()) o.server.session.decode_update = o.decode_update == "on";
   o.server.session.ttt_clip = o.clip;
   if (o.server.model_name.empty()) o.server.model_name = std::filesystem::path(o.model).filename().string();
-  model::CausalLM lm = model::load_model(o.model);
+  model::LoadOptions load;
+  load.dtype = o.dtype.resolve(o.model, "serve");
+  model::CausalLM lm = model::load_model(o.model, load);
   infer::Server server(lm, o.model, o.server);
   const int port = server.bind();
   std::cout << "listening on http://" << o.server.host << ":" << port << "  (model " << o.server.model_name
@@ -61,6 +64,7 @@ Register serve_command("", [](CLI::App& parent) -> Action {
   o->server.model_name.clear();  // default: the model directory's name
   CLI::App* cmd = parent.add_subcommand("serve", "OpenAI-compatible HTTP server (completions, chat, sessions)");
   add_model_option(cmd, o->model);
+  o->dtype.add_to(cmd);
   cmd->add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", o->server.port, "port (default 8080; 0 = any free port, printed)");
   cmd->add_option("--parallel", o->server.parallel, "requests computed at once (default 1); the rest queue")

@@ -5,6 +5,9 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "ipt/common/error.h"
@@ -43,6 +46,25 @@ void init_runtime(const RuntimeOptions& options) {
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   set_blas_threads(threads);
+}
+
+std::string cpu_bf16_features() {
+  static const std::string features = [] {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line;
+    std::set<std::string> found;
+    while (std::getline(cpuinfo, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line.substr(line.find(':') + 1));
+      for (std::string w; words >> w;)
+        if (w == "amx_bf16" || w == "avx512_bf16") found.insert(w);
+      break;  // every core lists the same flags
+    }
+    std::string out;
+    for (const auto& f : found) out += (out.empty() ? "" : " ") + f;
+    return out;
+  }();
+  return features;
 }
 
 double peak_rss_mb() {

@@ -1,5 +1,7 @@
 #pragma once
-// Process start-up: thread counts and allocator behaviour (see docs/runtime.md for the measurements).
+// Process start-up: thread counts and allocator behaviour (see docs/runtime.md for the measurements),
+// and what the CPU offers for reduced-precision matrix products.
+#include <string>
 
 namespace ipt {
 
@@ -10,6 +12,10 @@ struct RuntimeOptions {
 
 // Call once, before any tensor work. Safe to call again (later calls only change the thread count).
 void init_runtime(const RuntimeOptions& options);
+
+// The CPU's bfloat16 matrix instructions as /proc/cpuinfo names them ("amx_bf16 avx512_bf16",
+// "avx512_bf16", ...), or "" when it has none (then bfloat16 products are emulated, slowly).
+std::string cpu_bf16_features();
 
 // Peak resident set size of this process so far, in MiB (ru_maxrss).
 double peak_rss_mb();

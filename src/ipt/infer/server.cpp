@@ -50,6 +50,7 @@ std::string text(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 void send_error(httplib::Response& res, const RequestError& e) {
   res.status = e.status;
+  if (e.status == 503) res.set_header("Retry-After", "1");  // as OpenAI-style clients expect
   res.set_content(text(error_body(e)), "application/json");
 }
 
@@ -184,6 +185,8 @@ struct Server::Impl {
   std::map<std::string, std::shared_ptr<Entry>> sessions;
   std::map<std::string, std::string> unreadable;  // id -> why its file in --session-dir was refused
   uint64_t clock = 0;
+  int64_t reserved_bytes = 0;  // what running requests' sessions may still grow by (Reservation)
+  socket_t listen_socket = -1;
 
   Impl(const model::CausalLM& model, const std::string& dir, ServerOptions o)
       : lm(model), options(std::move(o)), tokenizer(load_tokenizer(dir)), slots(options.parallel, options.max_queue) {
@@ -331,11 +334,34 @@ struct Server::Impl {
     enforce_budget();
   }
 
-  // Evicts idle sessions, least recently used first, until the count and the byte budget hold.
+  // What a running request's session may grow to, held against the budget until it ends: the
+  // request-private sessions and the growth of kept ones are then evicted room, not overdraft.
+  struct Reservation {
+    Impl* server = nullptr;
+    int64_t bytes = 0;
+    Reservation(Impl& s, const Session& session, int64_t max_new_tokens) : server(&s) {
+      const int64_t tokens = std::min(session.context(), session.position() + max_new_tokens);
+      bytes = std::max<int64_t>(0, session.memory_bytes_at(tokens) - session.memory_bytes());
+      {
+        std::lock_guard<std::mutex> lock(server->store_mutex);
+        server->reserved_bytes += bytes;
+      }
+      server->enforce_budget();
+    }
+    ~Reservation() {
+      std::lock_guard<std::mutex> lock(server->store_mutex);
+      server->reserved_bytes -= bytes;
+    }
+    Reservation(const Reservation&) = delete;
+    Reservation& operator=(const Reservation&) = delete;
+  };
+
+  // Evicts idle sessions, least recently used first, until the count and the byte budget (kept
+  // sessions plus what running requests reserved) hold.
   void enforce_budget() {
     std::lock_guard<std::mutex> lock(store_mutex);
     std::vector<std::pair<uint64_t, std::string>> order;
-    int64_t count = 0, bytes = 0;
+    int64_t count = 0, bytes = reserved_bytes;
     for (const auto& [id, e] : sessions)
       if (e->session) {
         order.emplace_back(e->last_used, id);
@@ -519,6 +545,8 @@ struct Server::Impl {
     prepare_prompt(*job->session, job->g);
     check_context(*job->session, job->g);
     job->slot = std::make_unique<SlotHold>(slots);
+    job->reservation = std::make_unique<Reservation>(
+        *this, *job->session, static_cast<int64_t>(job->g.prompt.size()) + job->g.max_tokens);
     job->id = (g.is_chat ? "chatcmpl-" : "cmpl-") + std::to_string(++request_counter);
     job->created = std::time(nullptr);
     if (!g.stream) {
@@ -549,6 +577,8 @@ struct Server::Impl {
       sink.write(done.data(), done.size());
       sink.done();
       job->slot.reset();
+      job->reservation.reset();
+      job->own.reset();
       release(job->lease);
       return true;
     });
@@ -560,6 +590,7 @@ struct Server::Impl {
     std::unique_ptr<Session> own;
     Session* session = nullptr;
     std::unique_ptr<SlotHold> slot;
+    std::unique_ptr<Reservation> reservation;  // dropped before the lease, which counts what it became
     std::string id;
     std::time_t created = 0;
   };
@@ -572,6 +603,7 @@ struct Server::Impl {
       job.session->set_note("turn_open", "1");
     }
     job.slot.reset();
+    job.reservation.reset();
     release(job.lease);
   }
 
@@ -758,6 +790,10 @@ struct Server::Impl {
       send_error(res, {500, "internal error", "", "internal_error", "server_error"});
     });
     http.set_payload_max_length(kMaxBodyBytes);
+    http.set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_socket = sock;  // bind() widens its accept queue
+    });
     const int threads = options.parallel + options.max_queue + 2;  // queued requests wait on slots
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   }
@@ -861,6 +897,10 @@ int Server::bind() {
                                                    ? impl_->options.port
                                                    : -1);
   IPT_CHECK(port > 0, "serve: cannot listen on ", impl_->options.host, ":", impl_->options.port);
+  // cpp-httplib 0.11 listens with a backlog of 5. Clients that reconnect for every request (and
+  // re-send at once after a 503) overflow that queue; an overflowed handshake is dropped by the
+  // kernel and surfaces much later as a reset connection (measured: docs/inference.md "Load").
+  if (impl_->listen_socket >= 0) ::listen(impl_->listen_socket, SOMAXCONN);
   return port;
 }
 

@@ -10,6 +10,7 @@
 #include "ipt/common/error.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/ops/attention/attention.h"
+#include "ipt/ops/matvec/matvec.h"
 #include "ipt/ops/rope/rope.h"
 
 namespace ipt::infer {
@@ -61,7 +62,7 @@ torch::Tensor tensor_at(const io::TensorMap& m, const std::string& name, const s
 // (measured: docs/inference.md).
 torch::Tensor project(torch::nn::Linear layer, const torch::Tensor& x) {
   if (x.size(1) != 1) return layer(x);
-  torch::Tensor out = torch::mv(layer->weight, x.reshape({-1}));
+  torch::Tensor out = ops::matvec(layer->weight, x.reshape({-1}));
   if (layer->bias.defined()) out += layer->bias;
   return out.view({1, 1, -1});
 }
@@ -103,9 +104,9 @@ torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor
   torch::Tensor out = torch::empty({heads, D}, q.options());
   for (int64_t h = 0; h < heads; ++h) {
     const int64_t g = h / (heads / kv_heads);
-    torch::Tensor scores = torch::mv(keys[g], queries[h]).to(compute) * scale;
+    torch::Tensor scores = ops::matvec(keys[g], queries[h]).to(compute) * scale;
     torch::Tensor probs = torch::softmax(scores, 0).to(q.scalar_type());
-    out[h].copy_(torch::mv(values[g].t(), probs));
+    out[h].copy_(ops::vecmat(probs, values[g]));
   }
   return out.view({1, heads, 1, D});
 }
@@ -249,7 +250,7 @@ torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding
     x = h + mlp_out;
   }
   torch::Tensor hidden = all_logits ? lm_->model->norm(x)[0] : lm_->model->norm(x.narrow(1, n - 1, 1))[0];
-  torch::Tensor logits = hidden.size(0) == 1 ? torch::mv(lm_->head_weight(), hidden[0]).unsqueeze(0) : lm_->logits(hidden);
+  torch::Tensor logits = hidden.size(0) == 1 ? ops::matvec(lm_->head_weight(), hidden[0]).unsqueeze(0) : lm_->logits(hidden);
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   last_logits_ = logits[logits.size(0) - 1];
   return all_logits ? logits : last_logits_;
@@ -279,6 +280,26 @@ int64_t Session::memory_bytes() const {
   return bytes;
 }
 
+int64_t Session::memory_bytes_at(int64_t tokens) const {
+  const int64_t element = lm_->head_weight().element_size();
+  int64_t bytes = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const model::AttentionImpl& attention = *layer_at(*lm_, static_cast<int64_t>(i)).self_attn;
+    // As attend() grows the cache: whole blocks, never past what the layer can need.
+    const int64_t limit = attention.window > 0 ? attention.window + options_.prefill_chunk + options_.kv_block : context_;
+    const int64_t blocks = (std::max<int64_t>(tokens, 1) + options_.kv_block - 1) / options_.kv_block;
+    const int64_t capacity = std::min(blocks * options_.kv_block, limit);
+    bytes += 2 * attention.kv_heads * attention.head_dim * capacity * element;
+    if (const auto& stream = layers_[i].stream) {
+      const torch::Tensor& w = stream->fast_weight();
+      const int64_t chunk = layer_at(*lm_, static_cast<int64_t>(i)).mlp->ttt().chunk_size;
+      bytes += w.numel() * static_cast<int64_t>(w.element_size()) +  // the pending chunk's Z and X rows
+               chunk * (stream->pending_z().size(1) + stream->pending_x().size(1)) * element;
+    }
+  }
+  return bytes;
+}
+
 std::string Session::model_fingerprint(const model::CausalLMImpl& lm) {
   torch::NoGradGuard no_grad;
   Fnv fnv;
@@ -301,6 +322,7 @@ void Session::save(const std::string& path) const {
   std::map<std::string, std::string> metadata{{"format", kFormat},
                                               {"version", kVersion},
                                               {"fingerprint", model_fingerprint(*lm_)},
+                                              {"dtype", c10::toString(lm_->head_weight().scalar_type())},
                                               {"ttt", options_.ttt ? "1" : "0"},
                                               {"context", std::to_string(context_)},
                                               {"prefill_chunk", std::to_string(options_.prefill_chunk)},
@@ -341,6 +363,13 @@ Session Session::load(const model::CausalLM& lm, const std::string& path) {
   IPT_CHECK(m.count("format") && m.at("format") == kFormat, path, ": not an ipt session file");
   IPT_CHECK(meta(m, "version", path) == kVersion, path, ": session format version ", m.at("version"),
             " is not supported (expected ", kVersion, ")");
+  // The caches hold activations computed in the model's compute type; continuing them in another
+  // type would mix precisions silently (and the weights' fingerprint differs anyway).
+  const std::string saved_type = m.count("dtype") ? m.at("dtype") : "Float";
+  const std::string this_type = c10::toString(lm->head_weight().scalar_type());
+  auto dtype_flag = [](const std::string& t) { return t == "BFloat16" ? "bfloat16" : t == "Float" ? "float32" : t; };
+  IPT_CHECK(saved_type == this_type, path, ": the session was computed in ", dtype_flag(saved_type),
+            " but the model runs in ", dtype_flag(this_type), " (load it with --dtype ", dtype_flag(saved_type), ")");
   const std::string expected = model_fingerprint(*lm), found = meta(m, "fingerprint", path);
   IPT_CHECK(found == expected, path, ": the session was saved with another model (fingerprint ", found,
             ", this model ", expected, ")");
@@ -391,7 +420,8 @@ Session Session::load(const model::CausalLM& lm, const std::string& path) {
       IPT_CHECK(z.dim() == 2 && z.size(1) == s.stream->pending_z().size(1) && x.dim() == 2 &&
                     x.size(1) == s.stream->pending_x().size(1),
                 path, ": pending rows of layer ", i, " have the wrong width");
-      s.stream->restore(w.to(weight_options).clone(), meta_int(m, prefix + "updates", path),
+      const auto master = s.stream->fast_weight().scalar_type();  // float32 in bf16 compute
+      s.stream->restore(w.to(master).clone(), meta_int(m, prefix + "updates", path),
                         z.to(weight_options).clone(), x.to(weight_options).clone());
     } else {
       IPT_CHECK(!tensors.count(prefix + "fast_weight"), path, ": layer ", i,

@@ -26,7 +26,7 @@ namespace ipt::infer {
 struct SessionOptions {
   bool ttt = true;                      // false: fast weights stay W0 (the same weights as a plain model)
   std::optional<bool> decode_update;    // update while decoding; unset = the model's ttt_decode_update
-                                        // (false = the official inference: no update after the prompt)
+                                        // (true, as the official inference; false: frozen after the prompt)
   std::optional<double> ttt_clip;       // clip each update's norm; unset = the model's ttt_clip
   int64_t context = 0;                  // most tokens a session may hold; 0 = max_position_embeddings
   int64_t prefill_chunk = 512;          // tokens per forward step while prefilling (bounds memory)
@@ -67,6 +67,9 @@ class Session {
   bool stopped_at_stop() const { return stopped_at_stop_; }
   const SessionOptions& options() const { return options_; }
   int64_t memory_bytes() const;  // caches + fast weights + pending rows (what eviction accounts for)
+  // An upper bound on memory_bytes() once the session holds `tokens` tokens: the server reserves
+  // it before a request runs, so its budget also covers sessions that are still growing.
+  int64_t memory_bytes_at(int64_t tokens) const;
 
   // Free-form strings saved with the session (the server keeps a chat's transcript here).
   void set_note(const std::string& key, std::string value) { notes_[key] = std::move(value); }

@@ -139,9 +139,10 @@ void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pen
                 pending_z.size(0) < ttt.chunk_size,
             "a saved MLP stream's pending rows must be Z [r, h] and X [r, d] with r < ttt_chunk");
   ttt::DocumentState state{weight, torch::Tensor(), torch::Tensor(), updates};
-  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_);
-  pending_z_ = pending_z.to(stream_.state().weight.scalar_type());
-  pending_x_ = pending_x.to(stream_.state().weight.scalar_type());
+  const torch::Dtype compute = mlp_->down_proj->weight.scalar_type();
+  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_, compute);
+  pending_z_ = pending_z.to(compute);
+  pending_x_ = pending_x.to(compute);
 }
 
 }  // namespace ipt::model

@@ -17,7 +17,8 @@ struct TttSettings {
   bool use_proj = true;       // ttt_proj
   ttt::TargetKind target_kind = ttt::TargetKind::kConv;
   ttt::ConvPadding conv_padding = ttt::ConvPadding::kSame;
-  bool decode_update = true;  // ttt_decode_update: false = the official inference (no update while decoding)
+  bool decode_update = true;  // ttt_decode_update: true = the official inference (fast weights keep
+                              // updating while decoding); false = frozen after the prompt
   ttt::Algorithm algorithm = ttt::Algorithm::kAuto;
   int64_t scan_group = 0;
 };

@@ -6,6 +6,12 @@ namespace ipt::ops {
 
 namespace {
 
+// Softmax statistics, the loss and the head's gradient sum in float32 at least: in bfloat16 a
+// log-sum-exp over a vocabulary keeps ~3 significant digits.
+torch::Dtype stat_type(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
 // Forward saves hidden, head, labels and each row's log-sum-exp; backward rebuilds a block of
 // logits at a time: d logits = (softmax - onehot) / counted.
 struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
@@ -13,13 +19,13 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
                                torch::Tensor labels, int64_t block_rows, int64_t ignore_index,
                                torch::Tensor* token_nll_out, int64_t* counted_out) {
     const int64_t N = hidden.size(0);
-    torch::Tensor lse = torch::empty({N}, hidden.options());
+    torch::Tensor lse = torch::empty({N}, hidden.options().dtype(stat_type(hidden)));
     torch::Tensor nll = torch::zeros({N}, lse.options());
     torch::Tensor valid = labels != ignore_index;
     torch::Tensor safe_labels = labels.clamp_min(0);
     for (int64_t begin = 0; begin < N; begin += block_rows) {
       const int64_t n = std::min(block_rows, N - begin);
-      torch::Tensor logits = torch::mm(hidden.narrow(0, begin, n), head.t());  // [n, V]
+      torch::Tensor logits = torch::mm(hidden.narrow(0, begin, n), head.t()).to(lse.scalar_type());  // [n, V]
       torch::Tensor block_lse = torch::logsumexp(logits, 1);
       lse.narrow(0, begin, n).copy_(block_lse);
       torch::Tensor picked = logits.gather(1, safe_labels.narrow(0, begin, n).unsqueeze(1)).squeeze(1);
@@ -42,23 +48,26 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
     const int64_t block_rows = ctx->saved_data["block_rows"].toInt();
     const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
     const int64_t counted = ctx->saved_data["counted"].toInt();
-    torch::Tensor d_hidden = torch::zeros_like(hidden), d_head = torch::zeros_like(head);
+    torch::Tensor d_hidden = torch::zeros_like(hidden);
+    torch::Tensor d_head = torch::zeros(head.sizes(), head.options().dtype(lse.scalar_type()));
     if (counted > 0) {
       const double scale = grad_outputs[0].item<double>() / static_cast<double>(counted);
       const int64_t N = hidden.size(0);
       for (int64_t begin = 0; begin < N; begin += block_rows) {
         const int64_t n = std::min(block_rows, N - begin);
         torch::Tensor h = hidden.narrow(0, begin, n), y = labels.narrow(0, begin, n);
-        torch::Tensor valid = (y != ignore_index).to(hidden.scalar_type()).unsqueeze(1);
+        torch::Tensor valid = (y != ignore_index).to(lse.scalar_type()).unsqueeze(1);
         // softmax - onehot, zero on ignored rows, times the upstream scale.
-        torch::Tensor g = torch::mm(h, head.t()).sub_(lse.narrow(0, begin, n).unsqueeze(1)).exp_();
+        torch::Tensor g = torch::mm(h, head.t()).to(lse.scalar_type()).sub_(lse.narrow(0, begin, n).unsqueeze(1)).exp_();
         g.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -torch::ones({n, 1}, g.options()));
         g.mul_(valid).mul_(scale);
-        d_hidden.narrow(0, begin, n).copy_(torch::mm(g, head));
-        d_head.addmm_(g.t(), h);
+        const torch::Tensor g_compute = g.to(head.scalar_type());  // products in the compute type
+        d_hidden.narrow(0, begin, n).copy_(torch::mm(g_compute, head));
+        if (d_head.scalar_type() == h.scalar_type()) d_head.addmm_(g_compute.t(), h);
+        else d_head.add_(torch::mm(g_compute.t(), h));
       }
     }
-    return {d_hidden, d_head, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {d_hidden, d_head.to(head.scalar_type()), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 

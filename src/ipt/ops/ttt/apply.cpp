@@ -141,9 +141,14 @@ struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction>
 Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::Tensor& W0_in, const Options& options) {
   check_tensors(Z_in, V_in, W0_in);
   check_options(options);
-  // Half precision accumulates updates badly; compute those in float32.
   const auto out_type = Z_in.scalar_type();
-  const bool upcast = out_type == torch::kHalf || out_type == torch::kBFloat16;
+  const bool reduced = out_type == torch::kHalf || out_type == torch::kBFloat16;
+  const bool needs_grad = torch::GradMode::is_enabled() &&
+                          (Z_in.requires_grad() || V_in.requires_grad() || W0_in.requires_grad());
+  // Half / bfloat16 without gradients: products in that type, updates summed in a float32 master.
+  // With gradients the operator runs in float32 (its lean backward has no mixed form yet).
+  const bool mixed = reduced && !needs_grad && options.algorithm != Algorithm::kReference;
+  const bool upcast = reduced && !mixed;
   torch::Tensor Z = (upcast ? Z_in.to(torch::kFloat32) : Z_in).contiguous();
   torch::Tensor V = (upcast ? V_in.to(torch::kFloat32) : V_in).contiguous();
   torch::Tensor W0 = (upcast ? W0_in.to(torch::kFloat32) : W0_in).contiguous();
@@ -157,7 +162,19 @@ Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::
 
   Output result;
   const Algorithm algorithm = resolve(options.algorithm, Z);
-  if (algorithm == Algorithm::kReference) {
+  if (mixed) {
+    torch::NoGradGuard no_grad;
+    result.out = torch::empty({Z.size(0), Z.size(1), W0.size(0)}, Z.options());
+    detail::ForwardResult fwd = detail::recurrent_forward_mixed(problem, Z, V, W0, result.out, options.return_state);
+    if (options.return_state) {
+      for (size_t k = 0; k < problem.segments.size(); ++k) {
+        const Segment& s = problem.segments[k];
+        const int64_t full = s.length() / problem.chunk_size, done = full * problem.chunk_size;
+        result.states.push_back({fwd.weights[k], Z[s.row].narrow(0, s.begin + done, s.length() - done).clone(),
+                                 V[s.row].narrow(0, s.begin + done, s.length() - done).clone(), full});
+      }
+    }
+  } else if (algorithm == Algorithm::kReference) {
     result = detail::reference_forward(problem, Z, V, W0, options.return_state);
   } else {
     std::vector<torch::Tensor> weights;

@@ -46,6 +46,11 @@ struct ForwardResult {
 
 ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                                 const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
+// Recurrent forward for half / bfloat16 inputs without gradients: products in the inputs' type,
+// the fast weight's updates summed into a float32 master (O and the inputs in the compute type;
+// the weights returned are the float32 masters).
+ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                                      const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
 ForwardResult scan_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                            const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
 

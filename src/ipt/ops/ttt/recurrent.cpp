@@ -84,6 +84,42 @@ ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const 
   return result;
 }
 
+ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                                      const torch::Tensor& W0, torch::Tensor& O, bool keep_weights) {
+  const int64_t C = p.chunk_size;
+  ForwardResult result;
+  std::vector<double> scales;
+  torch::Tensor W = torch::empty(W0.sizes(), W0.options().dtype(torch::kFloat32));  // the master
+  torch::Tensor W_compute = torch::empty_like(W0);  // W in the compute type, for the products
+  torch::Tensor delta = torch::empty_like(W0);      // V_c^T Z_c of one chunk, in the compute type
+  torch::Tensor update = p.clip > 0.0 ? torch::empty_like(W) : torch::Tensor();
+
+  for (const Segment& s : p.segments) {
+    W.copy_(W0);
+    W_compute.copy_(W0);
+    for (int64_t begin = 0; begin < s.length(); begin += C) {
+      const int64_t n = std::min(C, s.length() - begin);
+      torch::Tensor Zc = rows(Z, s, begin, n);
+      mm_into(rows(O, s, begin, n), Zc, W_compute.t());
+      if (n < C) break;  // a partial chunk's update waits until the chunk is full
+      mm_into(delta, rows(V, s, begin, n).t(), Zc);
+      double scale = 1.0;
+      if (p.clip > 0.0) {
+        at::mul_out(update, delta, p.lr);  // float32 from here on
+        scale = clip_scale(update, p.clip);
+        W.add_(update, scale);
+      } else {
+        W.add_(delta, p.lr);
+      }
+      scales.push_back(scale);
+      W_compute.copy_(W);
+    }
+    if (keep_weights) result.weights.push_back(W.clone());
+  }
+  result.scales = torch::tensor(scales, torch::kFloat64);
+  return result;
+}
+
 Gradients recurrent_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                              const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO) {
   const int64_t C = p.chunk_size;

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "ipt/common/error.h"
+#include "ipt/ops/matvec/matvec.h"
 #include "ipt/ops/ttt/ttt.h"
 
 namespace ipt::ttt {
@@ -9,16 +10,25 @@ namespace ipt::ttt {
 Stream::Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip)
     : Stream(DocumentState{W0, torch::Tensor(), torch::Tensor(), 0}, chunk_size, lr, clip) {}
 
-Stream::Stream(DocumentState state, int64_t chunk_size, double lr, double clip)
+Stream::Stream(DocumentState state, int64_t chunk_size, double lr, double clip, std::optional<torch::Dtype> compute)
     : state_(std::move(state)), chunk_size_(chunk_size), lr_(lr), clip_(clip) {
   IPT_CHECK(state_.weight.defined() && state_.weight.dim() == 2, "a TTT stream needs a [d, h] fast weight");
+  const torch::Dtype compute_type = compute.value_or(state_.weight.scalar_type());
+  const bool reduced = compute_type == torch::kHalf || compute_type == torch::kBFloat16;
+  if (reduced || state_.weight.scalar_type() == torch::kHalf || state_.weight.scalar_type() == torch::kBFloat16)
+    state_.weight = state_.weight.to(torch::kFloat32);
+  else if (compute_type != state_.weight.scalar_type())
+    state_.weight = state_.weight.to(compute_type);
   IPT_CHECK(chunk_size > 0, "ttt chunk_size must be > 0, got ", chunk_size);
   IPT_CHECK(std::isfinite(lr) && std::isfinite(clip) && clip >= 0.0, "ttt lr must be finite and clip finite and >= 0");
   torch::NoGradGuard no_grad;
   const int64_t d = state_.weight.size(0), h = state_.weight.size(1);
   state_.weight = state_.weight.detach().clone();
+  compute_weight_ = reduced ? state_.weight.to(compute_type) : state_.weight;
   if (!state_.pending_z.defined()) state_.pending_z = torch::empty({0, h}, state_.weight.options());
   if (!state_.pending_v.defined()) state_.pending_v = torch::empty({0, d}, state_.weight.options());
+  state_.pending_z = state_.pending_z.to(state_.weight.scalar_type());
+  state_.pending_v = state_.pending_v.to(state_.weight.scalar_type());
   IPT_CHECK(state_.pending_z.dim() == 2 && state_.pending_z.size(1) == h && state_.pending_v.dim() == 2 &&
                 state_.pending_v.size(1) == d && state_.pending_z.size(0) == state_.pending_v.size(0),
             "a TTT stream's pending rows must be Z [r, ", h, "] and V [r, ", d, "]");
@@ -30,7 +40,9 @@ torch::Tensor Stream::output(const torch::Tensor& z_rows) const {
   IPT_CHECK(z_rows.dim() == 2 && z_rows.size(1) == state_.weight.size(1), "stream rows must be [n, ",
             state_.weight.size(1), "]");
   torch::NoGradGuard no_grad;
-  return torch::mm(z_rows.to(state_.weight.scalar_type()), state_.weight.t());
+  const torch::Tensor z = z_rows.to(compute_weight_.scalar_type());
+  if (z.size(0) == 1) return ops::matvec(compute_weight_, z[0]).unsqueeze(0);  // decoding: no packing
+  return torch::mm(z, compute_weight_.t());
 }
 
 void Stream::append(const torch::Tensor& z_rows, const torch::Tensor& v_rows) {
@@ -46,6 +58,7 @@ void Stream::append(const torch::Tensor& z_rows, const torch::Tensor& v_rows) {
   state_.pending_v = torch::cat({state_.pending_v, v_rows.to(type)});
   if (pending() == chunk_size_) {
     state_.weight.add_(chunk_delta(state_.pending_z, state_.pending_v, lr_, clip_));
+    if (!compute_weight_.is_same(state_.weight)) compute_weight_.copy_(state_.weight);
     state_.updates += 1;
     state_.pending_z = state_.pending_z.narrow(0, 0, 0);
     state_.pending_v = state_.pending_v.narrow(0, 0, 0);
@@ -63,7 +76,7 @@ torch::Tensor Stream::feed(const torch::Tensor& z_rows, const torch::Tensor& v_r
     append(z, v_rows.narrow(0, begin, n));
     begin += n;
   }
-  if (outputs.empty()) return torch::empty({0, state_.weight.size(0)}, state_.weight.options());
+  if (outputs.empty()) return torch::empty({0, state_.weight.size(0)}, compute_weight_.options());
   return torch::cat(outputs);
 }
 

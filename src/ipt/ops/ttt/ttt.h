@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,10 +64,14 @@ torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_c
 // Token-by-token (or any-size-piece) continuation of one document: outputs use the current fast
 // weight; when C pending rows have arrived, their update is applied and the buffer cleared.
 // Feeding a document in pieces gives the same outputs as one `apply` over it.
+// In half or bfloat16 compute the fast weight accumulates its updates in a float32 master (a sum of
+// many bf16 deltas drops the small ones); outputs use a copy in the compute type, refreshed per update.
 class Stream {
  public:
   Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip);
-  Stream(DocumentState state, int64_t chunk_size, double lr, double clip);
+  // `compute`: the type outputs are computed and returned in; unset = the state weight's type.
+  Stream(DocumentState state, int64_t chunk_size, double lr, double clip,
+         std::optional<torch::Dtype> compute = std::nullopt);
 
   // z_rows [n, h], v_rows [n, d] -> [n, d]. No gradient.
   torch::Tensor feed(const torch::Tensor& z_rows, const torch::Tensor& v_rows);
@@ -78,12 +83,13 @@ class Stream {
   torch::Tensor output(const torch::Tensor& z_rows) const;
   void append(const torch::Tensor& z_rows, const torch::Tensor& v_rows);
 
-  const DocumentState& state() const { return state_; }
+  const DocumentState& state() const { return state_; }  // weight: the (float32 at least) master
   int64_t pending() const { return state_.pending_z.size(0); }
   int64_t chunk_size() const { return chunk_size_; }
 
  private:
   DocumentState state_;
+  torch::Tensor compute_weight_;  // the master in the compute type (the master itself when equal)
   int64_t chunk_size_;
   double lr_;
   double clip_;
