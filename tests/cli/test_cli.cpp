@@ -206,3 +206,38 @@ TEST(Cli, BenchServeMixedLoadClassifiesEveryAnswer) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.output.find("--clients must be > 0"), std::string::npos) << bad.output;
 }
+
+// --dtype on every command that runs a model: unknown values are refused naming the accepted ones
+// (from the flag or from $IPT_DTYPE), and the choice is said on stderr or carried in the JSON.
+TEST(Cli, EveryModelCommandTakesADtype) {
+  const std::vector<std::string> commands = {
+      "score --ids /dev/null", "demo", "generate -p Hello -n 1", "serve --port 0", "eval ppl --data /dev/null",
+      "eval ruler --lengths 256", "bench prefill --lengths 64", "bench decode", "bench all", "bench serve --duration 1"};
+  for (const std::string& command : commands) {
+    Result r = ipt(command + " --dtype float8");
+    EXPECT_NE(r.status, 0) << command << "\n" << r.output;  // CLI11's validation error
+    EXPECT_NE(r.output.find("bfloat16"), std::string::npos) << command << " did not name the accepted dtypes:\n" << r.output;
+  }
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "m")).status, 0);
+  std::ofstream(w / "ids.txt") << "1 2 3 4 5 6 7 8 9 10";
+  Result env = ipt("score -m " + (w / "m") + " --ids " + (w / "ids.txt"), "IPT_DTYPE=half");
+  EXPECT_EQ(env.status, 1);
+  EXPECT_NE(env.output.find("unknown dtype 'half'"), std::string::npos) << env.output;
+  Result said = ipt("score -m " + (w / "m") + " --ids " + (w / "ids.txt") + " --dtype bfloat16");
+  ASSERT_EQ(said.status, 0) << said.output;
+  EXPECT_NE(said.output.find("score: compute dtype bfloat16 (--dtype bfloat16)"), std::string::npos) << said.output;
+  Result json = ipt("score -m " + (w / "m") + " --ids " + (w / "ids.txt") + " --json --dtype bfloat16");
+  ASSERT_EQ(json.status, 0) << json.output;
+  const auto report = nlohmann::json::parse(json.output);  // nothing else on either stream
+  EXPECT_EQ(report["dtype"], "bfloat16");
+  Result f32 = ipt("score -m " + (w / "m") + " --ids " + (w / "ids.txt") + " --json --dtype float32");
+  ASSERT_EQ(f32.status, 0) << f32.output;
+  const double a = nlohmann::json::parse(f32.output)["mean_nll"], b = report["mean_nll"];
+  EXPECT_NEAR(b, a, 0.01 * a);
+  Result bench = ipt("bench prefill -m " + (w / "m") + " --lengths 32 --json --dtype bfloat16");
+  ASSERT_EQ(bench.status, 0) << bench.output;
+  const auto prefill = nlohmann::json::parse(bench.output.substr(bench.output.find('{')));
+  EXPECT_EQ(prefill["dtype"], "bfloat16");
+  EXPECT_EQ(prefill["results"][0]["dtype"], "bfloat16");
+}
