@@ -438,6 +438,7 @@ void dequantize_row(uint32_t type, const uint8_t* src, float* dst, int64_t n) {
   IPT_CHECK(info, "unknown tensor type ", type);
   IPT_CHECK(n % info->block_size == 0, n, " elements are not a multiple of the ", info->name, " block size ",
             info->block_size);
+  if (n == 0) return;  // an empty tensor has no storage to write (found by fuzzing: memcpy to null)
   dequantize_blocks(static_cast<GgmlType>(type), src, dst, n / info->block_size);
 }
 

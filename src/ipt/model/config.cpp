@@ -96,6 +96,9 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.num_hidden_layers = get_int(j, "num_hidden_layers", 0);
   c.num_attention_heads = get_int(j, "num_attention_heads", 0);
   c.num_key_value_heads = get_int(j, "num_key_value_heads", c.num_attention_heads);
+  // Checked before anything is sized by it (found by fuzzing: a negative count reached
+  // std::vector::assign in parse_windows).
+  IPT_CHECK(c.num_hidden_layers > 0, "config.json: num_hidden_layers must be > 0, got ", c.num_hidden_layers);
   IPT_CHECK(c.hidden_size > 0 && c.num_attention_heads > 0, "config.json: hidden_size and num_attention_heads must be > 0");
   if (!j.contains("head_dim") || j.at("head_dim").is_null())
     IPT_CHECK(c.hidden_size % c.num_attention_heads == 0, "config.json: hidden_size ", c.hidden_size,
