@@ -120,11 +120,13 @@ int run(const AllOptions& o, const CLI::App* bench) {
     rows.push_back(row("tg" + std::to_string(o.tg), "tokens/s", nullptr, nullptr, "bench decode not in this build"));
   }
   if (has_bench(bench, "train")) {
+    // bfloat16 trains in mixed precision (bf16 compute, float32 master), as train.enable_mixed_precision.
+    const bool mixed = dtype == "bfloat16";
     auto [train_ttt, train_plain] = sides([&](int ttt) {
       return run_worker("bench train -m '" + o.model + "' --seq-len " + std::to_string(o.pp) + " --steps 1 --worker-ttt " +
-                        std::to_string(ttt) + " --worker-checkpointing 0");
+                        std::to_string(ttt) + " --worker-checkpointing 0 --worker-mixed " + (mixed ? "1" : "0"));
     });
-    rows.push_back(row("train seq " + std::to_string(o.pp) + " (float32)", "tokens/s",
+    rows.push_back(row("train seq " + std::to_string(o.pp) + (mixed ? " (mixed bf16)" : " (float32)"), "tokens/s",
                        train_ttt.is_null() ? train_ttt : train_ttt["tokens_per_s"], train_plain["tokens_per_s"]));
   } else {
     rows.push_back(row("train", "tokens/s", nullptr, nullptr, "bench train not in this build"));

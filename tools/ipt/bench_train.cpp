@@ -24,7 +24,8 @@ struct BenchTrainOptions {
   std::string model;
   int64_t seq_len = 2048, steps = 3;
   bool json = false;
-  int worker_ttt = -1, worker_checkpointing = -1;  // internal
+  std::vector<std::string> precisions{"float32", "mixed"};
+  int worker_ttt = -1, worker_checkpointing = -1, worker_mixed = 0;  // internal
 };
 
 // Model FLOPs per trained token: 6 per weight used in a matrix product (forward 2, backward 4),
@@ -43,11 +44,19 @@ double flops_per_token(const model::CausalLM& lm, int64_t L) {
 nlohmann::json worker(const BenchTrainOptions& o) {
   model::LoadOptions load;
   load.without_ttt = o.worker_ttt == 0;
-  model::CausalLM lm = model::load_model(o.model, load);
+  model::CausalLM master = model::load_model(o.model, load);
+  // Mixed precision as the trainer does it (train.enable_mixed_precision): a bf16 copy computes,
+  // its gradients are added into the float32 master, the master steps, the copy follows.
+  model::CausalLM lm = master;
+  if (o.worker_mixed == 1) {
+    load.dtype = torch::kBFloat16;
+    lm = model::load_model(o.model, load);
+  }
   lm->train();
   lm->set_gradient_checkpointing(o.worker_checkpointing == 1);
-  train::NamedParameters params;
-  for (const auto& p : lm->named_parameters()) params.emplace_back(p.key(), p.value());
+  train::NamedParameters params, compute_params;
+  for (const auto& p : master->named_parameters()) params.emplace_back(p.key(), p.value());
+  for (const auto& p : lm->named_parameters()) compute_params.emplace_back(p.key(), p.value());
   train::AdamW adam(params, {});
   const int64_t d = lm->config().hidden_size;
   torch::manual_seed(0);
@@ -58,11 +67,23 @@ nlohmann::json worker(const BenchTrainOptions& o) {
     for (auto& [name, p] : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
     Stopwatch phase;
+    if (o.worker_mixed == 1) {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) compute_params[i].second.copy_(params[i].second);
+    }
     torch::Tensor hidden = lm->hidden_states(input);
     torch::Tensor loss = ops::lm_loss(hidden.reshape({-1, d}), lm->head_weight(), labels).loss;
     forward_ms += phase.ms();
     Stopwatch backward;
     loss.backward();
+    if (o.worker_mixed == 1) {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        torch::Tensor& g = compute_params[i].second.mutable_grad();
+        params[i].second.mutable_grad() = g.to(torch::kFloat32);
+        g.zero_();
+      }
+    }
     backward_ms += backward.ms();
     Stopwatch optimizer;
     train::clip_grad_norm(params, 1.0);
@@ -76,6 +97,7 @@ nlohmann::json worker(const BenchTrainOptions& o) {
   const double seconds = watch.ms() / 1000 / static_cast<double>(o.steps);
   const double tokens_per_s = static_cast<double>(o.seq_len) / seconds;
   return {{"ttt", o.worker_ttt == 1},
+          {"precision", o.worker_mixed == 1 ? "mixed" : "float32"},
           {"checkpointing", o.worker_checkpointing == 1},
           {"tokens_per_s", tokens_per_s},
           {"seconds_per_step", seconds},
@@ -93,31 +115,38 @@ int run(const BenchTrainOptions& o) {
     return 0;
   }
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
-  const double gemm = measure_gemm_gflops();
+  for (const auto& p : o.precisions)
+    IPT_CHECK(p == "float32" || p == "mixed", "bench train --precision: '", p, "' (expected float32 or mixed)");
+  // MFU against the GEMM rate of the precision's compute type, measured now.
+  const double gemm = measure_gemm_gflops(), gemm_bf16 = measure_gemm_gflops(2048, 5, torch::kBFloat16);
   nlohmann::json report = {{"model", o.model},   {"seq_len", o.seq_len}, {"steps", o.steps},
-                           {"threads", at::get_num_threads()}, {"gemm_gflops", gemm},
-                           {"results", nlohmann::json::array()}};
-  for (int checkpointing : {0, 1})
-    for (int ttt : has_ttt ? std::vector<int>{0, 1} : std::vector<int>{0}) {
-      std::ostringstream args;
-      args << "bench train -m '" << o.model << "' --seq-len " << o.seq_len << " --steps " << o.steps
-           << " --worker-ttt " << ttt << " --worker-checkpointing " << checkpointing;
-      nlohmann::json r = run_worker(args.str());
-      r["mfu"] = r["model_gflops_per_s"].get<double>() / gemm;
-      report["results"].push_back(r);
-    }
+                           {"threads", at::get_num_threads()}, {"gemm_gflops", gemm}, {"gemm_bf16_gflops", gemm_bf16},
+                           {"cpu_bf16", cpu_bf16_features()}, {"results", nlohmann::json::array()}};
+  for (const std::string& precision : o.precisions)
+    for (int checkpointing : {0, 1})
+      for (int ttt : has_ttt ? std::vector<int>{0, 1} : std::vector<int>{0}) {
+        std::ostringstream args;
+        args << "bench train -m '" << o.model << "' --seq-len " << o.seq_len << " --steps " << o.steps
+             << " --worker-ttt " << ttt << " --worker-checkpointing " << checkpointing << " --worker-mixed "
+             << (precision == "mixed");
+        nlohmann::json r = run_worker(args.str());
+        r["mfu"] = r["model_gflops_per_s"].get<double>() / (precision == "mixed" ? gemm_bf16 : gemm);
+        report["results"].push_back(r);
+      }
   if (o.json) {
     std::cout << report.dump(2) << std::endl;
     return 0;
   }
   std::cout << "train  " << o.model << "  seq-len " << o.seq_len << "  threads " << at::get_num_threads()
-            << "  GEMM " << std::fixed << std::setprecision(1) << gemm << " GFLOP/s\n\n"
-            << "| TTT | checkpointing | tokens/s | model GFLOP/s | MFU | fwd / bwd / opt ms | peak MB | tok/s vs no TTT |\n"
-            << "|:---:|:---:|---:|---:|---:|---:|---:|---:|\n";
+            << "  GEMM " << std::fixed << std::setprecision(1) << gemm << " GFLOP/s float32, " << gemm_bf16
+            << " bfloat16\n\n"
+            << "| precision | TTT | checkpointing | tokens/s | model GFLOP/s | MFU | fwd / bwd / opt ms | peak MB | tok/s vs no TTT |\n"
+            << "|:---|:---:|:---:|---:|---:|---:|---:|---:|---:|\n";
   const auto& rs = report["results"];
   for (size_t i = 0; i < rs.size(); ++i) {
     const auto& r = rs[i];
-    std::cout << "| " << (r["ttt"].get<bool>() ? "yes" : "no") << " | " << (r["checkpointing"].get<bool>() ? "yes" : "no")
+    std::cout << "| " << r["precision"].get<std::string>() << " | " << (r["ttt"].get<bool>() ? "yes" : "no") << " | "
+              << (r["checkpointing"].get<bool>() ? "yes" : "no")
               << " | " << std::setprecision(0) << r["tokens_per_s"].get<double>() << " | " << std::setprecision(1)
               << r["model_gflops_per_s"].get<double>() << " | " << r["mfu"].get<double>() * 100 << "% | "
               << std::setprecision(0) << r["forward_ms"].get<double>() << " / " << r["backward_ms"].get<double>() << " / "
@@ -135,7 +164,10 @@ Register bench_train("bench", [](CLI::App& parent) -> Action {
   add_model_option(cmd, o->model);
   cmd->add_option("--seq-len", o->seq_len, "tokens per training sequence");
   cmd->add_option("--steps", o->steps, "timed steps per configuration (after one warm-up step)");
+  cmd->add_option("--precision", o->precisions, "float32 and/or mixed (bf16 compute, float32 master; default both)")
+      ->delimiter(',');
   cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_option("--worker-mixed", o->worker_mixed)->group("");
   cmd->add_option("--worker-ttt", o->worker_ttt)->group("");
   cmd->add_option("--worker-checkpointing", o->worker_checkpointing)->group("");
   return [o] { return run(*o); };

@@ -4,9 +4,9 @@
 
 namespace ipt {
 
-double measure_gemm_gflops(int n, int repeats) {
+double measure_gemm_gflops(int n, int repeats, c10::ScalarType dtype) {
   torch::NoGradGuard no_grad;
-  torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+  torch::Tensor a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype), c = torch::empty({n, n}, a.options());
   at::mm_out(c, a, b);  // warm-up: first touch of c, BLAS thread start
   double best_ms = 1e300;
   for (int i = 0; i < repeats; ++i) {

@@ -1,5 +1,7 @@
 #pragma once
 // Small measuring helpers shared by the benchmarks.
+#include <c10/core/ScalarType.h>
+
 #include <chrono>
 
 namespace ipt {
@@ -15,7 +17,7 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_;
 };
 
-// fp32 matrix-product rate of this machine, measured now (n x n x n products into reused memory).
-double measure_gemm_gflops(int n = 2048, int repeats = 5);
+// Matrix-product rate of this machine in `dtype`, measured now (n x n x n products into reused memory).
+double measure_gemm_gflops(int n = 2048, int repeats = 5, c10::ScalarType dtype = c10::ScalarType::Float);
 
 }  // namespace ipt

@@ -68,8 +68,9 @@ torch::Tensor project(torch::nn::Linear layer, const torch::Tensor& x) {
 }
 
 // AttentionImpl::qkv with project() for the linear maps (the streaming tests hold them equal).
+// `angles`: RoPE's cos/sin at this step's positions, computed once per step for every layer.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(model::AttentionImpl& a, const torch::Tensor& x,
-                                                                     const torch::Tensor& positions) {
+                                                                     const ops::RopeAngles& angles) {
   const int64_t n = x.size(1);
   torch::Tensor q = project(a.q_proj, x).view({1, n, a.heads, a.head_dim});
   torch::Tensor k = project(a.k_proj, x).view({1, n, a.kv_heads, a.head_dim});
@@ -78,8 +79,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(model::Atten
     q = a.q_norm(q);
     k = a.k_norm(k);
   }
-  ops::RopeTable table = ops::rope_table(a.rope, positions.max().item<int64_t>() + 1);
-  return {ops::apply_rope(q.transpose(1, 2), positions, table), ops::apply_rope(k.transpose(1, 2), positions, table), v};
+  return {ops::apply_rope(q.transpose(1, 2), angles), ops::apply_rope(k.transpose(1, 2), angles), v};
 }
 
 }  // namespace
@@ -233,10 +233,13 @@ torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding
   torch::Tensor positions = torch::arange(p0, p0 + n, torch::kInt64).to(device);
   torch::Tensor embeddings = lm_->model->embed_tokens(ids);
   torch::Tensor x = embeddings;
+  // Every layer has the config's one RoPE; dynamic NTK scaling depends on how far positions reach.
+  const ops::RopeAngles angles =
+      ops::rope_angles(positions, ops::rope_table(layer_at(*lm_, 0).self_attn->rope, p0 + n), x.scalar_type());
   for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
     model::DecoderLayerImpl& layer = layer_at(*lm_, i);
     auto& attn = layer.self_attn;
-    auto [q, k, v] = project_qkv(*attn, layer.input_layernorm(x), positions);
+    auto [q, k, v] = project_qkv(*attn, layer.input_layernorm(x), angles);
     torch::Tensor a = attend(i, q, k, v);
     torch::Tensor h = x + project(attn->o_proj, a.transpose(1, 2).reshape({1, n, attn->heads * attn->head_dim}));
     torch::Tensor mlp_in = layer.post_attention_layernorm(h);
@@ -271,11 +274,7 @@ int64_t Session::memory_bytes() const {
   for (const auto& s : layers_) {
     add(s.k);
     add(s.v);
-    if (s.stream) {
-      add(s.stream->fast_weight());
-      add(s.stream->pending_z());
-      add(s.stream->pending_x());
-    }
+    if (s.stream) bytes += s.stream->memory_bytes();
   }
   return bytes;
 }
@@ -290,12 +289,8 @@ int64_t Session::memory_bytes_at(int64_t tokens) const {
     const int64_t blocks = (std::max<int64_t>(tokens, 1) + options_.kv_block - 1) / options_.kv_block;
     const int64_t capacity = std::min(blocks * options_.kv_block, limit);
     bytes += 2 * attention.kv_heads * attention.head_dim * capacity * element;
-    if (const auto& stream = layers_[i].stream) {
-      const torch::Tensor& w = stream->fast_weight();
-      const int64_t chunk = layer_at(*lm_, static_cast<int64_t>(i)).mlp->ttt().chunk_size;
-      bytes += w.numel() * static_cast<int64_t>(w.element_size()) +  // the pending chunk's Z and X rows
-               chunk * (stream->pending_z().size(1) + stream->pending_x().size(1)) * element;
-    }
+    if (const auto& stream = layers_[i].stream)  // with the pending rows' buffers grown to a whole chunk
+      bytes += stream->memory_bytes(layer_at(*lm_, static_cast<int64_t>(i)).mlp->ttt().chunk_size);
   }
   return bytes;
 }

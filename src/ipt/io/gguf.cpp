@@ -387,6 +387,13 @@ GgufFile parse_gguf(const uint8_t* data, size_t size, const std::string& origin)
     for (size_t d = 1; d < info.ne.size(); ++d)
       bytes = checked_mul(bytes, static_cast<uint64_t>(info.ne[d]), size, field + " size", origin);
     info.bytes = bytes;
+    // The other dimensions of an empty tensor must be sane too: torch refuses shapes whose
+    // product overflows even when one dimension is 0 (found by fuzzing). No supported type stores
+    // more than 2 elements per byte, so 4 x the file size bounds every dimension's product.
+    uint64_t elements = 1;
+    for (int64_t n : info.ne)
+      elements = checked_mul(elements, static_cast<uint64_t>(std::max<int64_t>(n, 1)), 4 * static_cast<uint64_t>(size),
+                             field + " shape", origin);
     info.offset = r.read<uint64_t>(field + " offset");
     IPT_CHECK(info.offset % file.alignment == 0, origin, ": ", field, ": offset ", info.offset,
               " is not a multiple of the alignment ", file.alignment);

@@ -32,6 +32,17 @@ int64_t get_int(const json& j, const char* key, int64_t fallback) {
   return get<int64_t>(j, key, fallback, "an integer");
 }
 
+// A list of integers. nlohmann converts a float element with a cast, undefined for 1e65 (found by
+// fuzzing), so every element is checked first.
+std::vector<int64_t> get_int_list(const json& j, const char* key, const std::vector<int64_t>& fallback,
+                                  const char* expected) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  const json& v = j.at(key);
+  const bool integers = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number_integer(); });
+  IPT_CHECK(integers, "config.json: '", key, "' must be ", expected, ", got ", v.dump());
+  return v.get<std::vector<int64_t>>();
+}
+
 void parse_rope(const json& j, ModelConfig& c) {
   c.rope.theta = get<double>(j, "rope_theta", 10000.0, "a number");
   c.rope.head_dim = c.head_dim;
@@ -115,12 +126,12 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.bos_token_id = get_int(j, "bos_token_id", -1);
   c.pad_token_id = get_int(j, "pad_token_id", -1);
   if (j.contains("eos_token_id") && !j.at("eos_token_id").is_null())
-    c.eos_token_ids = j.at("eos_token_id").is_array() ? get<std::vector<int64_t>>(j, "eos_token_id", {}, "ids")
+    c.eos_token_ids = j.at("eos_token_id").is_array() ? get_int_list(j, "eos_token_id", {}, "an id or a list of ids")
                                                       : std::vector<int64_t>{get_int(j, "eos_token_id", -1)};
   parse_rope(j, c);
   parse_windows(j, c);
   c.ttt_mode = get<bool>(j, "ttt_mode", c.ttt_mode, "true or false");
-  c.ttt_layers = get<std::vector<int64_t>>(j, "ttt_layers", c.ttt_layers, "a list of layer indices");
+  c.ttt_layers = get_int_list(j, "ttt_layers", c.ttt_layers, "a list of layer indices");
   c.ttt_proj = get<bool>(j, "ttt_proj", c.ttt_proj, "true or false");
   c.ttt_lr = get<double>(j, "ttt_lr", c.ttt_lr, "a number");
   c.ttt_chunk = get_int(j, "ttt_chunk", c.ttt_chunk);

@@ -1,9 +1,11 @@
 #include "ipt/model/ttt_mlp.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ipt/common/error.h"
 #include "ipt/dist/context_parallel.h"
+#include "ipt/ops/matvec/matvec.h"
 
 namespace ipt::model {
 
@@ -86,8 +88,28 @@ MlpStream::MlpStream(const GatedMlp& mlp, double clip, bool decode_update)
   IPT_CHECK(mlp->ttt().enabled, "an MLP stream needs a TTT layer");
   IPT_CHECK(std::isfinite(clip) && clip >= 0.0, "ttt_clip must be finite and >= 0, got ", clip);
   const auto options = mlp->down_proj->weight.options();
-  pending_z_ = torch::empty({0, mlp->gate_proj->weight.size(0)}, options);
-  pending_x_ = torch::empty({0, mlp->down_proj->weight.size(0)}, options);
+  z_rows_ = torch::empty({0, mlp->gate_proj->weight.size(0)}, options);
+  x_rows_ = torch::empty({0, mlp->down_proj->weight.size(0)}, options);
+}
+
+void MlpStream::reserve_rows(int64_t rows) {
+  if (pending_ + rows <= z_rows_.size(0)) return;
+  const int64_t capacity = std::min(mlp_->ttt().chunk_size, std::max({2 * z_rows_.size(0), pending_ + rows, int64_t{16}}));
+  torch::Tensor z = torch::empty({capacity, z_rows_.size(1)}, z_rows_.options());
+  torch::Tensor x = torch::empty({capacity, x_rows_.size(1)}, x_rows_.options());
+  z.narrow(0, 0, pending_).copy_(z_rows_.narrow(0, 0, pending_));
+  x.narrow(0, 0, pending_).copy_(x_rows_.narrow(0, 0, pending_));
+  z_rows_ = z;
+  x_rows_ = x;
+}
+
+int64_t MlpStream::memory_bytes(int64_t row_capacity) const {
+  const torch::Tensor& w = stream_.state().weight;
+  const int64_t element = static_cast<int64_t>(z_rows_.element_size());
+  const int64_t master = w.numel() * static_cast<int64_t>(w.element_size());
+  const int64_t compute = w.scalar_type() == z_rows_.scalar_type() ? 0 : w.numel() * element;
+  const int64_t rows = row_capacity >= 0 ? row_capacity : z_rows_.size(0);
+  return master + compute + rows * (z_rows_.size(1) + x_rows_.size(1)) * element;
 }
 
 namespace {
@@ -109,7 +131,14 @@ torch::Tensor MlpStream::step(const torch::Tensor& H, const torch::Tensor& X) {
 torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, bool update) {
   torch::NoGradGuard no_grad;
   GatedMlpImpl& mlp = const_cast<GatedMlpImpl&>(*mlp_);
-  torch::Tensor Z = single_row(mlp.activations(H), "H"), Xr = single_row(X, "X");
+  torch::Tensor Z;
+  if (H.dim() == 3 && H.size(0) == 1 && H.size(1) == 1) {  // decoding: matrix-vector products, no packing
+    const torch::Tensor h = H.reshape({-1});
+    Z = (torch::silu(ops::matvec(mlp.gate_proj->weight, h)) * ops::matvec(mlp.up_proj->weight, h)).unsqueeze(0);
+  } else {
+    Z = single_row(mlp.activations(H), "H");
+  }
+  torch::Tensor Xr = single_row(X, "X");
   IPT_CHECK(Xr.size(0) == Z.size(0), "H and X must have the same number of rows");
   const int64_t C = stream_.chunk_size();
   std::vector<torch::Tensor> outputs;
@@ -118,14 +147,15 @@ torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, boo
     torch::Tensor z = Z.narrow(0, begin, n);
     outputs.push_back(stream_.output(z));
     if (update) {
-      pending_z_ = torch::cat({pending_z_, z.to(pending_z_.scalar_type())});
-      pending_x_ = torch::cat({pending_x_, Xr.narrow(0, begin, n).to(pending_x_.scalar_type())});
-      if (pending() == C) {
+      reserve_rows(n);
+      z_rows_.narrow(0, pending_, n).copy_(z);
+      x_rows_.narrow(0, pending_, n).copy_(Xr.narrow(0, begin, n));
+      pending_ += n;
+      if (pending_ == C) {
         // The chunk is complete: its target can be built now (the convolution stays inside it).
-        torch::Tensor V = mlp.target(pending_x_.unsqueeze(0), {})[0];
-        stream_.append(pending_z_, V);
-        pending_z_ = pending_z_.narrow(0, 0, 0);
-        pending_x_ = pending_x_.narrow(0, 0, 0);
+        torch::Tensor V = mlp.target(x_rows_.narrow(0, 0, C).unsqueeze(0), {})[0];
+        stream_.append(z_rows_.narrow(0, 0, C), V);
+        pending_ = 0;
       }
     }
     begin += n;
@@ -136,13 +166,18 @@ torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, boo
 void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pending_z, torch::Tensor pending_x) {
   const auto& ttt = mlp_->ttt();
   IPT_CHECK(pending_z.dim() == 2 && pending_x.dim() == 2 && pending_z.size(0) == pending_x.size(0) &&
-                pending_z.size(0) < ttt.chunk_size,
-            "a saved MLP stream's pending rows must be Z [r, h] and X [r, d] with r < ttt_chunk");
+                pending_z.size(0) < ttt.chunk_size && pending_z.size(1) == z_rows_.size(1) &&
+                pending_x.size(1) == x_rows_.size(1),
+            "a saved MLP stream's pending rows must be Z [r, ", z_rows_.size(1), "] and X [r, ", x_rows_.size(1),
+            "] with r < ttt_chunk");
   ttt::DocumentState state{weight, torch::Tensor(), torch::Tensor(), updates};
   const torch::Dtype compute = mlp_->down_proj->weight.scalar_type();
   stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_, compute);
-  pending_z_ = pending_z.to(compute);
-  pending_x_ = pending_x.to(compute);
+  pending_ = 0;
+  reserve_rows(pending_z.size(0));
+  pending_ = pending_z.size(0);
+  z_rows_.narrow(0, 0, pending_).copy_(pending_z);
+  x_rows_.narrow(0, 0, pending_).copy_(pending_x);
 }
 
 }  // namespace ipt::model

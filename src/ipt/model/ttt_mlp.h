@@ -68,10 +68,13 @@ class MlpStream {
   torch::Tensor step(const torch::Tensor& H, const torch::Tensor& X);  // [1, n, d] each
 
   int64_t updates() const { return stream_.state().updates; }
-  int64_t pending() const { return pending_z_.size(0); }
-  const torch::Tensor& fast_weight() const { return stream_.state().weight; }
-  const torch::Tensor& pending_z() const { return pending_z_; }
-  const torch::Tensor& pending_x() const { return pending_x_; }
+  int64_t pending() const { return pending_; }
+  const torch::Tensor& fast_weight() const { return stream_.state().weight; }  // the (float32) master
+  torch::Tensor pending_z() const { return z_rows_.narrow(0, 0, pending_); }
+  torch::Tensor pending_x() const { return x_rows_.narrow(0, 0, pending_); }
+  // What this state holds in memory: the master, its compute-type copy, the row buffers (as
+  // allocated, or with room for `row_capacity` rows: a whole chunk bounds it).
+  int64_t memory_bytes(int64_t row_capacity = -1) const;
   // Restore a saved state (session files).
   void restore(torch::Tensor weight, int64_t updates, torch::Tensor pending_z, torch::Tensor pending_x);
 
@@ -82,7 +85,12 @@ class MlpStream {
   double clip_;
   bool decode_update_;
   ttt::Stream stream_;
-  torch::Tensor pending_z_, pending_x_;
+  // Room for `rows` more pending rows: the buffers grow by doubling up to a whole chunk, so decoding
+  // appends a row per token without an allocation or a copy of what is there (a chunk of 8192 rows
+  // of a large MLP would be hundreds of MB if allocated whole for a short session).
+  void reserve_rows(int64_t rows);
+  torch::Tensor z_rows_, x_rows_;  // the pending chunk's rows are the first `pending_`
+  int64_t pending_ = 0;
 };
 
 }  // namespace ipt::model

@@ -520,8 +520,11 @@ void Tokenizer::Impl::load_added_tokens(const json& a) {
   IPT_CHECK(a.is_array(), origin, ": \"added_tokens\" must be an array");
   for (const json& t : a) {
     AddedToken token;
-    token.id = static_cast<int32_t>(t.at("id").get<int64_t>());
-    IPT_CHECK(token.id >= 0 && token.id < (1 << 30), origin, ": added token id ", token.id, " is out of range");
+    IPT_CHECK(t.is_object() && t.contains("id") && t.at("id").is_number_integer(), origin,
+              ": an added token needs an integer \"id\"");
+    const int64_t id = t.at("id").get<int64_t>();  // checked before narrowing: 2^32 + 5 is not 5
+    IPT_CHECK(id >= 0 && id < (1 << 30), origin, ": added token id ", id, " is out of range");
+    token.id = static_cast<int32_t>(id);
     token.content = t.at("content").get<std::string>();
     IPT_CHECK(!token.content.empty() && is_valid_utf8(token.content), origin, ": added token ", token.id,
               " must have non-empty UTF-8 content");
@@ -674,7 +677,10 @@ void Tokenizer::Impl::load_post_processor(const json& p, const std::string& wher
     } else if (item.contains("SpecialToken")) {
       const std::string name = item["SpecialToken"].at("id").get<std::string>();
       IPT_CHECK(specials.contains(name), origin, ": post_processor special token '", name, "' is not in special_tokens");
-      for (const json& id : specials[name].at("ids")) post.ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+      for (const json& id : specials[name].at("ids")) {
+        IPT_CHECK(id.is_number_integer(), origin, ": post_processor special token '", name, "' has a non-integer id");
+        post.ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+      }
     } else {
       throw Error(origin + ": post_processor template item must be Sequence or SpecialToken");
     }

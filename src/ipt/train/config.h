@@ -52,7 +52,7 @@ struct TrainSection {
   int64_t eval_batches = 4;  // validation batches (of micro_batch_size rows per rank) per evaluation
   int64_t log_steps = 1;
   bool enable_gradient_checkpointing = false;
-  bool enable_mixed_precision = false;  // bf16 autocast on CUDA; ignored on CPU
+  bool enable_mixed_precision = false;  // bf16 compute copy, float32 master weights and optimizer state
   uint64_t seed = 0;
   std::string trainable = "all";  // all | ttt
 };

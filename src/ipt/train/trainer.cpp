@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
 #include "ipt/eval/plot.h"
 #include "ipt/eval/timing.h"
 #include "ipt/io/safetensors.h"
@@ -222,7 +223,44 @@ void Trainer::build_model() {
   adam.weight_decay = config_.train.weight_decay;
   optimizer_ = std::make_unique<AdamW>(trainable_, adam);
 
+  if (config_.train.enable_mixed_precision) {
+    if (cpu_bf16_features().empty())
+      std::cerr << "train: enable_mixed_precision: this CPU has no bf16 matrix instructions; bfloat16 products are "
+                   "emulated and slower than float32\n";
+    compute_model_ = model::CausalLM(model_->config());
+    compute_model_->to(torch::kBFloat16);
+    compute_model_->train();
+    compute_model_->set_gradient_checkpointing(config_.train.enable_gradient_checkpointing);
+    auto compute_params = compute_model_->named_parameters();
+    for (auto& p : compute_model_->named_parameters()) p.value().set_requires_grad(false);
+    for (const auto& [name, master] : trainable_) {
+      torch::Tensor& p = compute_params[name];
+      p.set_requires_grad(true);
+      compute_trainable_.emplace_back(name, p);
+    }
+  }
+
   loader_ = std::make_unique<data::Loader>(*train_data_, loader_options());
+}
+
+void Trainer::sync_compute_weights() {
+  if (!compute_model_) return;
+  torch::NoGradGuard no_grad;
+  auto compute_params = compute_model_->named_parameters();
+  for (const auto& p : model_->named_parameters()) compute_params[p.key()].copy_(p.value());
+}
+
+void Trainer::add_compute_gradients() {
+  if (!compute_model_) return;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    torch::Tensor& g = compute_trainable_[i].second.mutable_grad();
+    if (!g.defined()) continue;
+    torch::Tensor& master = trainable_[i].second.mutable_grad();
+    if (!master.defined()) master = torch::zeros_like(trainable_[i].second);
+    master.add_(g);  // float32 sum over micro-batches
+    g.zero_();
+  }
 }
 
 data::LoaderOptions Trainer::loader_options() const {
@@ -271,9 +309,9 @@ double Trainer::accumulate(const data::Batch& batch, double scale) {
     // tokens of the whole row, so a slice's last label is the next rank's first token.
     int64_t begin, end;
     const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
-    torch::Tensor hidden = model_->hidden_states(ids.narrow(1, begin, end - begin),
-                                                 scope ? std::vector<int64_t>{} : cu);
-    ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(),
+    torch::Tensor hidden = compute()->hidden_states(ids.narrow(1, begin, end - begin),
+                                                    scope ? std::vector<int64_t>{} : cu);
+    ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
                                  labels.narrow(1, begin, end - begin).reshape({-1}));
     if (l.counted == 0) {
       // The backward of a slice exchanges gradients with the other slices: every rank runs one.
@@ -282,6 +320,7 @@ double Trainer::accumulate(const data::Batch& batch, double scale) {
     }
     torch::Tensor nll_sum = l.loss * static_cast<double>(l.counted);
     (nll_sum * scale).backward();
+    add_compute_gradients();
     return nll_sum.item<double>();
   };
   // Rows of one document each run as one batch; rows with several packed documents one by one
@@ -345,6 +384,7 @@ StepResult Trainer::step() {
 
   for (auto& [name, p] : trainable_)
     if (p.grad().defined()) p.mutable_grad().zero_();
+  sync_compute_weights();
   double nll = 0;
   if (global_tokens > 0)
     for (const data::Batch& b : micro) nll += accumulate(b, 1.0 / global_tokens);
@@ -372,6 +412,7 @@ StepResult Trainer::step() {
 double Trainer::evaluate() {
   IPT_CHECK(val_data_, "evaluation needs data.val_path");
   torch::NoGradGuard no_grad;
+  sync_compute_weights();  // mixed precision: evaluate what the master holds now
   // Every rank reads the same eval_batches x micro_batch_size rows and each data-parallel group
   // scores every dp-th one (its context-parallel ranks a slice each), so the validation loss does
   // not depend on the number of ranks.
@@ -392,9 +433,9 @@ double Trainer::evaluate() {
       int64_t begin, end;
       const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
                                                                             begin, end);
-      torch::Tensor hidden = model_->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin),
-                                                   scope ? std::vector<int64_t>{} : b.cu_seqlens[row]);
-      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), model_->head_weight(),
+      torch::Tensor hidden = compute()->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin),
+                                                      scope ? std::vector<int64_t>{} : b.cu_seqlens[row]);
+      ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
                                    b.labels[row].narrow(0, begin, end - begin));
       nll += l.token_nll.sum().item<double>();
       counted += static_cast<double>(l.counted);

@@ -86,7 +86,14 @@ class Trainer {
   TrainConfig config_;
   dist::Communicator* comm_;
   TrainerOptions options_;
-  model::CausalLM model_{nullptr};
+  model::CausalLM model_{nullptr};  // the float32 master: the optimizer's, the checkpoints'
+  // train.enable_mixed_precision: a bfloat16 copy that runs forward and backward; its gradients are
+  // added into the master's in float32 after each micro-batch, the master steps, the copy follows.
+  model::CausalLM compute_model_{nullptr};
+  NamedParameters compute_trainable_;  // compute_model_'s parameters, in trainable_'s order
+  model::CausalLM& compute() { return compute_model_ ? compute_model_ : model_; }
+  void sync_compute_weights();
+  void add_compute_gradients();
   NamedParameters trainable_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Dataset> train_data_, val_data_;

@@ -78,15 +78,21 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& positions,
                 ((positions.dim() == 1 && positions.size(0) == x.size(2)) ||
                  (positions.dim() == 2 && positions.size(0) == x.size(0) && positions.size(1) == x.size(2))),
             "rope: positions must be int64 [L] or [B, L] matching x ", x.sizes());
-  // Angles in float64, then cos/sin in x's type: positions up to millions keep their precision.
+  return apply_rope(x, rope_angles(positions, table, x.scalar_type()));
+}
+
+RopeAngles rope_angles(const torch::Tensor& positions, const RopeTable& table, torch::Dtype dtype) {
+  // Angles in float64, then cos/sin in the compute type: positions up to millions keep their precision.
   torch::Tensor angles = positions.to(torch::kFloat64).unsqueeze(-1) * table.inv_freq.to(positions.device());
   torch::Tensor emb = torch::cat({angles, angles}, -1);  // [L, D] or [B, L, D]
   if (emb.dim() == 3) emb = emb.unsqueeze(1);            // [B, 1, L, D]
-  torch::Tensor cos = (emb.cos() * table.attention_scaling).to(x.scalar_type());
-  torch::Tensor sin = (emb.sin() * table.attention_scaling).to(x.scalar_type());
+  return {(emb.cos() * table.attention_scaling).to(dtype), (emb.sin() * table.attention_scaling).to(dtype)};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeAngles& angles) {
   const int64_t half = x.size(3) / 2;
   torch::Tensor rotated = torch::cat({-x.narrow(3, half, half), x.narrow(3, 0, half)}, 3);
-  return x * cos + rotated * sin;
+  return x * angles.cos + rotated * angles.sin;
 }
 
 }  // namespace ipt::ops

@@ -31,4 +31,12 @@ RopeTable rope_table(const RopeParams& params, int64_t seq_len = 0);
 // x [B, H, L, D]; positions [L] or [B, L] (int64; restart them per packed document).
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& positions, const RopeTable& table);
 
+// The same in two steps, for callers that rotate many tensors at the same positions (a decoding
+// session: every layer's q and k): cos and sin once, [L, D] or [B, 1, L, D] in `dtype`.
+struct RopeAngles {
+  torch::Tensor cos, sin;
+};
+RopeAngles rope_angles(const torch::Tensor& positions, const RopeTable& table, torch::Dtype dtype);
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeAngles& angles);
+
 }  // namespace ipt::ops
