@@ -199,13 +199,19 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::vector<s
   IPT_CHECK(root.IsMap(), "training config must be a mapping with sections model, data, train");
   for (const auto& o : overrides) apply_override(root, o);
   TrainConfig config;
-  for (const auto& kv : root) {
-    const std::string section = kv.first.as<std::string>();
-    IPT_CHECK(kv.second.IsMap() || kv.second.IsNull(), section, ": expected a mapping");
-    if (section == "model") parse_model(kv.second, config.model);
-    else if (section == "data") parse_data(kv.second, config.data, config.notes);
-    else if (section == "train") parse_train(kv.second, config.train, config.notes);
-    else throw Error(section + ": unknown section (expected model, data, train)");
+  try {
+    for (const auto& kv : root) {
+      const std::string section = kv.first.as<std::string>();
+      IPT_CHECK(kv.second.IsMap() || kv.second.IsNull(), section, ": expected a mapping");
+      if (section == "model") parse_model(kv.second, config.model);
+      else if (section == "data") parse_data(kv.second, config.data, config.notes);
+      else if (section == "train") parse_train(kv.second, config.train, config.notes);
+      else throw Error(section + ": unknown section (expected model, data, train)");
+    }
+  } catch (const YAML::Exception& e) {
+    // A node of the wrong kind where a scalar goes (a complex key `? [a]`, a list for a name):
+    // found by fuzzing, yaml-cpp's conversion error escaped as a crash.
+    throw Error(std::string("training config: ") + e.what());
   }
   return config;
 }
