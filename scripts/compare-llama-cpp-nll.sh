@@ -23,7 +23,7 @@ print("tokenizer: ids", "identical" if ids == open(f"{work}/ours.ids").read().sp
 total, count = 0.0, 0
 for c in range(len(ids) // ctx):  # each chunk alone, llama.cpp's ids, TTT off
     open(f"{work}/chunk.ids", "w").write(" ".join(ids[c * ctx:(c + 1) * ctx]))
-    out = json.loads(subprocess.check_output([ipt, "score", "-m", model, "--ids", f"{work}/chunk.ids", "--no-ttt", "--json", "--per-token"]))
+    out = json.loads(subprocess.check_output([ipt, "score", "-m", model, "--ids", f"{work}/chunk.ids", "--no-ttt", "--json", "--per-token", "--dtype", "float32"]))
     part = out["per_token"][ctx // 2:ctx - 1]  # per_token[i]: NLL of token i+1
     total += sum(part)
     count += len(part)
