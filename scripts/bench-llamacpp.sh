@@ -25,10 +25,11 @@ fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 LLAMA=$(realpath "$1") MODEL=$2 THREADS=${3:-$(nproc)}
-IPT=$(realpath "${IPT:-$ROOT/build/ipt}")
+IPT=$(realpath -m "${IPT:-$ROOT/build/ipt}")
 PP=${PP:-512} TG=${TG:-64} REPS=${REPS:-5} NTOK=${NTOK:-512}
 BIN=$LLAMA/build/bin
 
+if [[ -z ${REPORT_ONLY:-} ]]; then
 [[ -x $IPT ]] || { echo "bench-llamacpp.sh: $IPT not found (build the engine, or set IPT)" >&2; exit 1; }
 "$IPT" bench all --help | grep -q -- --dtype ||
   { echo "bench-llamacpp.sh: $IPT bench all has no --dtype flag (rebuild the engine)" >&2; exit 1; }
@@ -41,6 +42,7 @@ if [[ ! -e $MODEL/config.json ]]; then
     echo "bench-llamacpp.sh: $MODEL/config.json not found (--init creates a 108M LLaMA there)" >&2
     exit 1
   fi
+fi
 fi
 MODEL=$(realpath "$MODEL")
 
