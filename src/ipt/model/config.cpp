@@ -16,6 +16,10 @@ namespace {
 
 using json = nlohmann::json;
 
+// Per-layer lists are sized by the layer count while parsing: an absurd count (found by fuzzing:
+// 299999999999) must be an error, not an allocation. The deepest released LLMs have ~130 layers.
+constexpr int64_t kMaxLayers = 16384;
+
 template <typename T>
 T get(const json& j, const char* key, const T& fallback, const char* expected) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
@@ -109,7 +113,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.num_key_value_heads = get_int(j, "num_key_value_heads", c.num_attention_heads);
   // Checked before anything is sized by it (found by fuzzing: a negative count reached
   // std::vector::assign in parse_windows).
-  IPT_CHECK(c.num_hidden_layers > 0, "config.json: num_hidden_layers must be > 0, got ", c.num_hidden_layers);
+  IPT_CHECK(c.num_hidden_layers > 0 && c.num_hidden_layers <= kMaxLayers, "config.json: num_hidden_layers must be in [1, ",
+            kMaxLayers, "], got ", c.num_hidden_layers);
   IPT_CHECK(c.hidden_size > 0 && c.num_attention_heads > 0, "config.json: hidden_size and num_attention_heads must be > 0");
   if (!j.contains("head_dim") || j.at("head_dim").is_null())
     IPT_CHECK(c.hidden_size % c.num_attention_heads == 0, "config.json: hidden_size ", c.hidden_size,
