@@ -192,12 +192,29 @@ TEST(Dtype, TttOperatorInBf16KeepsAFloat32Master) {
     const double w_error = (got.states[0].weight.to(torch::kFloat64) - want.states[0].weight).abs().max().item<double>();
     EXPECT_LT(w_error, 0.02 * change.abs().max().item<double>()) << clip;
   }
-  const torch::Tensor Zg = Z.clone().requires_grad_(true);
-  ttt::Options options;
-  options.chunk_size = 16;
-  options.lr = 0.01;
-  ttt::Output with_grad = ttt::apply(Zg, V, W0, options);
-  EXPECT_EQ(with_grad.out.scalar_type(), torch::kBFloat16);
-  with_grad.out.to(torch::kFloat32).sum().backward();
-  EXPECT_EQ(Zg.grad().scalar_type(), torch::kBFloat16);
+  // Gradients (the mixed lean backward) against float64 autograd through the reference, on the same
+  // bf16 values and the same upstream gradient, with and without clipping.
+  const torch::Tensor dO = torch::randn({1, L, d}).to(torch::kBFloat16);
+  for (double clip : {0.0, 0.5}) {
+    ttt::Options options;
+    options.chunk_size = 16;
+    options.lr = 0.01;
+    options.clip = clip;
+    const torch::Tensor Zg = Z.clone().requires_grad_(true), Vg = V.clone().requires_grad_(true),
+                        Wg = W0.clone().requires_grad_(true);
+    ttt::Output with_grad = ttt::apply(Zg, Vg, Wg, options);
+    EXPECT_EQ(with_grad.out.scalar_type(), torch::kBFloat16);
+    with_grad.out.backward(dO);
+    options.algorithm = ttt::Algorithm::kReference;
+    const torch::Tensor Z64 = Z.to(torch::kFloat64).requires_grad_(true), V64 = V.to(torch::kFloat64).requires_grad_(true),
+                        W64 = W0.to(torch::kFloat64).requires_grad_(true);
+    ttt::apply(Z64, V64, W64, options).out.backward(dO.to(torch::kFloat64));
+    for (auto [got, want, name] : {std::tuple{Zg.grad(), Z64.grad(), "dZ"}, std::tuple{Vg.grad(), V64.grad(), "dV"},
+                                   std::tuple{Wg.grad(), W64.grad(), "dW0"}}) {
+      ASSERT_TRUE(got.defined()) << name;
+      EXPECT_EQ(got.scalar_type(), torch::kBFloat16) << name;
+      const double scale = want.abs().max().item<double>();
+      EXPECT_LT((got.to(torch::kFloat64) - want).abs().max().item<double>(), 0.03 * scale) << name << " clip " << clip;
+    }
+  }
 }

@@ -12,6 +12,7 @@
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/eval/timing.h"
+#include "ipt/model/checkpoint.h"
 #include "ipt/ops/ttt/ttt.h"
 
 namespace ipt::cli {
@@ -23,6 +24,7 @@ struct OpBenchOptions {
   int repeat = 1;
   std::vector<std::string> algorithms{"reference", "recurrent", "scan"};
   bool json = false;
+  std::string dtype = "float32";  // the inputs' type: bfloat16 runs the mixed operator (bf16 products, float32 masters)
   std::string worker;  // internal: run one algorithm and print one JSON line
 };
 
@@ -36,10 +38,11 @@ nlohmann::json measure_algorithm(const OpBenchOptions& o) {
   opt.scan_group = o.scan_group;
   torch::manual_seed(0);
   // Scaled like real activations so that updates stay finite over many chunks.
-  torch::Tensor Z = torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h));
-  torch::Tensor V = torch::randn({1, o.L, o.d}) / std::sqrt(double(o.L));
-  torch::Tensor W0 = torch::randn({o.d, o.h}) / std::sqrt(double(o.h));
-  torch::Tensor upstream = torch::randn({1, o.L, o.d});
+  const torch::Dtype dtype = model::parse_dtype(o.dtype);
+  torch::Tensor Z = (torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h))).to(dtype);
+  torch::Tensor V = (torch::randn({1, o.L, o.d}) / std::sqrt(double(o.L))).to(dtype);
+  torch::Tensor W0 = (torch::randn({o.d, o.h}) / std::sqrt(double(o.h))).to(dtype);
+  torch::Tensor upstream = torch::randn({1, o.L, o.d}).to(dtype);
   const double inputs_mb = peak_rss_mb();
 
   double fwd_ms = 1e300, fwdbwd_ms = 1e300;
@@ -62,7 +65,7 @@ nlohmann::json measure_algorithm(const OpBenchOptions& o) {
     fwdbwd_ms = std::min(fwdbwd_ms, watch.ms());
   }
   const double flops = 4.0 * o.L * o.d * o.h;
-  return {{"algorithm", o.worker},         {"fwd_ms", fwd_ms},
+  return {{"algorithm", o.worker},         {"dtype", o.dtype}, {"fwd_ms", fwd_ms},
           {"fwdbwd_ms", fwdbwd_ms},        {"peak_mb", peak_rss_mb()},
           {"inputs_mb", inputs_mb},        {"fwd_gflops", flops / (fwd_ms * 1e-3) / 1e9}};
 }
@@ -71,7 +74,7 @@ nlohmann::json spawn_worker(const OpBenchOptions& o, const std::string& algorith
   std::ostringstream args;
   args << "bench op --worker " << algorithm << " --L " << o.L << " --d " << o.d << " --h " << o.h << " --chunk "
        << o.chunk << " --lr " << o.lr << " --clip " << o.clip << " --scan-group " << o.scan_group << " --repeat "
-       << o.repeat;
+       << o.repeat << " --dtype " << o.dtype;
   return run_worker(args.str());
 }
 
@@ -82,7 +85,8 @@ int run(const OpBenchOptions& o) {
   }
   for (const auto& a : o.algorithms) ttt::parse_algorithm(a);  // fail before any work
   nlohmann::json report;
-  report["gemm_gflops"] = measure_gemm_gflops();
+  report["dtype"] = o.dtype;  // % of GEMM is against the GEMM rate in this dtype
+  report["gemm_gflops"] = measure_gemm_gflops(2048, 5, model::parse_dtype(o.dtype));
   report["config"] = {{"L", o.L}, {"d", o.d}, {"h", o.h}, {"chunk", o.chunk}, {"scan_group", o.scan_group},
                       {"clip", o.clip}, {"threads", at::get_num_threads()}};
   report["results"] = nlohmann::json::array();
@@ -93,7 +97,7 @@ int run(const OpBenchOptions& o) {
     return 0;
   }
   std::cout << "TTT operator  L=" << o.L << " d=" << o.d << " h=" << o.h << " chunk=" << o.chunk
-            << " scan_group=" << o.scan_group << " threads=" << at::get_num_threads()
+            << " scan_group=" << o.scan_group << " threads=" << at::get_num_threads() << " dtype=" << o.dtype
             << "  GEMM " << std::fixed << std::setprecision(1) << report["gemm_gflops"].get<double>()
             << " GFLOP/s\n\n";
   std::cout << "| algorithm | fwd ms | fwd GFLOP/s | % of GEMM | fwd+bwd ms | peak MB |\n"
@@ -122,6 +126,8 @@ Register bench_op("bench", [](CLI::App& parent) -> Action {
   cmd->add_option("--clip", o->clip, "update clip (0 = off)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeat", o->repeat, "best of N runs")->check(CLI::PositiveNumber);
   cmd->add_option("--algorithms", o->algorithms, "which algorithms to run")->delimiter(',');
+  cmd->add_option("--dtype", o->dtype, "inputs' type: float32, or bfloat16 (bf16 products, float32 fast-weight masters)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_option("--worker", o->worker)->group("");  // internal
   return [o] { return run(*o); };

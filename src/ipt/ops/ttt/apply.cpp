@@ -103,11 +103,13 @@ std::vector<Segment> unflatten(const std::vector<int64_t>& flat) {
 // chunk; the backward rebuilds fast weights by a reverse scan.
 struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor Z, torch::Tensor V,
-                               torch::Tensor W0, const Problem* problem, bool use_scan,
+                               torch::Tensor W0, const Problem* problem, bool use_scan, bool mixed,
                                std::vector<torch::Tensor>* weights_out) {
     torch::Tensor O = torch::empty({Z.size(0), Z.size(1), W0.size(0)}, Z.options());
-    detail::ForwardResult fwd = use_scan ? detail::scan_forward(*problem, Z, V, W0, O, weights_out != nullptr)
-                                         : detail::recurrent_forward(*problem, Z, V, W0, O, weights_out != nullptr);
+    const bool keep = weights_out != nullptr;
+    detail::ForwardResult fwd = mixed      ? detail::recurrent_forward_mixed(*problem, Z, V, W0, O, keep)
+                                : use_scan ? detail::scan_forward(*problem, Z, V, W0, O, keep)
+                                           : detail::recurrent_forward(*problem, Z, V, W0, O, keep);
     if (weights_out) *weights_out = std::move(fwd.weights);
     ctx->save_for_backward({Z, V, W0, fwd.scales});
     ctx->saved_data["segments"] = flatten(problem->segments);
@@ -116,6 +118,7 @@ struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction>
     ctx->saved_data["clip"] = problem->clip;
     ctx->saved_data["scan_group"] = problem->scan_group;
     ctx->saved_data["use_scan"] = use_scan;
+    ctx->saved_data["mixed"] = mixed;
     return O;
   }
 
@@ -129,10 +132,12 @@ struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction>
     problem.clip = ctx->saved_data["clip"].toDouble();
     problem.scan_group = ctx->saved_data["scan_group"].toInt();
     torch::Tensor dO = grad_outputs[0].contiguous();
-    detail::Gradients g = ctx->saved_data["use_scan"].toBool()
+    detail::Gradients g = ctx->saved_data["mixed"].toBool()
+                              ? detail::recurrent_backward_mixed(problem, saved[0], saved[1], saved[2], saved[3], dO)
+                          : ctx->saved_data["use_scan"].toBool()
                               ? detail::scan_backward(problem, saved[0], saved[1], saved[2], saved[3], dO)
                               : detail::recurrent_backward(problem, saved[0], saved[1], saved[2], saved[3], dO);
-    return {g.dZ, g.dV, g.dW0, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {g.dZ, g.dV, g.dW0, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -143,11 +148,9 @@ Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::
   check_options(options);
   const auto out_type = Z_in.scalar_type();
   const bool reduced = out_type == torch::kHalf || out_type == torch::kBFloat16;
-  const bool needs_grad = torch::GradMode::is_enabled() &&
-                          (Z_in.requires_grad() || V_in.requires_grad() || W0_in.requires_grad());
-  // Half / bfloat16 without gradients: products in that type, updates summed in a float32 master.
-  // With gradients the operator runs in float32 (its lean backward has no mixed form yet).
-  const bool mixed = reduced && !needs_grad && options.algorithm != Algorithm::kReference;
+  // Half / bfloat16: products in that type, the fast weight (and the backward's gradient sum) in
+  // float32 masters, recurrent algorithm. The materialising reference runs in float32.
+  const bool mixed = reduced && options.algorithm != Algorithm::kReference;
   const bool upcast = reduced && !mixed;
   torch::Tensor Z = (upcast ? Z_in.to(torch::kFloat32) : Z_in).contiguous();
   torch::Tensor V = (upcast ? V_in.to(torch::kFloat32) : V_in).contiguous();
@@ -162,23 +165,11 @@ Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::
 
   Output result;
   const Algorithm algorithm = resolve(options.algorithm, Z);
-  if (mixed) {
-    torch::NoGradGuard no_grad;
-    result.out = torch::empty({Z.size(0), Z.size(1), W0.size(0)}, Z.options());
-    detail::ForwardResult fwd = detail::recurrent_forward_mixed(problem, Z, V, W0, result.out, options.return_state);
-    if (options.return_state) {
-      for (size_t k = 0; k < problem.segments.size(); ++k) {
-        const Segment& s = problem.segments[k];
-        const int64_t full = s.length() / problem.chunk_size, done = full * problem.chunk_size;
-        result.states.push_back({fwd.weights[k], Z[s.row].narrow(0, s.begin + done, s.length() - done).clone(),
-                                 V[s.row].narrow(0, s.begin + done, s.length() - done).clone(), full});
-      }
-    }
-  } else if (algorithm == Algorithm::kReference) {
+  if (algorithm == Algorithm::kReference) {
     result = detail::reference_forward(problem, Z, V, W0, options.return_state);
   } else {
     std::vector<torch::Tensor> weights;
-    result.out = FastWeightFunction::apply(Z, V, W0, &problem, algorithm == Algorithm::kScan,
+    result.out = FastWeightFunction::apply(Z, V, W0, &problem, algorithm == Algorithm::kScan, mixed,
                                            options.return_state ? &weights : nullptr);
     if (options.return_state) {
       for (size_t k = 0; k < problem.segments.size(); ++k) {

@@ -46,9 +46,9 @@ struct ForwardResult {
 
 ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                                 const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
-// Recurrent forward for half / bfloat16 inputs without gradients: products in the inputs' type,
-// the fast weight's updates summed into a float32 master (O and the inputs in the compute type;
-// the weights returned are the float32 masters).
+// Recurrent forward and backward for half / bfloat16 inputs: products in the inputs' type, the
+// fast weight (and the backward's gradient sum R) accumulated in float32 masters; O, dZ, dV, dW0 in
+// the compute type; the weights returned are the float32 masters.
 ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                                       const torch::Tensor& W0, torch::Tensor& O, bool keep_weights);
 ForwardResult scan_forward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
@@ -58,6 +58,8 @@ struct Gradients {
   torch::Tensor dZ, dV, dW0;
 };
 
+Gradients recurrent_backward_mixed(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                                   const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
 Gradients recurrent_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                              const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
 Gradients scan_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,

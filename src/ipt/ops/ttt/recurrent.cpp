@@ -120,6 +120,67 @@ ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, 
   return result;
 }
 
+Gradients recurrent_backward_mixed(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
+                                   const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO) {
+  const int64_t C = p.chunk_size;
+  const auto f32 = W0.options().dtype(torch::kFloat32);
+  Gradients g{torch::empty_like(Z), torch::zeros_like(V), torch::empty_like(W0)};
+  torch::Tensor R = torch::empty(W0.sizes(), f32);  // sum of dO_k^T Z_k over the later chunks (master)
+  torch::Tensor W_compute = torch::empty_like(W0), R_compute = torch::empty_like(W0);
+  torch::Tensor product = torch::empty_like(W0);  // one chunk's V^T Z or dO^T Z, in the compute type
+  torch::Tensor update = p.clip > 0.0 ? torch::empty(W0.sizes(), f32) : torch::Tensor();
+  torch::Tensor clip_buffer = p.clip > 0.0 ? torch::empty(W0.sizes(), f32) : torch::Tensor();
+  torch::Tensor dW0 = torch::zeros(W0.sizes(), f32);
+  auto scale_of = scales.accessor<double, 1>();
+
+  int64_t scale_offset = 0;
+  for (const Segment& s : p.segments) {
+    const int64_t chunks = p.num_chunks(s);
+    torch::Tensor segment_scales = scales.narrow(0, scale_offset, s.length() / C);
+    // W_{chunks-1}: W0 plus every delta but the last, summed by one product in the compute type.
+    torch::Tensor W = W0.to(torch::kFloat32);
+    if (const int64_t used = (chunks - 1) * C; used > 0) {
+      torch::Tensor Vu = rows(V, s, 0, used);
+      if (p.clip > 0.0)
+        Vu = Vu * segment_scales.narrow(0, 0, used / C).to(Vu.scalar_type()).repeat_interleave(C).unsqueeze(1);
+      W.add_(torch::mm(Vu.t(), rows(Z, s, 0, used)), p.lr);
+    }
+    R.zero_();
+    for (int64_t i = chunks - 1; i >= 0; --i) {
+      const int64_t begin = i * C;
+      const int64_t n = std::min(C, s.length() - begin);
+      torch::Tensor Zc = rows(Z, s, begin, n), Vc = rows(V, s, begin, n), dOc = rows(dO, s, begin, n);
+      torch::Tensor dZc = rows(g.dZ, s, begin, n), dVc = rows(g.dV, s, begin, n);
+      if (i < chunks - 1) {  // the last chunk's delta reaches no output
+        const double scale = scale_of[scale_offset + i];
+        mm_into(product, Vc.t(), Zc);
+        torch::Tensor Rt = R;
+        if (p.clip > 0.0) {
+          at::mul_out(update, product, p.lr);
+          W.sub_(update, scale);
+          Rt = unclip_gradient(R, update, scale, clip_buffer);
+        } else {
+          W.sub_(product, p.lr);
+        }
+        W_compute.copy_(W);
+        R_compute.copy_(Rt);
+        mm_into(dZc, dOc, W_compute);
+        dZc.addmm_(Vc, R_compute, 1.0, p.lr);
+        dVc.addmm_(Zc, R_compute.t(), 0.0, p.lr);
+      } else {
+        W_compute.copy_(W);
+        mm_into(dZc, dOc, W_compute);
+      }
+      mm_into(product, dOc.t(), Zc);
+      R.add_(product);
+    }
+    dW0.add_(R);
+    scale_offset += s.length() / C;
+  }
+  g.dW0.copy_(dW0);
+  return g;
+}
+
 Gradients recurrent_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                              const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO) {
   const int64_t C = p.chunk_size;
