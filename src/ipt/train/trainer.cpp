@@ -246,8 +246,13 @@ void Trainer::build_model() {
 void Trainer::sync_compute_weights() {
   if (!compute_model_) return;
   torch::NoGradGuard no_grad;
+  if (compute_synced_) {  // only what the optimizer changes
+    for (size_t i = 0; i < trainable_.size(); ++i) compute_trainable_[i].second.copy_(trainable_[i].second);
+    return;
+  }
   auto compute_params = compute_model_->named_parameters();
   for (const auto& p : model_->named_parameters()) compute_params[p.key()].copy_(p.value());
+  compute_synced_ = true;
 }
 
 void Trainer::add_compute_gradients() {

@@ -70,7 +70,8 @@ Output reference_forward(const Problem& p, const torch::Tensor& Z, const torch::
                          const torch::Tensor& W0, bool return_state);
 
 // Fast weight the last chunk of segment s is computed with: W0 + sum of the deltas of every chunk
-// but the last, in one matrix product (used by the backward to start its reverse scan).
+// but the last, in one matrix product (used by the backward to start its reverse scan); float32 for
+// half / bfloat16 inputs.
 torch::Tensor last_chunk_weight(const Problem& p, const Segment& s, const torch::Tensor& Z, const torch::Tensor& V,
                                 const torch::Tensor& W0, const torch::Tensor& segment_scales);
 

@@ -36,7 +36,10 @@ torch::Tensor rows(const torch::Tensor& t, const Segment& s, int64_t begin, int6
 torch::Tensor last_chunk_weight(const Problem& p, const Segment& s, const torch::Tensor& Z, const torch::Tensor& V,
                                 const torch::Tensor& W0, const torch::Tensor& segment_scales) {
   const int64_t used = (p.num_chunks(s) - 1) * p.chunk_size;  // rows whose deltas reach later outputs
-  torch::Tensor W = W0.clone();
+  // The result is float32 at least: half / bfloat16 deltas are summed by one product in their own
+  // type and added to a float32 copy of W0 (the mixed backward's master).
+  const bool reduced = W0.scalar_type() == torch::kHalf || W0.scalar_type() == torch::kBFloat16;
+  torch::Tensor W = reduced ? W0.to(torch::kFloat32) : W0.clone();
   if (used == 0) return W;
   torch::Tensor Vu = rows(V, s, 0, used);
   if (p.clip > 0.0) {
@@ -47,7 +50,8 @@ torch::Tensor last_chunk_weight(const Problem& p, const Segment& s, const torch:
                                    .unsqueeze(1);
     Vu = Vu * row_scales;
   }
-  W.addmm_(Vu.t(), rows(Z, s, 0, used), 1.0, p.lr);
+  if (reduced) W.add_(torch::mm(Vu.t(), rows(Z, s, 0, used)), p.lr);
+  else W.addmm_(Vu.t(), rows(Z, s, 0, used), 1.0, p.lr);
   return W;
 }
 
@@ -137,14 +141,7 @@ Gradients recurrent_backward_mixed(const Problem& p, const torch::Tensor& Z, con
   for (const Segment& s : p.segments) {
     const int64_t chunks = p.num_chunks(s);
     torch::Tensor segment_scales = scales.narrow(0, scale_offset, s.length() / C);
-    // W_{chunks-1}: W0 plus every delta but the last, summed by one product in the compute type.
-    torch::Tensor W = W0.to(torch::kFloat32);
-    if (const int64_t used = (chunks - 1) * C; used > 0) {
-      torch::Tensor Vu = rows(V, s, 0, used);
-      if (p.clip > 0.0)
-        Vu = Vu * segment_scales.narrow(0, 0, used / C).to(Vu.scalar_type()).repeat_interleave(C).unsqueeze(1);
-      W.add_(torch::mm(Vu.t(), rows(Z, s, 0, used)), p.lr);
-    }
+    torch::Tensor W = last_chunk_weight(p, s, Z, V, W0, segment_scales);  // W_{chunks-1}, float32
     R.zero_();
     for (int64_t i = chunks - 1; i >= 0; --i) {
       const int64_t begin = i * C;
