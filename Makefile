@@ -1,11 +1,13 @@
 # Thin wrapper over CMake. `make run` and `make test` install what they need first.
 BUILD_DIR ?= build
+# The torch2 configuration: the same code against PyPI's libtorch 2.x (CUDA) in .venv/ (docs/gpu.md).
+TORCH2_BUILD_DIR ?= build-torch2
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 # cmake's generated makefiles recurse; a newcomer does not need to read every directory change.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: deps configure build build-ipt test run bench clean
+.PHONY: deps configure build build-ipt test run bench clean venv-torch build-torch2 test-torch2
 
 deps:
 	@bash scripts/install-deps.sh
@@ -32,5 +34,22 @@ run: build-ipt
 bench: build-ipt
 	./$(BUILD_DIR)/ipt bench op --L 32768 --d 1024 --h 4096 --chunk 256
 
+# The torch2 build: installs the pinned torch wheel into .venv/ (PyPI), configures against its
+# libtorch (CUDA compiled in; runs on CPU-only machines too) and builds the library, the tool and
+# the tests (no microbenchmarks). test-torch2 runs the whole suite there; CUDA tests skip without a GPU.
+venv-torch:
+	@bash scripts/setup-venv.sh torch
+
+$(TORCH2_BUILD_DIR)/CMakeCache.txt:
+	$(MAKE) venv-torch
+	cmake -S . -B $(TORCH2_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DIPT_BUILD_BENCH=OFF \
+	  -DCMAKE_PREFIX_PATH="$$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)" $(CMAKE_FLAGS)
+
+build-torch2: deps venv-torch $(TORCH2_BUILD_DIR)/CMakeCache.txt
+	cmake --build $(TORCH2_BUILD_DIR) -j $(JOBS)
+
+test-torch2: build-torch2
+	cd $(TORCH2_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR)

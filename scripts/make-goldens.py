@@ -33,17 +33,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDENS = os.path.join(ROOT, "tests/fixtures/goldens")
 TOKFIX = os.path.join(ROOT, "tests/fixtures/tokenizers")
 CACHE = os.path.join(ROOT, ".venv/cache")  # downloaded third-party files, never committed
-PINS = ["transformers==4.57.3", "tokenizers==0.22.2", "safetensors==0.8.0", "numpy==2.4.6", "einops", "opt_einsum",
-        "torch==2.8.0"]
 
 
 def setup():
-    venv = os.path.join(ROOT, ".venv")
-    if not os.path.exists(os.path.join(venv, "bin/python")):
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-    # PyPI's Linux torch wheel is the CUDA build; `--no-deps` does not import without the nvidia
-    # libraries, so the full install it is (several GB, CPU is all it is used for here).
-    subprocess.check_call([os.path.join(venv, "bin/pip"), "install", "-q"] + PINS)
+    # One .venv/ for every script: the pins live in scripts/setup-venv.sh (torch is the torch2 build's).
+    subprocess.check_call(["bash", os.path.join(ROOT, "scripts/setup-venv.sh"), "goldens"])
 
 
 # ------------------------------------------------------------------------------------------------
