@@ -62,12 +62,12 @@ std::vector<double> block_nll(model::CausalLM& lm, const std::vector<int64_t>& w
   const int64_t n = static_cast<int64_t>(window.size());
   IPT_CHECK(block >= 1 && n > block, "block_nll: a window of ", n, " tokens cannot score a block of ", block);
   torch::NoGradGuard no_grad;
-  torch::Tensor ids = torch::tensor(window, torch::kInt64).view({1, n});
+  torch::Tensor ids = torch::tensor(window, torch::kInt64).view({1, n}).to(lm->device());
   torch::Tensor hidden = lm->hidden_states(ids)[0];
   // Row t predicts token t + 1: the block's tokens n-block … n-1 come from rows n-block-1 … n-2.
   torch::Tensor rows = hidden.narrow(0, n - block - 1, block);
   torch::Tensor labels = ids[0].narrow(0, n - block, block).contiguous();
-  torch::Tensor nll = ops::lm_loss(rows, lm->head_weight(), labels).token_nll.to(torch::kFloat64);
+  torch::Tensor nll = ops::lm_loss(rows, lm->head_weight(), labels).token_nll.to(torch::kCPU, torch::kFloat64);
   return {nll.data_ptr<double>(), nll.data_ptr<double>() + block};
 }
 

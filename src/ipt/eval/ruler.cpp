@@ -62,7 +62,7 @@ GreedyGenerator full_forward_generator(model::CausalLM lm, std::vector<int64_t> 
     std::vector<int64_t> sequence = prompt, out;
     while (static_cast<int64_t>(out.size()) < max_new) {
       const int64_t n = static_cast<int64_t>(sequence.size());
-      torch::Tensor hidden = lm->hidden_states(torch::tensor(sequence).view({1, n}));
+      torch::Tensor hidden = lm->hidden_states(torch::tensor(sequence).view({1, n}).to(lm->device()));
       const int64_t next = lm->logits(hidden[0][n - 1]).argmax().item<int64_t>();
       if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
       out.push_back(next);

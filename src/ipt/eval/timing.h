@@ -1,5 +1,6 @@
 #pragma once
 // Small measuring helpers shared by the benchmarks.
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
 #include <chrono>
@@ -18,6 +19,7 @@ class Stopwatch {
 };
 
 // Matrix-product rate of this machine in `dtype`, measured now (n x n x n products into reused memory).
-double measure_gemm_gflops(int n = 2048, int repeats = 5, c10::ScalarType dtype = c10::ScalarType::Float);
+double measure_gemm_gflops(int n = 2048, int repeats = 5, c10::ScalarType dtype = c10::ScalarType::Float,
+                           const c10::Device& device = c10::Device(c10::kCPU));
 
 }  // namespace ipt

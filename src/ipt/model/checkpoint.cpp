@@ -73,7 +73,7 @@ CausalLM model_from_tensors(ModelConfig config, const io::TensorMap& stored, con
   IPT_CHECK(missing.empty(), dir, ": tensors missing from the checkpoint: ", list(missing));
   IPT_CHECK(extra.empty(), dir, ": tensors the config does not expect: ", list(extra));
   if (ttt_missing) model->init_ttt_drop_in(0);
-  model->to(options.dtype);
+  model->to(options.device, options.dtype);
   return model;
 }
 

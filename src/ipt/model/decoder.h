@@ -73,6 +73,7 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const std::vector<int64_t>& cu_seqlens = {});
   torch::Tensor logits(const torch::Tensor& hidden);  // [..., vocab]
   const torch::Tensor& head_weight() const;           // lm_head or the tied embedding
+  torch::Device device() const { return head_weight().device(); }  // where the weights live
 
   // Random initialisation as the Hugging Face models do it (normal(0, initializer_range), norms
   // to one) plus SPEC.md's drop-in initialisation for the TTT tensors.

@@ -10,7 +10,7 @@ ScoreResult score_tokens(CausalLM& lm, const std::vector<int64_t>& ids, const Sc
   const int64_t n = static_cast<int64_t>(ids.size());
   IPT_CHECK(n >= 2, "score: need at least two tokens, got ", n);
   torch::NoGradGuard no_grad;
-  torch::Tensor all = torch::tensor(ids, torch::kInt64).view({1, n});
+  torch::Tensor all = torch::tensor(ids, torch::kInt64).view({1, n}).to(lm->device());
 
   ScoreResult result;
   result.tokens = n - 1;
@@ -39,7 +39,7 @@ ScoreResult score_tokens(CausalLM& lm, const std::vector<int64_t>& ids, const Sc
     if (options.per_token) token_nll = torch::cat(options.context_parallel->all_gather_uneven(token_nll, 0));
   }
   result.total_nll = total.item<double>();
-  if (options.per_token) result.token_nll = token_nll.to(torch::kFloat32);
+  if (options.per_token) result.token_nll = token_nll.to(torch::kCPU, torch::kFloat32);
   return result;
 }
 

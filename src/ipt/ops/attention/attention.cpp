@@ -1,5 +1,6 @@
 // ipt::ops::attention: checks its arguments, describes the problem as independent segments (one
-// per batch row or packed document) and wires the CPU kernels (kernel_cpu.cpp) into autograd.
+// per batch row or packed document) and wires the CPU kernels (kernel_cpu.cpp) into autograd. On a
+// GPU the same problem goes to PyTorch's fused attention kernels (fused_attention below).
 #include "ipt/ops/attention/attention.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <limits>
 
 #include "ipt/common/error.h"
+#include "ipt/common/torch_compat.h"
 #include "ipt/ops/attention/kernels.h"
 
 namespace ipt::ops {
@@ -93,8 +95,8 @@ Problem unflatten(const std::vector<int64_t>& flat, double scale) {
 }
 
 AttentionForward run_forward(const Problem& p, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  // CUDA builds: this is where PyTorch's fused scaled-dot-product attention belongs.
-  IPT_CHECK(q.device().is_cpu(), "attention: the blocked kernel runs on the CPU only so far, got ", q.device());
+  IPT_CHECK(q.device().is_cpu(), "attention_forward: the log-sum-exp comes from the CPU kernel; on ", q.device(),
+            " use attention()");
   AttentionForward r;
   r.out = torch::empty_like(q);
   r.lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options());
@@ -130,15 +132,72 @@ torch::Tensor compute_type(const torch::Tensor& t) {
   return (type == torch::kHalf || type == torch::kBFloat16 ? t.to(torch::kFloat32) : t).contiguous();
 }
 
+// Query rows per fused call when a mask is needed (unless AttentionOptions::block_q says): the
+// mask and the kernel's working set are [block, keys], never [L, L].
+constexpr int64_t kFusedBlockQ = 1024;
+
+// Queries q [B, H, Lq, D] at positions offset .. offset+Lq-1 of the keys k, v [B, H, Lk, D]
+// (offset = Lk - Lq), causal, within `window` when > 0.
+torch::Tensor fused_segment(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window,
+                            double scale, int64_t block_q) {
+  const int64_t Lq = q.size(2), Lk = k.size(2), offset = Lk - Lq;
+  if (offset == 0 && (window == 0 || window >= Lk))  // plain causal: one call, no mask (flash)
+    return compat::scaled_dot_product_attention(q, k, v, torch::Tensor(), true, scale);
+  std::vector<torch::Tensor> blocks;
+  for (int64_t i0 = 0; i0 < Lq; i0 += block_q) {
+    const int64_t i1 = std::min(Lq, i0 + block_q);
+    const int64_t first = offset + i0, last = offset + i1 - 1;  // positions of the block's queries
+    const int64_t lo = window > 0 ? std::max<int64_t>(0, first - window + 1) : 0, hi = last + 1;
+    torch::Tensor keys = k.narrow(2, lo, hi - lo), values = v.narrow(2, lo, hi - lo);
+    // Every key visible to every query of the block (a decode step, say): no mask at all.
+    const bool all_visible = hi - 1 <= first && (window == 0 || lo > last - window);
+    torch::Tensor visible;
+    if (!all_visible) {
+      const auto on = torch::TensorOptions().dtype(torch::kInt64).device(q.device());
+      torch::Tensor query_pos = torch::arange(first, last + 1, on).unsqueeze(1);
+      torch::Tensor key_pos = torch::arange(lo, hi, on).unsqueeze(0);
+      visible = key_pos <= query_pos;
+      if (window > 0) visible = visible.logical_and(key_pos > query_pos - window);
+    }
+    blocks.push_back(
+        compat::scaled_dot_product_attention(q.narrow(2, i0, i1 - i0), keys, values, visible, false, scale));
+  }
+  return blocks.size() == 1 ? blocks[0] : torch::cat(blocks, 2);
+}
+
+torch::Tensor fused_attention(const Problem& p, const torch::Tensor& q, const torch::Tensor& k_in,
+                              const torch::Tensor& v_in, bool packed, int64_t block_q) {
+  const int64_t group = q.size(1) / k_in.size(1);
+  // The masked kernels take equal head counts: repeat each key/value head for its query heads.
+  torch::Tensor k = group > 1 ? k_in.repeat_interleave(group, 1) : k_in;
+  torch::Tensor v = group > 1 ? v_in.repeat_interleave(group, 1) : v_in;
+  if (!packed) return fused_segment(q, k, v, p.window, p.scale, block_q);  // every row has the same offset
+  std::vector<torch::Tensor> parts;  // the documents' queries, in order
+  for (const Segment& s : p.segments)
+    parts.push_back(fused_segment(q.narrow(2, s.q_begin, s.q_length()), k.narrow(2, s.k_begin, s.k_end - s.k_begin),
+                                  v.narrow(2, s.k_begin, s.k_end - s.k_begin), p.window, p.scale, block_q));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 2);
+}
+
 }  // namespace
 
 torch::Tensor attention(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
                         const AttentionOptions& options) {
   check_tensors(q_in, k_in, v_in);
   const Problem problem = make_problem(q_in, k_in, options);
+  if (!q_in.device().is_cpu())
+    return fused_attention(problem, q_in, k_in, v_in, !options.cu_seqlens.empty(),
+                           options.block_q > 0 ? options.block_q : kFusedBlockQ);
   torch::Tensor q = compute_type(q_in), k = compute_type(k_in), v = compute_type(v_in);
   torch::Tensor out = AttentionFunction::apply(q, k, v, &problem);
   return out.scalar_type() == q_in.scalar_type() ? out : out.to(q_in.scalar_type());
+}
+
+torch::Tensor attention_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const AttentionOptions& options) {
+  check_tensors(q, k, v);
+  return fused_attention(make_problem(q, k, options), q, k, v, !options.cu_seqlens.empty(),
+                         options.block_q > 0 ? options.block_q : kFusedBlockQ);
 }
 
 AttentionForward attention_forward(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,

@@ -5,7 +5,8 @@
 // packed documents and a query offset (prefill/decode against a cache) are masks on blocks;
 // blocks that are entirely masked are skipped. The CPU kernels (kernel_cpu.cpp) stack the query
 // heads of one key/value group into one block, call BLAS on raw pointers and run the softmax in
-// vectorised per-row loops (AVX2+FMA when the CPU has it, chosen at run time).
+// vectorised per-row loops (AVX2+FMA when the CPU has it, chosen at run time). Tensors on a GPU
+// go to PyTorch's fused scaled-dot-product attention instead (attention_fused).
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -27,7 +28,15 @@ struct AttentionOptions {
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& options = {});
 
-// The forward alone (no autograd) with each query row's log-sum-exp [B, Hq, Lq] of the scaled scores.
+// The GPU path, callable on any device (the tests compare it with the reference on the CPU):
+// PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA with
+// libtorch 2.x; the plain definition on 1.13), one call per packed document, plain causal rows in
+// one call without a mask, and otherwise blocks of block_q (default 1024) queries with a
+// [block, keys] mask built on the device, so no L x L matrix exists. Differentiable through autograd.
+torch::Tensor attention_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const AttentionOptions& options = {});
+
+// The forward alone (no autograd, CPU) with each query row's log-sum-exp [B, Hq, Lq] of the scaled scores.
 struct AttentionForward {
   torch::Tensor out, lse;
 };

@@ -2,6 +2,7 @@
 // Matrix-vector products for decoding one token. float32 goes to libtorch (BLAS gemv, already at
 // memory speed); bfloat16 has its own kernels because libtorch 1.13's bf16 mv runs at a fraction
 // of the memory bandwidth (measured: docs/benchmarks.md "Decode"). Accumulation is float32.
+// Tensors on a GPU go to libtorch (cuBLAS) in every type.
 #include <torch/torch.h>
 
 namespace ipt::ops {
