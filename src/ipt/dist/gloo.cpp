@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "ipt/common/error.h"
+#include "ipt/dist/nccl.h"
 
 namespace ipt::dist {
 
@@ -67,6 +68,13 @@ struct GlooCommunicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
   bool loopback = false;  // the group talks over 127.0.0.1 (subgroups use the same device)
+  std::chrono::milliseconds timeout{0};
+  std::unique_ptr<NcclGroup> nccl;  // GPU tensors; formed by the first collective on one
+
+  NcclGroup& nccl_group(int rank, int size) {
+    if (!nccl) nccl = NcclGroup::create(store, rank, size, timeout);
+    return *nccl;
+  }
 };
 
 namespace {
@@ -92,6 +100,7 @@ GlooCommunicator::GlooCommunicator(const Rendezvous& r, double timeout_s)
     store_options.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(r.master_addr, store_options);
     impl_->loopback = r.master_addr == "127.0.0.1" || r.master_addr == "localhost";
+    impl_->timeout = timeout;
     impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, r.rank, r.world_size,
                                                                gloo_options(impl_->loopback, timeout));
   } catch (const c10::Error& e) {
@@ -111,6 +120,7 @@ GlooCommunicator::GlooCommunicator(GlooCommunicator& parent, const std::string& 
   try {
     impl_->store = c10::make_intrusive<c10d::PrefixStore>(name, parent.impl_->store);
     impl_->loopback = parent.impl_->loopback;
+    impl_->timeout = timeout;
     impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, rank, size,
                                                                gloo_options(impl_->loopback, timeout));
   } catch (const c10::Error& e) {
@@ -122,6 +132,7 @@ GlooCommunicator::GlooCommunicator(GlooCommunicator& parent, const std::string& 
 GlooCommunicator::~GlooCommunicator() = default;
 
 std::vector<torch::Tensor> GlooCommunicator::all_gather(const torch::Tensor& t) {
+  if (t.is_cuda()) return impl_->nccl_group(rank_, size_).all_gather(t);
   std::vector<torch::Tensor> inputs{t.detach().contiguous()};
   std::vector<std::vector<torch::Tensor>> outputs(1);
   for (int r = 0; r < size_; ++r) outputs[0].push_back(torch::empty_like(inputs[0]));
@@ -130,6 +141,7 @@ std::vector<torch::Tensor> GlooCommunicator::all_gather(const torch::Tensor& t) 
 }
 
 void GlooCommunicator::all_reduce_sum(torch::Tensor& t) {
+  if (t.is_cuda()) return impl_->nccl_group(rank_, size_).all_reduce_sum(t);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> tensors{t.is_contiguous() ? t : t.contiguous()};
   impl_->group->allreduce(tensors)->wait();

@@ -24,7 +24,8 @@ struct Rendezvous {
 };
 
 // All ranks call the constructor; it returns once every rank has joined (or throws after
-// `timeout_s`). Tensors may live on the CPU (Gloo).
+// `timeout_s`). Tensors on the CPU go through Gloo; tensors on a GPU through NCCL (the CUDA build),
+// whose group forms over the same store at the first collective on a GPU tensor.
 class GlooCommunicator : public Communicator {
  public:
   explicit GlooCommunicator(const Rendezvous& rendezvous, double timeout_s = 300);

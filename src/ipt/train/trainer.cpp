@@ -205,6 +205,7 @@ void Trainer::build_model() {
   if (!m.tokenizer_path.empty()) tokenizer_dir_ = m.tokenizer_path;
   IPT_CHECK(data_vocab <= model_->config().vocab_size, "data.train_path: the dataset's vocabulary (", data_vocab,
             ") is larger than the model's (", model_->config().vocab_size, ")");
+  model_->to(options_.device);
   model_->train();
   model_->set_gradient_checkpointing(config_.train.enable_gradient_checkpointing);
 
@@ -228,7 +229,7 @@ void Trainer::build_model() {
       std::cerr << "train: enable_mixed_precision: this CPU has no bf16 matrix instructions; bfloat16 products are "
                    "emulated and slower than float32\n";
     compute_model_ = model::CausalLM(model_->config());
-    compute_model_->to(torch::kBFloat16);
+    compute_model_->to(options_.device, torch::kBFloat16);
     compute_model_->train();
     compute_model_->set_gradient_checkpointing(config_.train.enable_gradient_checkpointing);
     auto compute_params = compute_model_->named_parameters();
@@ -314,10 +315,10 @@ double Trainer::accumulate(const data::Batch& batch, double scale) {
     // tokens of the whole row, so a slice's last label is the next rank's first token.
     int64_t begin, end;
     const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
-    torch::Tensor hidden = compute()->hidden_states(ids.narrow(1, begin, end - begin),
+    torch::Tensor hidden = compute()->hidden_states(ids.narrow(1, begin, end - begin).to(options_.device),
                                                     scope ? std::vector<int64_t>{} : cu);
     ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
-                                 labels.narrow(1, begin, end - begin).reshape({-1}));
+                                 labels.narrow(1, begin, end - begin).reshape({-1}).to(options_.device));
     if (l.counted == 0) {
       // The backward of a slice exchanges gradients with the other slices: every rank runs one.
       if (scope) (hidden.sum() * 0.0).backward();
@@ -438,10 +439,11 @@ double Trainer::evaluate() {
       int64_t begin, end;
       const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
                                                                             begin, end);
-      torch::Tensor hidden = compute()->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin),
-                                                      scope ? std::vector<int64_t>{} : b.cu_seqlens[row]);
+      torch::Tensor hidden =
+          compute()->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin).to(options_.device),
+                                   scope ? std::vector<int64_t>{} : b.cu_seqlens[row]);
       ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
-                                   b.labels[row].narrow(0, begin, end - begin));
+                                   b.labels[row].narrow(0, begin, end - begin).to(options_.device));
       nll += l.token_nll.sum().item<double>();
       counted += static_cast<double>(l.counted);
     }

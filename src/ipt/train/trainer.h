@@ -24,6 +24,7 @@ struct TrainerOptions {
   // train.cp_size > 1: the subgroup of the cp_size ranks that share this rank's sequences
   // (world ranks dp_rank * cp_size + 0 .. cp_size - 1, in that order); required then.
   dist::Communicator* context_parallel = nullptr;
+  torch::Device device = torch::kCPU;  // where the model, its gradients and the optimizer state live
 };
 
 struct StepResult {
