@@ -27,17 +27,18 @@ struct AllOptions {
   int64_t pp = 512, tg = 128, op_length = 4096;
   bool json = false;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 // The machine's measured matrix-product rate at this model's prefill shapes (pp rows through the
 // MLP's up and down projections), in `dtype`: the ceiling MFU is reported against, not a nominal peak.
-double gemm_gflops(const model::ModelConfig& c, int64_t rows, torch::Dtype dtype) {
+double gemm_gflops(const model::ModelConfig& c, int64_t rows, torch::Dtype dtype, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  const torch::Tensor x = torch::randn({rows, c.hidden_size}).to(dtype);
-  const torch::Tensor up = torch::randn({c.intermediate_size, c.hidden_size}).to(dtype);
-  const torch::Tensor mid = torch::randn({rows, c.intermediate_size}).to(dtype);
-  const torch::Tensor down = torch::randn({c.hidden_size, c.intermediate_size}).to(dtype);
+  const torch::Tensor x = torch::randn({rows, c.hidden_size}).to(device, dtype);
+  const torch::Tensor up = torch::randn({c.intermediate_size, c.hidden_size}).to(device, dtype);
+  const torch::Tensor mid = torch::randn({rows, c.intermediate_size}).to(device, dtype);
+  const torch::Tensor down = torch::randn({c.hidden_size, c.intermediate_size}).to(device, dtype);
   auto once = [&] {
     torch::nn::functional::linear(x, up);
     torch::nn::functional::linear(mid, down);
@@ -45,8 +46,10 @@ double gemm_gflops(const model::ModelConfig& c, int64_t rows, torch::Dtype dtype
   once();
   double best = 0;
   for (int trial = 0; trial < 5; ++trial) {
+    synchronize(device);
     Stopwatch watch;
     for (int i = 0; i < 4; ++i) once();
+    synchronize(device);
     best = std::max(best, 4 * 4.0 * rows * c.hidden_size * c.intermediate_size / (watch.ms() / 1000) / 1e9);
   }
   return best;
@@ -82,6 +85,7 @@ std::string cell(const nlohmann::json& v) {
 int run(const AllOptions& o, const CLI::App* bench) {
   const model::ModelConfig config = model::ModelConfig::load(o.model + "/config.json");
   const std::string dtype = dtype_name(o.dtype.resolve(config, "bench all", !o.json));
+  const torch::Device device = o.device.resolve("bench all", !o.json);  // the workers inherit it
   const std::string m = "'" + o.model + "' --dtype " + dtype;
   nlohmann::json rows = nlohmann::json::array();
   auto sides = [&](const std::function<nlohmann::json(int ttt)>& measure) {
@@ -100,7 +104,7 @@ int run(const AllOptions& o, const CLI::App* bench) {
                      pp_plain["peak_mb"]));
   // MFU against the GEMM rate measured here, now, in the same dtype (attention over the average
   // pp/2 keys of a causal prefill).
-  const double ceiling = gemm_gflops(config, o.pp, model::parse_dtype(dtype));
+  const double ceiling = gemm_gflops(config, o.pp, model::parse_dtype(dtype), device);
   const double pp_flops = flops_per_token(config, o.pp / 2) / 1e9;
   rows.push_back(row("gemm ceiling (" + dtype + ", " + std::to_string(o.pp) + " rows)", "GFLOP/s", nullptr, ceiling));
   rows.push_back(row("pp" + std::to_string(o.pp) + " MFU vs that ceiling", "fraction",
@@ -158,6 +162,7 @@ int run(const AllOptions& o, const CLI::App* bench) {
   }
 
   nlohmann::json report = {{"model", o.model}, {"threads", global_options().threads}, {"dtype", dtype},
+                           {"device", describe_device(device)},
                            {"cpu_bf16", cpu_bf16_features()}, {"rows", rows}};
   if (o.json) {
     std::cout << report.dump(2) << std::endl;
@@ -179,6 +184,7 @@ Register bench_all("bench", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("all", "every benchmark on one model: a llama-bench-like table");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--pp", o->pp, "prefill length")->check(CLI::PositiveNumber);
   cmd->add_option("--tg", o->tg, "tokens to decode")->check(CLI::PositiveNumber);
   cmd->add_option("--op-length", o->op_length, "sequence length for the TTT operator")->check(CLI::PositiveNumber);

@@ -24,6 +24,7 @@ struct DecodeOptions {
   int64_t tokens = 64;
   bool json = false;
   DtypeFlag dtype;
+  DeviceFlag device;
   int64_t worker_context = 0;  // internal
   int worker_ttt = -1;         // internal
 };
@@ -32,6 +33,7 @@ nlohmann::json worker(const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.dtype = o.dtype.resolve(o.model, "bench decode", false);
+  load.device = o.device.resolve("bench decode", false);
   model::CausalLM lm = model::load_model(o.model, load);
   infer::SessionOptions so;
   so.ttt = o.worker_ttt == 1;
@@ -44,8 +46,10 @@ nlohmann::json worker(const DecodeOptions& o) {
     for (int i = 0; i < 4; ++i) warm.decode(1);
   }
   infer::Session session(lm, so);
+  synchronize(load.device);
   Stopwatch prefill;
   session.append({ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + o.worker_context});
+  synchronize(load.device);
   const double prefill_s = prefill.ms() / 1000;
   const int64_t updates = session.ttt_updates();
   infer::SamplerOptions greedy;
@@ -56,6 +60,7 @@ nlohmann::json worker(const DecodeOptions& o) {
   const double decode_s = decode.ms() / 1000;
   return {{"context", o.worker_context},
           {"dtype", dtype_name(load.dtype)},
+          {"device", describe_device(load.device)},
           {"ttt", so.ttt},
           {"tokens", static_cast<int64_t>(out.size())},
           {"decode_tokens_per_s", out.size() / decode_s},
@@ -111,6 +116,7 @@ Register bench_decode("bench", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("decode", "decode tokens/s after each context length, with and without TTT");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--contexts", o->contexts, "prompt lengths before decoding (default 1024,8192)")->delimiter(',');
   cmd->add_option("--tokens", o->tokens, "tokens decoded per measurement (default 64)");
   cmd->add_flag("--json", o->json, "print one JSON object");

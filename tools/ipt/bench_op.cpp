@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "model_flags.h"
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -26,6 +27,7 @@ struct OpBenchOptions {
   bool json = false;
   std::string dtype = "float32";  // the inputs' type: bfloat16 runs the mixed operator (bf16 products, float32 masters)
   std::string worker;  // internal: run one algorithm and print one JSON line
+  DeviceFlag device;
 };
 
 // One algorithm, in this process: fwd (no grad) and fwd+bwd, best of `repeat`; then peak RSS.
@@ -39,17 +41,25 @@ nlohmann::json measure_algorithm(const OpBenchOptions& o) {
   torch::manual_seed(0);
   // Scaled like real activations so that updates stay finite over many chunks.
   const torch::Dtype dtype = model::parse_dtype(o.dtype);
-  torch::Tensor Z = (torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h))).to(dtype);
-  torch::Tensor V = (torch::randn({1, o.L, o.d}) / std::sqrt(double(o.L))).to(dtype);
-  torch::Tensor W0 = (torch::randn({o.d, o.h}) / std::sqrt(double(o.h))).to(dtype);
-  torch::Tensor upstream = torch::randn({1, o.L, o.d}).to(dtype);
-  const double inputs_mb = peak_rss_mb();
+  const torch::Device device = o.device.resolve("bench op", false);
+  torch::Tensor Z = (torch::randn({1, o.L, o.h}) / std::sqrt(double(o.h))).to(device, dtype);
+  torch::Tensor V = (torch::randn({1, o.L, o.d}) / std::sqrt(double(o.L))).to(device, dtype);
+  torch::Tensor W0 = (torch::randn({o.d, o.h}) / std::sqrt(double(o.h))).to(device, dtype);
+  torch::Tensor upstream = torch::randn({1, o.L, o.d}).to(device, dtype);
+  const double inputs_mb = device.is_cuda() ? cuda_peak_allocated_mb(device) : peak_rss_mb();
+  if (device.is_cuda()) {  // the kernels' first launch (cuBLAS handles, workspaces) outside the timing
+    torch::NoGradGuard no_grad;
+    ttt::apply(Z.narrow(1, 0, 2 * o.chunk), V.narrow(1, 0, 2 * o.chunk), W0, opt);
+    synchronize(device);
+    reset_cuda_peak(device);
+  }
 
   double fwd_ms = 1e300, fwdbwd_ms = 1e300;
   for (int r = 0; r < o.repeat; ++r) {
     torch::NoGradGuard no_grad;
     Stopwatch watch;
     torch::Tensor out = ttt::apply(Z, V, W0, opt).out;
+    synchronize(device);
     fwd_ms = std::min(fwd_ms, watch.ms());
   }
   Z.requires_grad_(true);
@@ -62,11 +72,14 @@ nlohmann::json measure_algorithm(const OpBenchOptions& o) {
     Stopwatch watch;
     torch::Tensor out = ttt::apply(Z, V, W0, opt).out;
     out.backward(upstream);
+    synchronize(device);
     fwdbwd_ms = std::min(fwdbwd_ms, watch.ms());
   }
   const double flops = 4.0 * o.L * o.d * o.h;
-  return {{"algorithm", o.worker},         {"dtype", o.dtype}, {"fwd_ms", fwd_ms},
-          {"fwdbwd_ms", fwdbwd_ms},        {"peak_mb", peak_rss_mb()},
+  // On a GPU the peak is the caching allocator's (inputs included), on the CPU the process's RSS.
+  return {{"algorithm", o.worker},         {"dtype", o.dtype}, {"device", describe_device(device)},
+          {"fwd_ms", fwd_ms},
+          {"fwdbwd_ms", fwdbwd_ms},        {"peak_mb", device.is_cuda() ? cuda_peak_allocated_mb(device) : peak_rss_mb()},
           {"inputs_mb", inputs_mb},        {"fwd_gflops", flops / (fwd_ms * 1e-3) / 1e9}};
 }
 
@@ -85,8 +98,10 @@ int run(const OpBenchOptions& o) {
   }
   for (const auto& a : o.algorithms) ttt::parse_algorithm(a);  // fail before any work
   nlohmann::json report;
-  report["dtype"] = o.dtype;  // % of GEMM is against the GEMM rate in this dtype
-  report["gemm_gflops"] = measure_gemm_gflops(2048, 5, model::parse_dtype(o.dtype));
+  const torch::Device device = o.device.resolve("bench op", !o.json);  // the workers inherit it
+  report["dtype"] = o.dtype;  // % of GEMM is against the GEMM rate in this dtype, on this device
+  report["device"] = describe_device(device);
+  report["gemm_gflops"] = measure_gemm_gflops(device.is_cuda() ? 8192 : 2048, 5, model::parse_dtype(o.dtype), device);
   report["config"] = {{"L", o.L}, {"d", o.d}, {"h", o.h}, {"chunk", o.chunk}, {"scan_group", o.scan_group},
                       {"clip", o.clip}, {"threads", at::get_num_threads()}};
   report["results"] = nlohmann::json::array();
@@ -98,6 +113,7 @@ int run(const OpBenchOptions& o) {
   }
   std::cout << "TTT operator  L=" << o.L << " d=" << o.d << " h=" << o.h << " chunk=" << o.chunk
             << " scan_group=" << o.scan_group << " threads=" << at::get_num_threads() << " dtype=" << o.dtype
+            << " device=" << report["device"].get<std::string>()
             << "  GEMM " << std::fixed << std::setprecision(1) << report["gemm_gflops"].get<double>()
             << " GFLOP/s\n\n";
   std::cout << "| algorithm | fwd ms | fwd GFLOP/s | % of GEMM | fwd+bwd ms | peak MB |\n"
@@ -128,6 +144,7 @@ Register bench_op("bench", [](CLI::App& parent) -> Action {
   cmd->add_option("--algorithms", o->algorithms, "which algorithms to run")->delimiter(',');
   cmd->add_option("--dtype", o->dtype, "inputs' type: float32, or bfloat16 (bf16 products, float32 fast-weight masters)")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
+  o->device.add_to(cmd);
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_option("--worker", o->worker)->group("");  // internal
   return [o] { return run(*o); };

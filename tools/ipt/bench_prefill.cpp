@@ -32,6 +32,7 @@ struct PrefillOptions {
   int64_t worker_window = 0;  // internal
   std::vector<int> cp_sizes;  // context parallelism: processes per sequence (a table of its own)
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 nlohmann::json worker(const PrefillOptions& o) {
@@ -42,17 +43,26 @@ nlohmann::json worker(const PrefillOptions& o) {
   load.without_ttt = o.worker_ttt == 0;
   load.config_override = &config;
   load.dtype = o.dtype.resolve(config, "bench prefill", false);
+  load.device = o.device.resolve("bench prefill", false);
   model::CausalLM lm = model::load_model(o.model, load);
   const int64_t vocab = lm->config().vocab_size;
   torch::manual_seed(0);
-  lm->hidden_states(torch::randint(0, vocab, {1, 64}, torch::kInt64));  // thread pools, first-use costs
-  torch::Tensor ids = torch::randint(0, vocab, {1, o.worker_length}, torch::kInt64);
+  // Thread pools, first-use costs (and on a GPU the kernels' first launch) outside the measurement.
+  lm->hidden_states(torch::randint(0, vocab, {1, 64}, torch::kInt64).to(load.device));
+  torch::Tensor ids = torch::randint(0, vocab, {1, o.worker_length}, torch::kInt64).to(load.device);
+  synchronize(load.device);
+  reset_cuda_peak(load.device);
   Stopwatch watch;
   torch::Tensor hidden = lm->hidden_states(ids);
   torch::Tensor next = lm->logits(hidden[0][o.worker_length - 1]);  // prefill ends with the next-token logits
+  synchronize(load.device);
   const double ms = watch.ms();
-  return {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"dtype", dtype_name(load.dtype)}, {"window", o.worker_window},
-          {"tokens_per_s", o.worker_length / (ms / 1000)}, {"seconds", ms / 1000}, {"peak_mb", peak_rss_mb()}};
+  nlohmann::json out = {{"length", o.worker_length}, {"ttt", o.worker_ttt == 1}, {"dtype", dtype_name(load.dtype)},
+                        {"device", describe_device(load.device)}, {"window", o.worker_window},
+                        {"tokens_per_s", o.worker_length / (ms / 1000)}, {"seconds", ms / 1000},
+                        {"peak_mb", peak_rss_mb()}};
+  if (load.device.is_cuda()) out["gpu_peak_mb"] = cuda_peak_allocated_mb(load.device);
+  return out;
 }
 
 std::vector<int64_t> lengths_to_measure(const PrefillOptions& o) {
@@ -161,6 +171,7 @@ Register bench_prefill("bench", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("prefill", "prefill tokens/s and peak memory per length, with and without TTT");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--lengths", o->lengths, "sequence lengths")->delimiter(',');
   cmd->add_option("--up-to", o->up_to, "lengths 8192, 16384, ... up to this one, stopping at the first that fails");
   cmd->add_option("--window", o->window, "also run with every layer's attention a sliding window of W tokens");

@@ -39,6 +39,7 @@ struct ServeBenchOptions {
   int parallel = 2, queue = 8, requests = 0;
   int64_t max_tokens = 16, session_budget_mb = 256;
   DtypeFlag dtype;
+  DeviceFlag device;
   double duration = 10;
   bool json_out = false;
 };
@@ -241,6 +242,7 @@ int run(const ServeBenchOptions& o) {
   const double rss_before = rss_mb();
   model::LoadOptions load;
   load.dtype = o.dtype.resolve(o.model, "bench serve", !o.json_out);
+  load.device = o.device.resolve("bench serve", !o.json_out);
   model::CausalLM lm = model::load_model(o.model, load);
   const double rss_loaded = rss_mb();
   // The model's own footprint includes one forward per slot (activations, the allocator's arenas,
@@ -319,6 +321,7 @@ Register bench_serve("bench", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("serve", "load test of the HTTP server on loopback (mixed requests, latency, memory)");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--clients", o->clients, "concurrent clients, one row per count (default 4), e.g. 2,8,32")->delimiter(',');
   cmd->add_option("--duration", o->duration, "seconds each row sends requests for (default 10)");
   cmd->add_option("--requests", o->requests, "stop each client after this many requests (default 0 = no limit)");

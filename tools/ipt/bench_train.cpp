@@ -26,6 +26,7 @@ struct BenchTrainOptions {
   bool json = false;
   std::vector<std::string> precisions{"float32", "mixed"};
   int worker_ttt = -1, worker_checkpointing = -1, worker_mixed = 0;  // internal
+  DeviceFlag device;
 };
 
 // Model FLOPs per trained token: 6 per weight used in a matrix product (forward 2, backward 4),
@@ -44,6 +45,7 @@ double flops_per_token(const model::CausalLM& lm, int64_t L) {
 nlohmann::json worker(const BenchTrainOptions& o) {
   model::LoadOptions load;
   load.without_ttt = o.worker_ttt == 0;
+  load.device = o.device.resolve("bench train", false);
   model::CausalLM master = model::load_model(o.model, load);
   // Mixed precision as the trainer does it (train.enable_mixed_precision): a bf16 copy computes,
   // its gradients are added into the float32 master, the master steps, the copy follows.
@@ -60,7 +62,7 @@ nlohmann::json worker(const BenchTrainOptions& o) {
   train::AdamW adam(params, {});
   const int64_t d = lm->config().hidden_size;
   torch::manual_seed(0);
-  torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {1, o.seq_len + 1}, torch::kInt64);
+  torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {1, o.seq_len + 1}, torch::kInt64).to(load.device);
   torch::Tensor input = ids.narrow(1, 0, o.seq_len), labels = ids.narrow(1, 1, o.seq_len).reshape({-1});
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // where a step's time goes
   auto train_step = [&] {
@@ -88,10 +90,12 @@ nlohmann::json worker(const BenchTrainOptions& o) {
     Stopwatch optimizer;
     train::clip_grad_norm(params, 1.0);
     adam.step(1e-4);
+    synchronize(load.device);  // (clip_grad_norm reads the norm back already; the step's kernels too)
     optimizer_ms += optimizer.ms();
   };
   train_step();  // warm-up: thread pools, first touch of gradient and moment buffers
   forward_ms = backward_ms = optimizer_ms = 0;
+  reset_cuda_peak(load.device);
   Stopwatch watch;
   for (int64_t i = 0; i < o.steps; ++i) train_step();
   const double seconds = watch.ms() / 1000 / static_cast<double>(o.steps);
@@ -105,7 +109,8 @@ nlohmann::json worker(const BenchTrainOptions& o) {
           {"backward_ms", backward_ms / o.steps},
           {"optimizer_ms", optimizer_ms / o.steps},
           {"model_gflops_per_s", flops_per_token(lm, o.seq_len) * tokens_per_s / 1e9},
-          {"peak_mb", peak_rss_mb()}};
+          {"device", describe_device(load.device)},
+          {"peak_mb", load.device.is_cuda() ? cuda_peak_allocated_mb(load.device) : peak_rss_mb()}};
 }
 
 int run(const BenchTrainOptions& o) {
@@ -118,9 +123,12 @@ int run(const BenchTrainOptions& o) {
   for (const auto& p : o.precisions)
     IPT_CHECK(p == "float32" || p == "mixed", "bench train --precision: '", p, "' (expected float32 or mixed)");
   // MFU against the GEMM rate of the precision's compute type, measured now.
-  const double gemm = measure_gemm_gflops(), gemm_bf16 = measure_gemm_gflops(2048, 5, torch::kBFloat16);
+  const torch::Device device = o.device.resolve("bench train", !o.json);  // the workers inherit it
+  const int gemm_n = device.is_cuda() ? 8192 : 2048;
+  const double gemm = measure_gemm_gflops(gemm_n, 5, torch::kFloat32, device);
+  const double gemm_bf16 = measure_gemm_gflops(gemm_n, 5, torch::kBFloat16, device);
   nlohmann::json report = {{"model", o.model},   {"seq_len", o.seq_len}, {"steps", o.steps},
-                           {"threads", at::get_num_threads()}, {"gemm_gflops", gemm}, {"gemm_bf16_gflops", gemm_bf16},
+                           {"threads", at::get_num_threads()}, {"device", describe_device(device)}, {"gemm_gflops", gemm}, {"gemm_bf16_gflops", gemm_bf16},
                            {"cpu_bf16", cpu_bf16_features()}, {"results", nlohmann::json::array()}};
   for (const std::string& precision : o.precisions)
     for (int checkpointing : {0, 1})
@@ -166,6 +174,7 @@ Register bench_train("bench", [](CLI::App& parent) -> Action {
   cmd->add_option("--steps", o->steps, "timed steps per configuration (after one warm-up step)");
   cmd->add_option("--precision", o->precisions, "float32 and/or mixed (bf16 compute, float32 master; default both)")
       ->delimiter(',');
+  o->device.add_to(cmd);
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_option("--worker-mixed", o->worker_mixed)->group("");
   cmd->add_option("--worker-ttt", o->worker_ttt)->group("");

@@ -29,6 +29,7 @@ struct DemoOptions {
   int64_t prompt_tokens = 768, generate_tokens = 80;
   uint64_t seed = 0;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 std::string bar(double value, double scale) {
@@ -47,6 +48,7 @@ int run(const DemoOptions& o) {
 
   model::LoadOptions load;
   load.dtype = o.dtype.resolve(o.model, "demo");
+  load.device = o.device.resolve("demo");
   model::CausalLM ttt_model = model::load_model(o.model, load);
   model::LoadOptions plain = load;
   plain.without_ttt = true;
@@ -125,6 +127,7 @@ Register demo("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("demo", "the main job: per-chunk loss with and without TTT on a long document, then a continuation");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("-f,--file", o->document, "document to read (default: the bundled one)");
   cmd->add_option("--max-tokens", o->max_tokens, "read at most this many tokens")->check(CLI::Range(64, 1 << 20));
   cmd->add_option("--rows", o->buckets, "rows of the per-stretch table")->check(CLI::Range(1, 64));

@@ -30,6 +30,7 @@ struct PplOptions {
   eval::PerplexityOptions eval;
   bool no_ttt = false, compare_no_ttt = false, json = false;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 // Token documents from a shard dataset (a directory with meta.json) or from text files, each file
@@ -99,7 +100,9 @@ int run_ppl(const PplOptions& o) {
   if (has_ttt && !o.no_ttt) runs.push_back(true);
   if (!has_ttt || o.no_ttt || o.compare_no_ttt) runs.push_back(false);
   const torch::Dtype dtype = o.dtype.resolve(o.model, "eval ppl", !o.json);
-  nlohmann::json report = {{"model", o.model}, {"data", o.data}, {"dtype", dtype_name(dtype)}, {"block", o.eval.block},
+  const torch::Device device = o.device.resolve("eval ppl", !o.json);
+  nlohmann::json report = {{"model", o.model}, {"data", o.data}, {"dtype", dtype_name(dtype)},
+                           {"device", describe_device(device)}, {"block", o.eval.block},
                            {"same_documents", o.eval.same_documents},
                            {"documents", documents.count()}, {"runs", nlohmann::json::array()}};
   Stopwatch watch;
@@ -107,6 +110,7 @@ int run_ppl(const PplOptions& o) {
     model::LoadOptions load;
     load.without_ttt = !ttt;  // the same weights, fast weights never moving
     load.dtype = dtype;
+    load.device = device;
     model::CausalLM lm = model::load_model(o.model, load);
     report["runs"].push_back(run_json(ttt, eval::sliding_window_perplexity(lm, documents, o.eval)));
   }
@@ -122,6 +126,7 @@ Register eval_ppl("eval", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("ppl", "sliding-window perplexity of each document's final block as context grows");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--data", o->data, "text file or directory (one document per file), or a token shard dataset")
       ->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer for text data (default: the model's)");

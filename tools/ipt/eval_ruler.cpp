@@ -32,6 +32,7 @@ struct RulerCliOptions {
   eval::RulerOptions eval;
   bool no_ttt = false, compare_no_ttt = false, json = false;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report) {
@@ -86,6 +87,7 @@ int run_ruler(const RulerCliOptions& o) {
   const data::Haystack haystack(documents);
   model::LoadOptions load;
   load.dtype = o.dtype.resolve(o.model, "eval ruler", !o.json);
+  load.device = o.device.resolve("eval ruler", !o.json);
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(lm->config().vocab_size >= static_cast<int64_t>(tokenizer.vocab_size()), "eval ruler: the tokenizer has ",
             tokenizer.vocab_size(), " ids but the model only ", lm->config().vocab_size);
@@ -126,6 +128,7 @@ Register eval_ruler("eval", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("ruler", "RULER-style synthetic tasks, greedy decoding, string-match score");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's); lengths count its tokens");
   cmd->add_option("--tasks", o->eval.tasks, "tasks (default: all 11)")->delimiter(',');
   cmd->add_option("--lengths", o->eval.lengths, "context lengths in tokens, answer included")->delimiter(',');

@@ -29,6 +29,7 @@ struct GenerateOptions {
   bool no_ttt = false, ignore_eos = false, chat = false;
   infer::SamplerOptions sampling;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 
@@ -48,6 +49,7 @@ int run(const GenerateOptions& o) {
   IPT_CHECK(!o.chat || text_mode, "generate: --chat needs a text prompt (-p or -f)");
   model::LoadOptions load;
   load.dtype = o.dtype.resolve(o.model, "generate");
+  load.device = o.device.resolve("generate");
   model::CausalLM lm = model::load_model(o.model, load);
 
   infer::SessionOptions so;
@@ -127,6 +129,7 @@ Register generate_command("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("generate", "continue a prompt, streaming tokens to stdout");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->prompt_file, "read the prompt from a file");
   cmd->add_option("--ids", o->ids_file, "prompt as whitespace-separated token ids (prints ids; no tokenizer needed)");

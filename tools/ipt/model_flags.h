@@ -10,6 +10,7 @@
 
 #include <iostream>
 
+#include "ipt/common/device.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/model/checkpoint.h"
@@ -91,6 +92,42 @@ struct DtypeFlag {
   }
   torch::Dtype resolve(const std::string& model_dir, const std::string& command, bool announce = true) const {
     return resolve(model::ModelConfig::load(model_dir + "/config.json"), command, announce);
+  }
+};
+
+// --device: where a command runs the model. auto (the default, or $IPT_DEVICE) is the first GPU
+// when this build has CUDA and the machine has a GPU, else the CPU.
+struct DeviceFlag {
+  std::string name = default_device();
+
+  static std::string default_device() {
+    const char* env = std::getenv("IPT_DEVICE");
+    return env && *env ? env : "auto";
+  }
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--device", name,
+                    "cpu, cuda or cuda:N, or auto: the first GPU when this build has CUDA and one is visible, else "
+                    "the CPU (default: $IPT_DEVICE, else auto)");
+  }
+
+  // The device, and one line on stderr saying which and why (announce false: a worker, --json).
+  torch::Device resolve(const std::string& command, bool announce = true) const {
+    torch::Device device = torch::kCPU;
+    try {
+      device = parse_device(name);
+    } catch (const Error& e) {
+      throw Error(command + ": --device (or $IPT_DEVICE): " + e.what());
+    }
+    // Benchmark workers and launched ranks are children of this process: they inherit the choice.
+    setenv("IPT_DEVICE", device.str().c_str(), 1);
+    if (announce)
+      std::cerr << command << ": device " << describe_device(device)
+                << (name == "auto" ? (device.is_cuda() ? " (auto: a GPU is visible)"
+                                                       : " (auto: no GPU usable by this build)")
+                                   : " (--device " + name + ")")
+                << "\n";
+    return device;
   }
 };
 

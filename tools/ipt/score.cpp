@@ -26,6 +26,7 @@ struct ScoreOptions {
   bool no_ttt = false, json = false, per_token = false;
   int cp_size = 1, nproc_per_node = 0;
   DtypeFlag dtype;
+  DeviceFlag device;
 };
 
 std::vector<int64_t> read_ids(const std::string& path) {
@@ -63,6 +64,7 @@ int run(const ScoreOptions& o) {
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
   load.dtype = o.dtype.resolve(o.model, "score", !o.json && (!group || group->rank() == 0));
+  load.device = o.device.resolve("score", !o.json && (!group || group->rank() == 0));
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
@@ -95,6 +97,7 @@ Register score_command("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("score", "per-token negative log-likelihood of a sequence");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->device.add_to(cmd);
   cmd->add_option("--ids", o->ids_file, "file of whitespace-separated token ids");
   cmd->add_option("--text", o->text_file, "text file, tokenized with --tokenizer");
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory for --text (default: the model's)");

@@ -4,6 +4,7 @@
 
 #include "command.h"
 #include "launch.h"
+#include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/dist/gloo.h"
 #include "ipt/train/trainer.h"
@@ -17,6 +18,7 @@ struct TrainOptions {
   int cp_size = 0;  // 0: as the config says (train.cp_size)
   bool quiet = false;
   bool no_plot = false;
+  DeviceFlag device;
 };
 
 int run(const TrainOptions& o, const std::vector<std::string>& extras) {
@@ -49,6 +51,11 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
       std::cerr << "note: train.enable_gradient_checkpointing ignored under context parallelism\n";
   }
   train::TrainerOptions options;
+  options.device = o.device.resolve("train", main_rank);
+  // One process per GPU: under torchrun/srun each rank takes the GPU of its LOCAL_RANK.
+  if (options.device.is_cuda() && comm && o.device.name.find(':') == std::string::npos)
+    options.device = parse_device("cuda:" + std::to_string(dist::Rendezvous::from_env().local_rank %
+                                                           static_cast<int>(torch::cuda::device_count())));
   options.resume = o.resume;
   options.progress = !o.quiet;
   options.plot = !o.no_plot;
@@ -74,6 +81,7 @@ Register train_command("", [](CLI::App& parent) -> Action {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--cp-size", o->cp_size, "context parallelism: ranks sharing each sequence (= --train.cp_size=N)")
       ->check(CLI::PositiveNumber);
+  o->device.add_to(cmd);
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->add_flag("--no-plot", o->no_plot, "do not draw OUTPUT_DIR/loss.png");
   cmd->allow_extras();
