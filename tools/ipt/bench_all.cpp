@@ -84,8 +84,8 @@ std::string cell(const nlohmann::json& v) {
 
 int run(const AllOptions& o, const CLI::App* bench) {
   const model::ModelConfig config = model::ModelConfig::load(o.model + "/config.json");
-  const std::string dtype = dtype_name(o.dtype.resolve(config, "bench all", !o.json));
   const torch::Device device = o.device.resolve("bench all", !o.json);  // the workers inherit it
+  const std::string dtype = dtype_name(o.dtype.resolve(config, "bench all", device, !o.json));
   const std::string m = "'" + o.model + "' --dtype " + dtype;
   nlohmann::json rows = nlohmann::json::array();
   auto sides = [&](const std::function<nlohmann::json(int ttt)>& measure) {

@@ -32,8 +32,8 @@ struct DecodeOptions {
 nlohmann::json worker(const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "bench decode", false);
   load.device = o.device.resolve("bench decode", false);
+  load.dtype = o.dtype.resolve(o.model, "bench decode", load.device, false);
   model::CausalLM lm = model::load_model(o.model, load);
   infer::SessionOptions so;
   so.ttt = o.worker_ttt == 1;
@@ -76,7 +76,8 @@ int run(const DecodeOptions& o) {
     return 0;
   }
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
-  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench decode", !o.json));
+  const torch::Device device = o.device.resolve("bench decode", !o.json);  // the workers inherit it
+  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench decode", device, !o.json));
   nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"dtype", dtype}, {"tokens", o.tokens},
                            {"results", nlohmann::json::array()}};
   for (int64_t context : o.contexts) {

@@ -42,8 +42,8 @@ nlohmann::json worker(const PrefillOptions& o) {
   model::LoadOptions load;
   load.without_ttt = o.worker_ttt == 0;
   load.config_override = &config;
-  load.dtype = o.dtype.resolve(config, "bench prefill", false);
   load.device = o.device.resolve("bench prefill", false);
+  load.dtype = o.dtype.resolve(config, "bench prefill", load.device, false);
   model::CausalLM lm = model::load_model(o.model, load);
   const int64_t vocab = lm->config().vocab_size;
   torch::manual_seed(0);
@@ -136,7 +136,8 @@ int run(const PrefillOptions& o) {
   }
   IPT_CHECK(o.window >= 0, "bench prefill --window must be >= 0");
   const bool has_ttt = model::ModelConfig::load(o.model + "/config.json").ttt_mode;
-  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench prefill", !o.json));
+  const torch::Device device = o.device.resolve("bench prefill", !o.json);  // the workers inherit it
+  const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench prefill", device, !o.json));
   nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"dtype", dtype},
                            {"results", nlohmann::json::array()}};
   std::vector<int64_t> windows{0};

@@ -241,8 +241,8 @@ int run(const ServeBenchOptions& o) {
   torch::NoGradGuard no_grad;
   const double rss_before = rss_mb();
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "bench serve", !o.json_out);
   load.device = o.device.resolve("bench serve", !o.json_out);
+  load.dtype = o.dtype.resolve(o.model, "bench serve", load.device, !o.json_out);
   model::CausalLM lm = model::load_model(o.model, load);
   const double rss_loaded = rss_mb();
   // The model's own footprint includes one forward per slot (activations, the allocator's arenas,

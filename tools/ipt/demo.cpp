@@ -47,8 +47,8 @@ int run(const DemoOptions& o) {
   if (static_cast<int64_t>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
 
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "demo");
   load.device = o.device.resolve("demo");
+  load.dtype = o.dtype.resolve(o.model, "demo", load.device);
   model::CausalLM ttt_model = model::load_model(o.model, load);
   model::LoadOptions plain = load;
   plain.without_ttt = true;

@@ -99,8 +99,8 @@ int run_ppl(const PplOptions& o) {
   std::vector<bool> runs;  // the TTT setting of each run, TTT first
   if (has_ttt && !o.no_ttt) runs.push_back(true);
   if (!has_ttt || o.no_ttt || o.compare_no_ttt) runs.push_back(false);
-  const torch::Dtype dtype = o.dtype.resolve(o.model, "eval ppl", !o.json);
   const torch::Device device = o.device.resolve("eval ppl", !o.json);
+  const torch::Dtype dtype = o.dtype.resolve(o.model, "eval ppl", device, !o.json);
   nlohmann::json report = {{"model", o.model}, {"data", o.data}, {"dtype", dtype_name(dtype)},
                            {"device", describe_device(device)}, {"block", o.eval.block},
                            {"same_documents", o.eval.same_documents},

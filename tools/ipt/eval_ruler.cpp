@@ -86,8 +86,8 @@ int run_ruler(const RulerCliOptions& o) {
   }
   const data::Haystack haystack(documents);
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "eval ruler", !o.json);
   load.device = o.device.resolve("eval ruler", !o.json);
+  load.dtype = o.dtype.resolve(o.model, "eval ruler", load.device, !o.json);
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(lm->config().vocab_size >= static_cast<int64_t>(tokenizer.vocab_size()), "eval ruler: the tokenizer has ",
             tokenizer.vocab_size(), " ids but the model only ", lm->config().vocab_size);

@@ -48,8 +48,8 @@ int run(const GenerateOptions& o) {
   }
   IPT_CHECK(!o.chat || text_mode, "generate: --chat needs a text prompt (-p or -f)");
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "generate");
   load.device = o.device.resolve("generate");
+  load.dtype = o.dtype.resolve(o.model, "generate", load.device);
   model::CausalLM lm = model::load_model(o.model, load);
 
   infer::SessionOptions so;

@@ -56,21 +56,25 @@ struct DtypeFlag {
 
   void add_to(CLI::App* cmd) {
     cmd->add_option("--dtype", name,
-                    "compute dtype: auto (bfloat16 where the CPU has AMX or AVX-512 BF16, else float32), config "
+                    "compute dtype: auto (bfloat16 on a GPU or where the CPU has AMX or AVX-512 BF16, else float32), config "
                     "(the model's torch_dtype), float32 or bfloat16 (default: $IPT_DTYPE, else auto)")
         ->check(CLI::IsMember({"auto", "config", "float32", "bfloat16"}));
   }
 
-  // The type to run `config` in, and one line on stderr saying which and why.
+  // The type to run `config` in on `device`, and one line on stderr saying which and why.
   // `announce` false: a benchmark's worker, whose parent already said it, or --json output (which
   // carries the dtype itself).
-  torch::Dtype resolve(const model::ModelConfig& config, const std::string& command, bool announce = true) const {
+  torch::Dtype resolve(const model::ModelConfig& config, const std::string& command, const torch::Device& device,
+                       bool announce = true) const {
     IPT_CHECK(name == "auto" || name == "config" || name == "float32" || name == "bfloat16", command,
               ": unknown dtype '", name, "' (--dtype or $IPT_DTYPE): expected auto, config, float32 or bfloat16");
     const std::string features = cpu_bf16_features();
     torch::Dtype dtype = torch::kFloat32;
     std::string why;
-    if (name == "auto") {
+    if (name == "auto" && device.is_cuda()) {
+      dtype = torch::kBFloat16;  // every GPU this build targets has bf16 tensor cores
+      why = "auto: on a GPU";
+    } else if (name == "auto") {
       dtype = features.empty() ? torch::kFloat32 : torch::kBFloat16;
       why = features.empty() ? "auto: this CPU has no bf16 matrix instructions" : "auto: this CPU has " + features;
     } else if (name == "config") {
@@ -85,13 +89,14 @@ struct DtypeFlag {
     if (!announce) return dtype;
     std::cerr << command << ": compute dtype " << (dtype == torch::kBFloat16 ? "bfloat16" : "float32") << " (" << why
               << ")\n";
-    if (dtype == torch::kBFloat16 && features.empty())
+    if (dtype == torch::kBFloat16 && features.empty() && !device.is_cuda())
       std::cerr << command << ": warning: this CPU has no bf16 matrix instructions (amx_bf16, avx512_bf16); bfloat16 "
                              "products are emulated and slower than float32\n";
     return dtype;
   }
-  torch::Dtype resolve(const std::string& model_dir, const std::string& command, bool announce = true) const {
-    return resolve(model::ModelConfig::load(model_dir + "/config.json"), command, announce);
+  torch::Dtype resolve(const std::string& model_dir, const std::string& command, const torch::Device& device,
+                       bool announce = true) const {
+    return resolve(model::ModelConfig::load(model_dir + "/config.json"), command, device, announce);
   }
 };
 

@@ -63,8 +63,8 @@ int run(const ScoreOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves
-  load.dtype = o.dtype.resolve(o.model, "score", !o.json && (!group || group->rank() == 0));
   load.device = o.device.resolve("score", !o.json && (!group || group->rank() == 0));
+  load.dtype = o.dtype.resolve(o.model, "score", load.device, !o.json && (!group || group->rank() == 0));
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);

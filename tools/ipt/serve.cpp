@@ -43,8 +43,8 @@ int run(ServeOptions o) {
   o.server.session.ttt_clip = o.clip;
   if (o.server.model_name.empty()) o.server.model_name = std::filesystem::path(o.model).filename().string();
   model::LoadOptions load;
-  load.dtype = o.dtype.resolve(o.model, "serve");
   load.device = o.device.resolve("serve");
+  load.dtype = o.dtype.resolve(o.model, "serve", load.device);
   model::CausalLM lm = model::load_model(o.model, load);
   infer::Server server(lm, o.model, o.server);
   const int port = server.bind();

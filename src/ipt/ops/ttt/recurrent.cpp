@@ -109,7 +109,7 @@ ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, 
       mm_into(delta, rows(V, s, begin, n).t(), Zc);
       double scale = 1.0;
       if (p.clip > 0.0) {
-        at::mul_out(update, delta, p.lr);  // float32 from here on
+        update.copy_(delta).mul_(p.lr);  // float32 from here on
         scale = clip_scale(update, p.clip);
         W.add_(update, scale);
       } else {
@@ -153,7 +153,7 @@ Gradients recurrent_backward_mixed(const Problem& p, const torch::Tensor& Z, con
         mm_into(product, Vc.t(), Zc);
         torch::Tensor Rt = R;
         if (p.clip > 0.0) {
-          at::mul_out(update, product, p.lr);
+          update.copy_(product).mul_(p.lr);  // float32
           W.sub_(update, scale);
           Rt = unclip_gradient(R, update, scale, clip_buffer);
         } else {
