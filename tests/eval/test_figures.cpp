@@ -63,6 +63,18 @@ TEST(Figures, RulerAverageAndAPng) {
   std::filesystem::remove(path);
 }
 
+TEST(Figures, RulerScoreAgainstNeedleDistance) {
+  json report = json::parse(R"({"runs": [{"ttt": true, "by_distance": [{"from": 0, "to": 64, "score": 90}, {"from": 64, "to": 128, "score": 70}]},
+                                          {"ttt": false, "by_distance": [{"from": 0, "to": 64, "score": 80}]}]})");
+  auto panels = eval::figure_panels("ruler-distance", report);
+  ASSERT_EQ(panels.size(), 1u);
+  EXPECT_EQ(panels[0].series[0].x, (std::vector<double>{64, 128}));
+  EXPECT_EQ(panels[0].series[0].y, (std::vector<double>{90, 70}));
+  EXPECT_EQ(panels[0].series[1].label, "no TTT");
+  EXPECT_NE(error_of("ruler-distance", json::parse(R"({"runs": [{"ttt": true, "average": []}]})")).find("runs[0] has no \"by_distance\""),
+            std::string::npos);
+}
+
 TEST(Figures, MalformedReportsNameWhatIsWrong) {
   EXPECT_NE(error_of("ppl", json::parse("[1, 2]")).find("not a JSON object"), std::string::npos);
   EXPECT_NE(error_of("ppl", json::parse(R"({"results": []})")).find("has no \"runs\""), std::string::npos);

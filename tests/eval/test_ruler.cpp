@@ -156,7 +156,41 @@ TEST(Ruler, BadOptionsAreRefused) {
   o.lengths = {500};
   o.samples = 0;
   EXPECT_THROW(eval::evaluate_ruler(o, haystack(), tokenizer(), silent), Error);
-  EXPECT_THROW(eval::ruler_tokens_to_generate("passkey"), Error);
+  EXPECT_THROW(eval::ruler_tokens_to_generate("passkey_typo"), Error);
+}
+
+// needle_distance: the needle's answer lies within the prompt's last needle_distance (+1 for a token
+// the answer's first characters share with the text before it) tokens and not within fewer; the
+// tasks past RULER's 11 (passkey, induction) run.
+TEST(Ruler, NeedleDistanceCountsTokensFromTheNeedleToTheQuestion) {
+  eval::RulerOptions o;
+  o.tasks = {"niah_single_1", "passkey", "induction"};
+  o.lengths = {400, 900};
+  o.samples = 3;
+  std::vector<eval::RulerSampleResult> seen;
+  std::map<std::string, std::vector<int64_t>> prompts;  // the prompt of every sample, by task/length/index
+  const auto remember = [&](const std::vector<int64_t>& prompt, int64_t) {
+    prompts[std::to_string(prompts.size())] = prompt;
+    return std::vector<int64_t>{};
+  };
+  eval::evaluate_ruler(o, haystack(), tokenizer(), remember, [&](const eval::RulerSampleResult& r) { seen.push_back(r); });
+  ASSERT_EQ(seen.size(), 18u);
+  int64_t checked = 0;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    const auto& r = seen[i];
+    const std::vector<int64_t>& prompt = prompts.at(std::to_string(i));
+    ASSERT_EQ(static_cast<int64_t>(prompt.size()), r.prompt_tokens);
+    ASSERT_GT(r.needle_distance, 0) << r.task;  // every one of these tasks' answers is in its prompt
+    ASSERT_LT(r.needle_distance, r.prompt_tokens);
+    const auto tail = [&](int64_t n) { return decode(std::vector<int64_t>(prompt.end() - n, prompt.end())); };
+    const std::string& answer = r.answers.front();
+    EXPECT_NE(tail(r.needle_distance + 1).find(answer), std::string::npos) << r.task << " " << r.index;
+    if (r.task == "niah_single_1") {  // its answer occurs once, so fewer tokens miss it
+      EXPECT_EQ(tail(r.needle_distance - 2).find(answer), std::string::npos) << r.index;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 6);
 }
 
 // The session path (KV cache, streaming fast weights, updates while decoding) against one

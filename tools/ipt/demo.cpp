@@ -1,6 +1,9 @@
-// ipt demo: the main job of `make run`. The bundled model reads a long document it never saw in
-// training, once with In-Place TTT and once with the same weights frozen (no TTT); the per-chunk
-// loss shows what the fast weights learn while reading. Then it continues the document.
+// ipt demo: the main job of `make run`. First a fact planted far beyond the attention window of a
+// held-out document, and the model's answer to a question about it with In-Place TTT and with the
+// same weights frozen (no TTT). Then the bundled model reads a long document it never saw in
+// training both ways; the per-chunk loss shows what the fast weights learn while reading. Then it
+// continues the document.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -8,10 +11,14 @@
 #include <iostream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "command.h"
 #include "inputs.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
+#include "ipt/data/synth.h"
+#include "ipt/eval/ruler.h"
 #include "ipt/eval/timing.h"
 #include "ipt/infer/sampler.h"
 #include "ipt/infer/session.h"
@@ -24,6 +31,9 @@ namespace {
 
 struct DemoOptions {
   std::string model, document = IPT_DEMO_DOCUMENT;
+  std::string retrieval;      // JSON lines of `ipt data synth`; default: the model's demo-retrieval.jsonl
+  int64_t retrieval_sample = 0;
+  bool retrieval_all = false;  // score every sample of the file instead of showing one
   int64_t max_tokens = 8192;  // of the document, read in one pass
   int64_t buckets = 8;        // rows of the per-chunk table
   int64_t prompt_tokens = 768, generate_tokens = 80;
@@ -35,6 +45,93 @@ struct DemoOptions {
 std::string bar(double value, double scale) {
   const int n = std::max(0, std::min(40, static_cast<int>(std::lround(value * scale))));
   return std::string(n, '#');
+}
+
+struct RetrievalSample {
+  std::string task, input;
+  std::vector<std::string> answers;
+};
+
+std::vector<RetrievalSample> read_retrieval_samples(const std::string& path) {
+  std::ifstream in(path);
+  IPT_CHECK(in, "demo: cannot read ", path);
+  std::vector<RetrievalSample> samples;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      samples.push_back({j.at("task").get<std::string>(), j.at("input").get<std::string>(),
+                         j.at("answers").get<std::vector<std::string>>()});
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("demo: " + path + " line " + std::to_string(number) + " is not an `ipt data synth` sample: " + e.what());
+    }
+    IPT_CHECK(!samples.back().answers.empty(), "demo: ", path, " line ", number, " has no answers");
+  }
+  IPT_CHECK(!samples.empty(), "demo: ", path, " has no samples");
+  return samples;
+}
+
+std::string one_line(std::string text) {
+  for (char& c : text)
+    if (c == '\n' || c == '\t') c = ' ';
+  return text;
+}
+
+// A fact far beyond the window: the document, where the fact sits, the question, and the greedy
+// answers with and without TTT. With --retrieval-all: how often each is right over the whole file.
+void show_retrieval(const DemoOptions& o, const std::string& path, const tok::Tokenizer& tokenizer,
+                    const model::CausalLM& ttt_model, const model::CausalLM& base_model) {
+  const std::vector<RetrievalSample> samples = read_retrieval_samples(path);
+  const model::ModelConfig& config = ttt_model->config();
+  const int64_t window = *std::max_element(config.layer_window.begin(), config.layer_window.end());
+  const std::vector<int64_t>& stop = config.eos_token_ids;
+  const eval::GreedyGenerator with_ttt = eval::session_generator(ttt_model, true, stop);
+  const eval::GreedyGenerator without_ttt = eval::session_generator(base_model, false, stop);
+  const auto answer = [&](const eval::GreedyGenerator& generate, const std::vector<int64_t>& prompt) {
+    std::vector<int32_t> ids;
+    for (int64_t id : generate(prompt, 32))
+      if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) ids.push_back(static_cast<int32_t>(id));
+    return tokenizer.decode(ids, true);
+  };
+  if (o.retrieval_all) {
+    double right_with = 0, right_without = 0;
+    for (const RetrievalSample& s : samples) {
+      const std::vector<int64_t> prompt = eval::prompt_ids(tokenizer, s.input);
+      right_with += data::string_match_all(answer(with_ttt, prompt), s.answers);
+      right_without += data::string_match_all(answer(without_ttt, prompt), s.answers);
+    }
+    const double n = static_cast<double>(samples.size());
+    std::cout << std::fixed << std::setprecision(1) << "retrieval over " << samples.size() << " documents of " << path
+              << ": right with TTT " << 100 * right_with / n << "%, without TTT " << 100 * right_without / n << "%\n\n";
+    return;
+  }
+  IPT_CHECK(o.retrieval_sample >= 0 && o.retrieval_sample < static_cast<int64_t>(samples.size()), "demo: --sample ",
+            o.retrieval_sample, " is not in ", path, " (", samples.size(), " samples)");
+  const RetrievalSample& s = samples[o.retrieval_sample];
+  const std::vector<int64_t> prompt = eval::prompt_ids(tokenizer, s.input);
+  const size_t fact = s.input.find(s.answers.front());
+  std::cout << "A fact planted beyond the " << window << "-token attention window (sample " << o.retrieval_sample << " of "
+            << path << ", task " << s.task << ", held-out text):\n"
+            << "  document  " << prompt.size() << " tokens\n";
+  if (fact != std::string::npos) {
+    const int64_t distance = static_cast<int64_t>(prompt.size() - eval::prompt_ids(tokenizer, s.input.substr(0, fact)).size());
+    const size_t from = s.input.rfind(". ", fact) == std::string::npos ? 0 : s.input.rfind(". ", fact) + 2;
+    const size_t to = std::min(s.input.size(), s.input.find('.', fact + s.answers.front().size()) + 1);
+    std::cout << "  the fact  \"" << one_line(s.input.substr(from, to - from)) << "\"\n"
+              << "            " << distance << " tokens before the question (" << std::fixed << std::setprecision(1)
+              << static_cast<double>(distance) / static_cast<double>(window) << "x the window)\n";
+  }
+  const size_t question = s.input.rfind('\n', s.input.size() - 2);
+  std::cout << "  question  \"" << one_line(s.input.substr(question == std::string::npos ? 0 : question + 1)) << "\"\n"
+            << "  answer    \"" << s.answers.front() << "\"\n";
+  for (const bool ttt : {true, false}) {
+    const std::string predicted = answer(ttt ? with_ttt : without_ttt, prompt);
+    const bool right = data::string_match_all(predicted, s.answers) == 1.0;
+    std::cout << (ttt ? "  with TTT    " : "  without TTT ") << "\"" << one_line(predicted) << "\"  "
+              << (right ? "right" : "wrong") << "\n";
+  }
+  std::cout << "\n";
 }
 
 int run(const DemoOptions& o) {
@@ -57,7 +154,13 @@ int run(const DemoOptions& o) {
   IPT_CHECK(config.ttt_mode, "demo: ", o.model, " has no TTT layers; the demo compares TTT with no TTT");
   std::cout << "model    " << o.model << " (" << config.num_hidden_layers << " layers, TTT in " << config.ttt_layers.size()
             << " of them, chunk " << config.ttt_chunk << ", lr " << config.ttt_lr << ")\n"
-            << "document " << o.document << ": " << ids.size() << " tokens, read in one pass\n\n";
+            << "\n";
+  const std::string retrieval = o.retrieval.empty() ? o.model + "/demo-retrieval.jsonl" : o.retrieval;
+  if (std::filesystem::exists(retrieval) || !o.retrieval.empty()) {
+    show_retrieval(o, retrieval, tokenizer, ttt_model, base_model);
+    if (o.retrieval_all) return 0;
+  }
+  std::cout << "document " << o.document << ": " << ids.size() << " tokens, read in one pass\n\n";
 
   model::ScoreOptions per_token;
   per_token.per_token = true;
@@ -124,7 +227,7 @@ int run(const DemoOptions& o) {
 
 Register demo("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<DemoOptions>();
-  CLI::App* cmd = parent.add_subcommand("demo", "the main job: per-chunk loss with and without TTT on a long document, then a continuation");
+  CLI::App* cmd = parent.add_subcommand("demo", "the main job: a fact beyond the window recalled with and without TTT, per-chunk loss on a long document, a continuation");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
   o->device.add_to(cmd);
@@ -134,6 +237,10 @@ Register demo("", [](CLI::App& parent) -> Action {
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "document tokens before the continuation")->check(CLI::PositiveNumber);
   cmd->add_option("-n,--n-predict", o->generate_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "sampling seed");
+  cmd->add_option("--retrieval", o->retrieval,
+                  "retrieval documents (JSON lines of ipt data synth; default: the model's demo-retrieval.jsonl, skipped when absent)");
+  cmd->add_option("--sample", o->retrieval_sample, "which retrieval document to show")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--retrieval-all", o->retrieval_all, "score every retrieval document with and without TTT, then stop");
   return [o] { return run(*o); };
 });
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -35,12 +36,53 @@ struct RulerCliOptions {
   DeviceFlag device;
 };
 
-nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report) {
+// Scores by how far the needle sits from the question, in buckets [0, 64), [64, 128), [128, 256), …
+// (samples whose answer is not in the prompt are left out), so retrieval can be read against the
+// attention window whatever the lengths asked for.
+nlohmann::json by_distance(const std::vector<eval::RulerSampleResult>& samples) {
+  std::map<int64_t, std::pair<double, int64_t>> buckets;  // upper edge -> (score sum, count)
+  for (const auto& r : samples) {
+    if (r.needle_distance < 0) continue;
+    int64_t upper = 64;
+    while (upper <= r.needle_distance) upper *= 2;
+    buckets[upper].first += r.score;
+    ++buckets[upper].second;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [upper, sum] : buckets)
+    out.push_back({{"from", upper == 64 ? 0 : upper / 2}, {"to", upper}, {"score", 100.0 * sum.first / sum.second},
+                   {"samples", sum.second}});
+  return out;
+}
+
+nlohmann::json ruler_run_json(bool ttt, const eval::RulerReport& report, const std::vector<eval::RulerSampleResult>& samples) {
   nlohmann::json results = nlohmann::json::array(), average = nlohmann::json::array();
   for (const auto& c : report.cells)
     results.push_back({{"task", c.task}, {"length", c.length}, {"score", c.score}, {"samples", c.samples}});
   for (const auto& [length, score] : report.average) average.push_back({{"length", length}, {"score", score}});
-  return {{"ttt", ttt}, {"results", results}, {"average", average}};
+  return {{"ttt", ttt}, {"results", results}, {"average", average}, {"by_distance", by_distance(samples)}};
+}
+
+void print_distance_table(const nlohmann::json& report) {
+  std::cout << "\nby the needle's distance from the question (tokens; all tasks pooled; score %, samples)\n| distance |";
+  for (const auto& run : report["runs"]) std::cout << " " << eval::run_label(run["ttt"].get<bool>()) << " |";
+  std::cout << "\n|:--|";
+  for (size_t i = 0; i < report["runs"].size(); ++i) std::cout << "--:|";
+  std::cout << "\n";
+  std::map<int64_t, std::vector<std::string>> rows;  // from -> one cell per run
+  for (size_t r = 0; r < report["runs"].size(); ++r)
+    for (const auto& b : report["runs"][r]["by_distance"]) {
+      auto& row = rows[b["from"].get<int64_t>()];
+      row.resize(report["runs"].size(), "");
+      std::ostringstream cell;
+      cell << std::fixed << std::setprecision(1) << b["score"].get<double>() << " (" << b["samples"].get<int64_t>() << ")";
+      row[r] = cell.str();
+    }
+  for (const auto& [from, cells] : rows) {
+    std::cout << "| " << from << "-" << (from == 0 ? 64 : 2 * from) << " |";
+    for (const auto& c : cells) std::cout << " " << c << " |";
+    std::cout << "\n";
+  }
 }
 
 void print_ruler_table(const nlohmann::json& report) {
@@ -104,22 +146,28 @@ int run_ruler(const RulerCliOptions& o) {
                            {"tasks", o.eval.tasks}, {"lengths", o.eval.lengths}, {"runs", nlohmann::json::array()}};
   Stopwatch watch;
   for (bool ttt : runs) {
+    std::vector<eval::RulerSampleResult> samples;
     const auto on_sample = [&](const eval::RulerSampleResult& r) {
+      samples.push_back(r);
       if (predictions)
         *predictions << nlohmann::json{{"ttt", ttt}, {"task", r.task}, {"length", r.length}, {"index", r.index},
-                                       {"prompt_tokens", r.prompt_tokens}, {"prediction", r.prediction},
+                                       {"prompt_tokens", r.prompt_tokens}, {"needle_distance", r.needle_distance},
+                                       {"prediction", r.prediction},
                                        {"answers", r.answers}, {"score", r.score}}
                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
                      << "\n";
     };
-    report["runs"].push_back(ruler_run_json(
-        ttt, eval::evaluate_ruler(o.eval, haystack, tokenizer,
-                                  eval::session_generator(lm, ttt, lm->config().eos_token_ids), on_sample)));
+    const eval::RulerReport scores = eval::evaluate_ruler(
+        o.eval, haystack, tokenizer, eval::session_generator(lm, ttt, lm->config().eos_token_ids), on_sample);
+    report["runs"].push_back(ruler_run_json(ttt, scores, samples));
   }
   report["seconds"] = watch.ms() / 1000;
   if (!o.plot.empty()) eval::plot_report("ruler", report, o.plot);
   if (o.json) std::cout << report.dump(2) << std::endl;
-  else print_ruler_table(report);
+  else {
+    print_ruler_table(report);
+    print_distance_table(report);
+  }
   return 0;
 }
 
@@ -130,7 +178,7 @@ Register eval_ruler("eval", [](CLI::App& parent) -> Action {
   o->dtype.add_to(cmd);
   o->device.add_to(cmd);
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's); lengths count its tokens");
-  cmd->add_option("--tasks", o->eval.tasks, "tasks (default: all 11)")->delimiter(',');
+  cmd->add_option("--tasks", o->eval.tasks, "tasks (default: RULER's 11; also passkey, induction)")->delimiter(',');
   cmd->add_option("--lengths", o->eval.lengths, "context lengths in tokens, answer included")->delimiter(',');
   cmd->add_option("--samples", o->eval.samples, "samples per task and length");
   cmd->add_option("--seed", o->eval.seed, "sample i uses seed + i");

@@ -36,7 +36,7 @@ int run(const PlotOptions& o) {
 Register plot_command("", [](CLI::App& parent) -> Action {
   auto o = std::make_shared<PlotOptions>();
   CLI::App* cmd = parent.add_subcommand("plot", "draw a figure (PNG) from a saved JSON report");
-  cmd->add_option("--kind", o->kind, "ppl (eval ppl), ruler (eval ruler) or prefill (bench prefill)")
+  cmd->add_option("--kind", o->kind, "ppl (eval ppl), ruler or ruler-distance (eval ruler) or prefill (bench prefill)")
       ->required()
       ->check(CLI::IsMember(eval::figure_kinds()));
   cmd->add_option("report", o->input, "the JSON report (what --json printed)")->required();

@@ -84,6 +84,30 @@ std::vector<PlotSpec> ruler_panels(const json& report) {
   return {spec};
 }
 
+// Score against the needle's distance from the question (eval ruler's by_distance buckets, drawn at
+// each bucket's upper edge).
+std::vector<PlotSpec> ruler_distance_panels(const json& report) {
+  PlotSpec spec{"Retrieval against the needle's distance", "needle distance from the question (tokens, bucket upper edge)",
+                "score (%)", true, false, {}};
+  spec.y_min = 0;
+  spec.y_max = 100;
+  const json& runs = array(report, "runs", "report");
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const std::string where = "runs[" + std::to_string(r) + "]";
+    PlotSeries s{runs[r].contains("label") && runs[r]["label"].is_string() ? runs[r]["label"].get<std::string>()
+                                                                             : run_label(flag(runs[r], "ttt", where)),
+                 {}, {}};
+    const json& buckets = array(runs[r], "by_distance", where);
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      const std::string at = where + ".by_distance[" + std::to_string(i) + "]";
+      s.x.push_back(number(buckets[i], "to", at));
+      s.y.push_back(number(buckets[i], "score", at));
+    }
+    spec.series.push_back(s);
+  }
+  return {spec};
+}
+
 std::vector<PlotSpec> prefill_panels(const json& report) {
   PlotSpec speed{"Prefill throughput", "sequence length (tokens)", "tokens / s", true, false, {}};
   PlotSpec memory{"Prefill peak memory", "sequence length (tokens)", "peak resident memory (MB)", true, false, {}};
@@ -119,7 +143,7 @@ std::vector<PlotSpec> prefill_panels(const json& report) {
 }  // namespace
 
 const std::vector<std::string>& figure_kinds() {
-  static const std::vector<std::string> kinds{"ppl", "ruler", "prefill"};
+  static const std::vector<std::string> kinds{"ppl", "ruler", "ruler-distance", "prefill"};
   return kinds;
 }
 
@@ -131,8 +155,9 @@ std::string run_label(bool ttt, int64_t window) {
 std::vector<PlotSpec> figure_panels(const std::string& kind, const nlohmann::json& report) {
   if (kind == "ppl") return ppl_panels(report);
   if (kind == "ruler") return ruler_panels(report);
+  if (kind == "ruler-distance") return ruler_distance_panels(report);
   if (kind == "prefill") return prefill_panels(report);
-  throw Error("unknown figure kind '" + kind + "' (expected ppl, ruler or prefill)");
+  throw Error("unknown figure kind '" + kind + "' (expected ppl, ruler, ruler-distance or prefill)");
 }
 
 void plot_report(const std::string& kind, const nlohmann::json& report, const std::string& png_path) {

@@ -3,6 +3,7 @@
 // redraw saved results and `--plot` on a command draws the same picture):
 //   ppl     (ipt eval ppl --json)      perplexity against context, one curve per run (TTT / no TTT)
 //   ruler   (ipt eval ruler --json)    average score against length, one curve per run
+//   ruler-distance (eval ruler --json) score against the needle's distance from the question
 //   prefill (ipt bench prefill --json) tokens/s and peak memory against length, one curve per
 //                                      (TTT, attention) pair, two panels
 // A report that lacks what its kind needs is an ipt::Error naming the missing field.
@@ -15,7 +16,7 @@
 
 namespace ipt::eval {
 
-const std::vector<std::string>& figure_kinds();  // ppl, ruler, prefill
+const std::vector<std::string>& figure_kinds();  // ppl, ruler, ruler-distance, prefill
 
 std::vector<PlotSpec> figure_panels(const std::string& kind, const nlohmann::json& report);
 

@@ -20,15 +20,16 @@ int64_t ruler_tokens_to_generate(const std::string& task) {
   if (task == "vt") return 30;
   if (task == "cwe") return 120;
   if (task == "fwe") return 50;
+  if (task == "passkey" || task == "induction") return 32;  // ours: a number, four words
   throw Error("unknown RULER task '" + task + "'");
 }
 
 void RulerOptions::validate() const {
   IPT_CHECK(!tasks.empty(), "ruler: no tasks given");
   for (const std::string& task : tasks) {
-    if (std::find(ruler_tasks().begin(), ruler_tasks().end(), task) != ruler_tasks().end()) continue;
+    if (std::find(data::synth_tasks().begin(), data::synth_tasks().end(), task) != data::synth_tasks().end()) continue;
     std::string known;
-    for (const std::string& t : ruler_tasks()) known += (known.empty() ? "" : ", ") + t;
+    for (const std::string& t : data::synth_tasks()) known += (known.empty() ? "" : ", ") + t;
     throw Error("ruler: unknown task '" + task + "' (expected one of: " + known + ")");
   }
   IPT_CHECK(!lengths.empty(), "ruler: no lengths given");
@@ -105,6 +106,10 @@ RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& ha
         RulerSampleResult r{task, length, i, static_cast<int64_t>(prompt.size()), tokenizer.decode(generated, true),
                             sample.answers, 0};
         r.score = data::string_match_all(r.prediction, r.answers);
+        // How far back the model must look: from the first answer's first occurrence in the prompt
+        // (the needle) to the prompt's end, in the model's tokens.
+        const size_t needle = sample.answers.empty() ? std::string::npos : sample.input.find(sample.answers.front());
+        if (needle != std::string::npos) r.needle_distance = r.prompt_tokens - count(sample.input.substr(0, needle));
         cell.score += r.score;
         ++cell.samples;
         if (on_sample) on_sample(r);

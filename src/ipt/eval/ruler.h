@@ -32,8 +32,9 @@ GreedyGenerator session_generator(const model::CausalLM& lm, bool ttt, std::vect
 // The simple reference it is tested against: one whole-sequence forward per new token.
 GreedyGenerator full_forward_generator(model::CausalLM lm, std::vector<int64_t> stop_ids);
 
-const std::vector<std::string>& ruler_tasks();  // RULER's 11 synthetic tasks, in its order
-// RULER's answer budget per task (niah 128, vt 30, cwe 120, fwe 50).
+const std::vector<std::string>& ruler_tasks();  // RULER's 11 synthetic tasks, in its order (the default)
+// Accepted tasks: data::synth_tasks(), i.e. RULER's 11 plus passkey and induction.
+// RULER's answer budget per task (niah 128, vt 30, cwe 120, fwe 50; ours: passkey and induction 32).
 int64_t ruler_tokens_to_generate(const std::string& task);
 
 struct RulerOptions {
@@ -52,6 +53,7 @@ struct RulerSampleResult {
   std::string prediction;      // the decoded continuation
   std::vector<std::string> answers;
   double score = 0;            // string_match_all, 0..1
+  int64_t needle_distance = -1;  // tokens from the needle (the first answer's first occurrence) to the prompt's end; -1 = not in the prompt
 };
 
 struct RulerCell {
