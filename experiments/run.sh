@@ -58,3 +58,28 @@ python3 experiments/retrieval/copy_beyond_window.py $IPT \
 
 # 4. Theorem 1.
 for d in 64 256 1024; do $IPT -t 1 experiment theorem1 --dim $d --trials 100; done
+
+# 5. Retrieval beyond a 128-token window (bf16, mixed precision): data split, two stages per model
+#    (pairs side by side), clip chosen on the tune split, perplexity on test and two unseen domains, RULER.
+bash experiments/retrieval/prepare.sh
+for stage in "" "-stage2"; do
+  for v in swa swa-ttt; do $IPT -t 1 train --config experiments/configs/retrieval-$v$stage.yaml > runs/retrieval-$v$stage.log 2>&1 & done
+  wait
+done
+mkdir -p runs/eval5
+for tau in 0 0.1 0.3 1; do clip runs/retrieval-swa-ttt-stage2/checkpoint-280 runs/eval5/ttt-clip$tau $tau; done
+for m in retrieval-swa-stage2/checkpoint-280 eval5/ttt-clip0 eval5/ttt-clip0.1 eval5/ttt-clip0.3 eval5/ttt-clip1; do
+  $IPT -t 2 eval ppl -m runs/$m --data data/exp5/tune --contexts 128,512,2048,4096 --block 256 --same-docs --docs 40 \
+    --json > runs/eval5/tune-$(echo $m | tr / _).json
+done
+for data in test heldout-prose heldout-code; do
+  for m in retrieval-swa-stage2/checkpoint-280 eval5/ttt-clip0.1 eval5/ttt-clip0; do
+    $IPT -t 2 eval ppl -m runs/$m --data data/exp5/$data --contexts 128,512,2048,4096 --block 256 --same-docs \
+      --json > runs/eval5/ppl-$data-$(echo $m | tr / _).json
+  done
+done
+$IPT -t 1 eval ruler -m runs/retrieval-swa-ttt-stage2/checkpoint-280 --tasks passkey,niah_single_1 --lengths 256,512,1024 \
+  --samples 10 --seed 1000 --haystack data/exp5/tune --compare-no-ttt --json > runs/eval5/ruler-ttt.json
+$IPT -t 1 eval ruler -m runs/retrieval-swa-stage2/checkpoint-280 --tasks passkey,niah_single_1 --lengths 256,512,1024 \
+  --samples 10 --seed 1000 --haystack data/exp5/tune --json > runs/eval5/ruler-twin.json
+$IPT plot --kind ruler-distance runs/eval5/ruler-ttt.json -o docs/figures/exp5-retrieval-distance.png
