@@ -146,6 +146,33 @@ TEST(Cli, DemoOnTheBundledModel) {
   EXPECT_NE(missing.output.find("cannot read"), std::string::npos) << missing.output;
 }
 
+// The demo's retrieval part: a fact from an `ipt data synth` file, answered with and without TTT
+// (each marked right or wrong), accuracy over the file, and the errors for bad files and samples.
+TEST(Cli, DemoRetrievalPart) {
+  Workspace w;
+  const std::string samples = w / "facts.jsonl";
+  ASSERT_EQ(ipt("data synth --task passkey --length 400 --count 2 --seed 7 --tokenizer " + std::string(IPT_SOURCE_DIR) +
+                "/corpus/tokenizer --haystack " + IPT_SOURCE_DIR + "/corpus/sample -o " + samples).status, 0);
+  Result one = ipt("demo --retrieval " + samples + " --sample 1 --max-tokens 300 --rows 2 -n 2");
+  ASSERT_EQ(one.status, 0) << one.output;
+  EXPECT_NE(one.output.find("A fact planted beyond the 256-token attention window (sample 1 of"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("tokens before the question"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("question  \"What is the pass key? The pass key is\""), std::string::npos) << one.output;
+  for (const char* run : {"with TTT    \"", "without TTT \""}) EXPECT_NE(one.output.find(run), std::string::npos) << run;
+  EXPECT_NE(one.output.find("whole document: TTT "), std::string::npos) << one.output;  // the loss table follows
+  Result all = ipt("demo --retrieval " + samples + " --retrieval-all");
+  ASSERT_EQ(all.status, 0) << all.output;
+  EXPECT_NE(all.output.find("retrieval over 2 documents of"), std::string::npos) << all.output;
+  EXPECT_EQ(all.output.find("whole document"), std::string::npos) << all.output;  // it stops after scoring
+  Result past = ipt("demo --retrieval " + samples + " --sample 2");
+  EXPECT_EQ(past.status, 1);
+  EXPECT_NE(past.output.find("is not in"), std::string::npos) << past.output;
+  std::ofstream(w / "bad.jsonl") << "{\"task\": \"passkey\"}\n";
+  Result bad = ipt("demo --retrieval " + (w / "bad.jsonl"));
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("line 1 is not an `ipt data synth` sample"), std::string::npos) << bad.output;
+}
+
 // bench prefill --cp-size: one row per rank count, every rank's peak memory reported.
 TEST(Cli, BenchPrefillContextParallel) {
   Workspace w;
