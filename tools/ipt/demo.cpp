@@ -117,7 +117,8 @@ void show_retrieval(const DemoOptions& o, const std::string& path, const tok::To
   if (fact != std::string::npos) {
     const int64_t distance = static_cast<int64_t>(prompt.size() - eval::prompt_ids(tokenizer, s.input.substr(0, fact)).size());
     const size_t from = s.input.rfind(". ", fact) == std::string::npos ? 0 : s.input.rfind(". ", fact) + 2;
-    const size_t to = std::min(s.input.size(), s.input.find('.', fact + s.answers.front().size()) + 1);
+    const size_t stop = s.input.find('.', fact + s.answers.front().size());
+    const size_t to = stop == std::string::npos ? s.input.size() : stop + 1;
     std::cout << "  the fact  \"" << one_line(s.input.substr(from, to - from)) << "\"\n"
               << "            " << distance << " tokens before the question (" << std::fixed << std::setprecision(1)
               << static_cast<double>(distance) / static_cast<double>(window) << "x the window)\n";

@@ -62,8 +62,9 @@ std::vector<PlotSpec> ppl_panels(const json& report) {
   return {spec};
 }
 
-std::vector<PlotSpec> ruler_panels(const json& report) {
-  PlotSpec spec{"RULER-style tasks: average score", "context length (tokens)", "score (%)", true, false, {}};
+// A score panel of an eval ruler report: one curve per run, x and score read from each entry of the
+// run's `field` array.
+std::vector<PlotSpec> ruler_score_panels(const json& report, PlotSpec spec, const std::string& field, const std::string& x_key) {
   spec.y_min = 0;
   spec.y_max = 100;
   const json& runs = array(report, "runs", "report");
@@ -73,39 +74,29 @@ std::vector<PlotSpec> ruler_panels(const json& report) {
     PlotSeries s{runs[r].contains("label") && runs[r]["label"].is_string() ? runs[r]["label"].get<std::string>()
                                                                              : run_label(flag(runs[r], "ttt", where)),
                  {}, {}};
-    const json& average = array(runs[r], "average", where);
-    for (size_t i = 0; i < average.size(); ++i) {
-      const std::string at = where + ".average[" + std::to_string(i) + "]";
-      s.x.push_back(number(average[i], "length", at));
-      s.y.push_back(number(average[i], "score", at));
+    const json& points = array(runs[r], field, where);
+    for (size_t i = 0; i < points.size(); ++i) {
+      const std::string at = where + "." + field + "[" + std::to_string(i) + "]";
+      s.x.push_back(number(points[i], x_key, at));
+      s.y.push_back(number(points[i], "score", at));
     }
     spec.series.push_back(s);
   }
   return {spec};
 }
 
+std::vector<PlotSpec> ruler_panels(const json& report) {
+  return ruler_score_panels(report, {"RULER-style tasks: average score", "context length (tokens)", "score (%)", true, false, {}},
+                            "average", "length");
+}
+
 // Score against the needle's distance from the question (eval ruler's by_distance buckets, drawn at
 // each bucket's upper edge).
 std::vector<PlotSpec> ruler_distance_panels(const json& report) {
-  PlotSpec spec{"Retrieval against the needle's distance", "needle distance from the question (tokens, bucket upper edge)",
-                "score (%)", true, false, {}};
-  spec.y_min = 0;
-  spec.y_max = 100;
-  const json& runs = array(report, "runs", "report");
-  for (size_t r = 0; r < runs.size(); ++r) {
-    const std::string where = "runs[" + std::to_string(r) + "]";
-    PlotSeries s{runs[r].contains("label") && runs[r]["label"].is_string() ? runs[r]["label"].get<std::string>()
-                                                                             : run_label(flag(runs[r], "ttt", where)),
-                 {}, {}};
-    const json& buckets = array(runs[r], "by_distance", where);
-    for (size_t i = 0; i < buckets.size(); ++i) {
-      const std::string at = where + ".by_distance[" + std::to_string(i) + "]";
-      s.x.push_back(number(buckets[i], "to", at));
-      s.y.push_back(number(buckets[i], "score", at));
-    }
-    spec.series.push_back(s);
-  }
-  return {spec};
+  return ruler_score_panels(report,
+                            {"Retrieval against the needle's distance",
+                             "needle distance from the question (tokens, bucket upper edge)", "score (%)", true, false, {}},
+                            "by_distance", "to");
 }
 
 std::vector<PlotSpec> prefill_panels(const json& report) {
