@@ -28,8 +28,9 @@ build-ipt: deps configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
+# The bundled TTT model's demo, then the real pretrained model when it can be fetched (scripts/run-main.sh).
 run: build-ipt
-	./$(BUILD_DIR)/ipt demo
+	IPT=./$(BUILD_DIR)/ipt bash scripts/run-main.sh
 
 bench: build-ipt
 	./$(BUILD_DIR)/ipt bench op --L 32768 --d 1024 --h 4096 --chunk 256

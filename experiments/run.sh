@@ -83,3 +83,15 @@ $IPT -t 1 eval ruler -m runs/retrieval-swa-ttt-stage2/checkpoint-280 --tasks pas
 $IPT -t 1 eval ruler -m runs/retrieval-swa-stage2/checkpoint-280 --tasks passkey,niah_single_1 --lengths 256,512,1024 \
   --samples 10 --seed 1000 --haystack data/exp5/tune --json > runs/eval5/ruler-twin.json
 $IPT plot --kind ruler-distance runs/eval5/ruler-ttt.json -o docs/figures/exp5-retrieval-distance.png
+
+# 6. Drop-in on a real model (prepared, not yet run to the end; docs/models.md "Drop-in on the real model"):
+#    SmolLM2-135M-Instruct continued on the long exp5 training files, with TTT (all parameters, or the
+#    TTT tensors only) and without, one run after another (12.5 GB per process measured at 8192-token rows).
+bash scripts/get-models.sh
+mkdir -p data/exp6 && find data/exp5/train -type f -size +24k | sort > data/exp6/train-files.txt
+[ -f data/shards/exp6-smollm2/meta.json ] || $IPT data prepare --tokenizer models/smollm2-135m-instruct \
+  --input $(cat data/exp6/train-files.txt) --out data/shards/exp6-smollm2 --val-fraction 0.03 --seed 0 --quiet
+$IPT -t 2 train --config experiments/configs/smollm2-base.yaml > runs/smollm2-base.log 2>&1
+$IPT -t 2 train --config experiments/configs/smollm2-ttt.yaml > runs/smollm2-ttt.log 2>&1
+$IPT -t 2 train --config experiments/configs/smollm2-ttt.yaml --train.trainable=ttt --train.lr=1e-3 --train.lr_min=1e-4 \
+  --train.output_dir=runs/smollm2-ttt-only > runs/smollm2-ttt-only.log 2>&1
