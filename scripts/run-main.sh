@@ -4,12 +4,12 @@
 # pretrained model, SmolLM2-135M-Instruct imported from its GGUF (scripts/get-models.sh), when it can
 # be had on this machine: its loss on a real speech, then answers in real English. When
 # it cannot be had (no PyPI, no python3), part 2 says why and the job still succeeds.
-set -uo pipefail
+set -euo pipefail
 cd "$(dirname "$0")/.."
 IPT=${IPT:-build/ipt}
 REAL=models/smollm2-135m-instruct
 
-"$IPT" demo || exit $?
+"$IPT" demo
 
 echo
 echo "=== the real pretrained model ==="
@@ -28,5 +28,5 @@ echo "reading $doc (a State of the Union address):"
 for q in "What is the capital of France? Answer in one sentence." "Give me three tips for staying healthy."; do
   echo
   echo "> $q"
-  "$IPT" generate -m "$REAL" --chat -p "$q" -n 80 --temp 0 2>/dev/null
+  "$IPT" generate -m "$REAL" --chat -p "$q" -n 80 --temp 0 2> >(grep -v "^generate: \(device\|compute dtype\)" >&2)
 done
