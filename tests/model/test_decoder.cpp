@@ -51,7 +51,7 @@ TEST(ModelConfig, ParsesAndRoundTrips) {
   EXPECT_EQ(c.rope.original_max_position_embeddings, 128);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{5, 6}));
   EXPECT_FALSE(c.ttt_mode);
-  EXPECT_EQ(c.ttt_layers, (std::vector<int64_t>{0, 6, 12, 18, 24, 30}));  // official default
+  EXPECT_EQ(c.ttt_layers, (std::vector<int64_t>{0}));  // the official default {0, 6, ..., 30} within 4 layers
   EXPECT_EQ(c.ttt_chunk, 8192);
   json back = c.to_json();
   EXPECT_EQ(back["some_future_key"]["kept"], true);
@@ -59,6 +59,18 @@ TEST(ModelConfig, ParsesAndRoundTrips) {
   ModelConfig again = ModelConfig::from_json(back);
   EXPECT_EQ(again.layer_window, c.layer_window);
   EXPECT_EQ(again.to_json(), back);
+}
+
+// Without the key, the official default applies as the official code applies it (membership): a 30-layer
+// model gets {0, 6, 12, 18, 24}, and the config it writes back stays valid with ttt_mode flipped on.
+TEST(ModelConfig, DefaultTttLayersStopAtTheModelsDepth) {
+  json j = tiny_json("LlamaForCausalLM");
+  j["num_hidden_layers"] = 30;
+  j["ttt_mode"] = true;
+  ModelConfig c = ModelConfig::from_json(j);
+  EXPECT_EQ(c.ttt_layers, (std::vector<int64_t>{0, 6, 12, 18, 24}));
+  j["ttt_layers"] = {0, 30};  // named explicitly, an entry past the depth is still an error
+  expect_config_error(j, "ttt_layers entry 30 is outside [0, 30)");
 }
 
 TEST(ModelConfig, ErrorsNameTheKey) {

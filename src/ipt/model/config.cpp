@@ -136,7 +136,14 @@ ModelConfig ModelConfig::from_json(const json& j) {
   parse_rope(j, c);
   parse_windows(j, c);
   c.ttt_mode = get<bool>(j, "ttt_mode", c.ttt_mode, "true or false");
-  c.ttt_layers = get_int_list(j, "ttt_layers", c.ttt_layers, "a list of layer indices");
+  if (j.contains("ttt_layers")) {
+    c.ttt_layers = get_int_list(j, "ttt_layers", c.ttt_layers, "a list of layer indices");
+  } else {
+    // The official default (every sixth layer up to 30) is applied by membership, so entries past this
+    // model's depth never apply. Drop them, so the config we write back stays valid with ttt_mode on.
+    auto past_depth = [&](int64_t l) { return l >= c.num_hidden_layers; };
+    c.ttt_layers.erase(std::remove_if(c.ttt_layers.begin(), c.ttt_layers.end(), past_depth), c.ttt_layers.end());
+  }
   c.ttt_proj = get<bool>(j, "ttt_proj", c.ttt_proj, "true or false");
   c.ttt_lr = get<double>(j, "ttt_lr", c.ttt_lr, "a number");
   c.ttt_chunk = get_int(j, "ttt_chunk", c.ttt_chunk);
