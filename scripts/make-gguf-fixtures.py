@@ -10,7 +10,9 @@ own writer and reference quantizers):
   tiny-llama-hf/      ... and the same model in Hugging Face layout (safetensors, float32).
   tiny-qwen3.gguf     a 2-layer qwen3 (q/k norms, head_dim != hidden/heads, tied embeddings),
   tiny-qwen3-hf/      ... and its Hugging Face twin.
-Both models carry the byte-level BPE tokenizer of tests/fixtures/tokenizers/trained (pre "qwen2").
+  tiny-qwen2.gguf     a 2-layer qwen2 (q/k/v biases, no o bias, untied head),
+  tiny-qwen2-hf/      ... and its Hugging Face twin (Qwen2ForCausalLM).
+The models carry the byte-level BPE tokenizer of tests/fixtures/tokenizers/trained (pre "qwen2").
 
 Run: python3 -m venv .venv && .venv/bin/pip install gguf numpy safetensors
      .venv/bin/python scripts/make-gguf-fixtures.py   (deterministic: fixed seeds)
@@ -128,9 +130,9 @@ def permute(w, n_head, n_head_kv):
 
 
 def make_model(arch):
-    rng = np.random.default_rng(7 if arch == "llama" else 8)
+    rng = np.random.default_rng({"llama": 7, "qwen3": 8, "qwen2": 9}[arch])
     layers, hidden, inter, heads, kv_heads = 2, 32, 64, 4, 2
-    head_dim = 8 if arch == "llama" else 16  # qwen3: heads * head_dim != hidden
+    head_dim = 16 if arch == "qwen3" else 8  # qwen3: heads * head_dim != hidden
     tied = arch == "qwen3"
     vocab = 1000
     f16 = lambda a: a.astype(np.float16).astype(np.float32)  # what an F16 tensor holds
@@ -170,6 +172,12 @@ def make_model(arch):
             w = f16(r(*shape))
             hf[p + h + ".weight"] = w
             gg.append((b + g + ".weight", w.astype(np.float16), None))
+        if arch == "qwen2":  # Qwen2's attention biases: q, k and v (F32, as convert_hf_to_gguf.py keeps 1-D tensors)
+            for g, h, n in [("attn_q", "self_attn.q_proj", heads * head_dim), ("attn_k", "self_attn.k_proj", kv_heads * head_dim),
+                            ("attn_v", "self_attn.v_proj", kv_heads * head_dim)]:
+                bias = r(n)
+                hf[p + h + ".bias"] = bias
+                gg.append((b + g + ".bias", bias, None))
         norms = [("attn_norm", "input_layernorm", hidden), ("ffn_norm", "post_attention_layernorm", hidden)]
         if arch == "qwen3":
             norms += [("attn_q_norm", "self_attn.q_norm", head_dim), ("attn_k_norm", "self_attn.k_norm", head_dim)]
@@ -201,7 +209,7 @@ def make_model(arch):
     d = os.path.join(OUT, name + "-hf")
     os.makedirs(d, exist_ok=True)
     config = {
-        "architectures": ["LlamaForCausalLM" if arch == "llama" else "Qwen3ForCausalLM"],
+        "architectures": [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]],
         "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": layers,
         "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": head_dim, "hidden_act": "silu",
         "rms_norm_eps": 1e-5 if arch == "llama" else 1e-6,
@@ -220,6 +228,7 @@ if __name__ == "__main__":
     make_metadata()
     make_model("llama")
     make_model("qwen3")
+    make_model("qwen2")
     for dirpath, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):
             print(f"{os.path.getsize(os.path.join(dirpath, f)):8d}  {os.path.relpath(os.path.join(dirpath, f), ROOT)}")

@@ -3,7 +3,7 @@
 
 References (their code is never committed; only the numbers they produce and small random weights):
   * Hugging Face transformers (pinned 4.57.3, the version the official release pins): small
-    random-initialised Qwen3ForCausalLM / LlamaForCausalLM -> tests/fixtures/goldens/hf_*/
+    random-initialised Qwen3ForCausalLM / LlamaForCausalLM / Qwen2ForCausalLM -> tests/fixtures/goldens/hf_*/
   * the official In-Place TTT release (github:ByteDance-Seed/In-Place-TTT): its hf_models/ modeling
     files (training forward) and inference_model/ (TTTDynamicCache greedy generation), imported from
     a checkout outside this tree -> tests/fixtures/goldens/ttt_*/
@@ -115,7 +115,10 @@ def logits_rows(model, ids, stride=8):
 
 def hf_cases(cases):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                              Qwen3ForCausalLM)
+    classes = dict(qwen3=(Qwen3Config, Qwen3ForCausalLM), qwen2=(Qwen2Config, Qwen2ForCausalLM),
+                   llama=(LlamaConfig, LlamaForCausalLM))
 
     base = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, max_position_embeddings=1024,
@@ -162,12 +165,20 @@ def hf_cases(cases):
          "LLaMA, rope yarn factor 8 over 64, beta 16/2"),
         ("hf_llama_mha_bias", "llama", dict(num_key_value_heads=4, attention_bias=True, rope_theta=1e4),
          "LLaMA, MHA, attention_bias (q/k/v/o biases)"),
+        # (appended: a case's seeds follow its position in this list)
+        ("hf_qwen2_gqa_untied", "qwen2", dict(tie_word_embeddings=False, head_dim=None, rope_theta=1e6),
+         "Qwen2, GQA 4/2, q/k/v biases without an o bias, untied head"),
+        ("hf_qwen2_sliding_tied", "qwen2", dict(num_hidden_layers=3, tie_word_embeddings=True, head_dim=None,
+                                                use_sliding_window=True, sliding_window=48, max_window_layers=1,
+                                                rope_theta=1e4),
+         "Qwen2, use_sliding_window + max_window_layers 1 (layers 1, 2 window 48), tied head"),
     ]
     for i, (name, arch, over, what) in enumerate(specs):
         kw = dict(base, **over)
-        cfg = (Qwen3Config if arch == "qwen3" else LlamaConfig)(**kw)
+        config_class, model_class = classes[arch]
+        cfg = config_class(**{k: v for k, v in kw.items() if v is not None})
         torch.manual_seed(i)
-        model = (Qwen3ForCausalLM if arch == "qwen3" else LlamaForCausalLM)(cfg).eval()
+        model = model_class(cfg).eval()
         randomize(model, 1000 + i)
         ids = tokens(SEQ, cfg.vocab_size, 2000 + i)
         rows, logits = logits_rows(model, ids, stride=16)
@@ -176,8 +187,7 @@ def hf_cases(cases):
         plain = {k: v for k, v in kw.items() if k not in ("rope_scaling", "use_sliding_window", "sliding_window",
                                                             "layer_types", "attention_bias")}
         if plain != kw:
-            other = (Qwen3ForCausalLM if arch == "qwen3" else LlamaForCausalLM)(
-                (Qwen3Config if arch == "qwen3" else LlamaConfig)(**plain)).eval()
+            other = model_class(config_class(**{k: v for k, v in plain.items() if v is not None})).eval()
             other.load_state_dict(model.state_dict(), strict=False)
             _, other_logits = logits_rows(other, ids, stride=16)
             meta["feature_effect"] = ((other_logits - logits).abs().max() / logits.abs().max()).item()
@@ -381,6 +391,8 @@ PUBLISHED = {  # the rounded figures of the model cards
                  ("non_embedding", 6.95, 2, 1e9, "Qwen/Qwen3-8B model card: Non-Embedding 6.95B")],
     "llama-3.1-8b": [("parameters", 8.03, 2, 1e9, "meta-llama/Llama-3.1-8B: 8.03B params")],
     "smollm2-135m": [("parameters", 135, 0, 1e6, "HuggingFaceTB/SmolLM2-135M model card: 135M")],
+    "qwen2.5-0.5b": [("parameters", 0.49, 2, 1e9, "Qwen/Qwen2.5-0.5B model card: Number of Parameters 0.49B"),
+                     ("non_embedding", 0.36, 2, 1e9, "Qwen/Qwen2.5-0.5B model card: 0.36B non-embedding")],
 }
 
 

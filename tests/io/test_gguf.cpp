@@ -1,6 +1,6 @@
 // GGUF: dequantization bit-exact against gguf-py's reference (fixtures from
 // scripts/make-gguf-fixtures.py), metadata of every type, malformed files each with their own
-// error, and imported llama / qwen3 models scoring exactly like their Hugging Face originals.
+// error, and imported llama / qwen3 / qwen2 models scoring exactly like their Hugging Face originals.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -226,7 +226,7 @@ TEST(Gguf, PermutationRoundTrips) {
 // The imported model equals its Hugging Face original: same config, the same logits exactly (so the
 // q/k un-permutation, the F16 and Q8_0 paths and the name mapping are right), the same tokenizer ids.
 TEST(Gguf, ImportedModelsScoreLikeTheirOriginals) {
-  for (const char* name : {"tiny-llama", "tiny-qwen3"}) {
+  for (const char* name : {"tiny-llama", "tiny-qwen3", "tiny-qwen2"}) {
     SCOPED_TRACE(name);
     const io::GgufFile f = io::read_gguf((kFixtures / (std::string(name) + ".gguf")).string());
     model::GgufImport imported = model::import_gguf(f);
@@ -242,6 +242,8 @@ TEST(Gguf, ImportedModelsScoreLikeTheirOriginals) {
     EXPECT_EQ(config.tie_word_embeddings, oc.tie_word_embeddings);
     EXPECT_EQ(config.max_position_embeddings, oc.max_position_embeddings);
     EXPECT_EQ(config.eos_token_ids, oc.eos_token_ids);
+    EXPECT_EQ(config.qkv_bias(), std::string(name) == "tiny-qwen2");  // Qwen2: q/k/v biases, never an o bias
+    EXPECT_FALSE(config.o_bias());
     torch::Tensor ids = torch::randint(0, 1000, {2, 24}, torch::kInt64);
     EXPECT_TRUE(torch::equal(logits_of(ours, ids), logits_of(original, ids)));
 

@@ -143,7 +143,7 @@ TEST(HfGoldens, GreedyGenerationMatchesTheOfficialInferenceModel) {
 // (no weights allocated). Exact counts: transformers 4.57.3 on the meta device (make-goldens.py).
 TEST(RealConfigs, ParameterCountsArePublishedOnes) {
   const json expected = read_json(kConfigs + "/expected.json");
-  ASSERT_EQ(expected.size(), 4u);
+  ASSERT_EQ(expected.size(), 5u);
   for (const auto& [name, e] : expected.items()) {
     SCOPED_TRACE(name);
     const model::ModelConfig c = model::ModelConfig::load(kConfigs + "/" + name + ".json");
@@ -167,6 +167,9 @@ TEST(RealConfigs, ParameterCountsArePublishedOnes) {
   const model::ModelConfig qwen = model::ModelConfig::load(kConfigs + "/qwen3-0.6b.json");
   EXPECT_TRUE(qwen.qk_norm && qwen.tie_word_embeddings);
   EXPECT_EQ(qwen.head_dim * qwen.num_attention_heads, 2 * qwen.hidden_size);  // head_dim is not hidden / heads
+  const model::ModelConfig qwen2 = model::ModelConfig::load(kConfigs + "/qwen2.5-0.5b.json");
+  EXPECT_TRUE(qwen2.qkv_bias() && !qwen2.o_bias() && !qwen2.qk_norm);  // Qwen2: q/k/v biases only
+  EXPECT_EQ(qwen2.layer_window, std::vector<int64_t>(24, 0));  // sliding_window is set, use_sliding_window is not
 }
 
 // The count from the config is the count of the module built from it (every golden config, TTT

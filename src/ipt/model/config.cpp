@@ -102,8 +102,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
   auto architectures = get<std::vector<std::string>>(j, "architectures", {}, "a list of strings");
   IPT_CHECK(!architectures.empty(), "config.json: 'architectures' is missing");
   c.architecture = architectures[0];
-  IPT_CHECK(c.architecture == "Qwen3ForCausalLM" || c.architecture == "LlamaForCausalLM",
-            "config.json: architecture '", c.architecture, "' is not supported (Qwen3ForCausalLM, LlamaForCausalLM)");
+  IPT_CHECK(c.is_qwen3() || c.is_qwen2() || c.architecture == "LlamaForCausalLM", "config.json: architecture '",
+            c.architecture, "' is not supported (Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM)");
   c.qk_norm = c.is_qwen3();
   c.vocab_size = get_int(j, "vocab_size", 0);
   c.hidden_size = get_int(j, "hidden_size", 0);
@@ -184,7 +184,7 @@ void ModelConfig::validate() const {
 json ModelConfig::to_json() const {
   json j = extra.is_object() ? extra : json::object();
   j["architectures"] = {architecture};
-  j["model_type"] = is_qwen3() ? "qwen3" : "llama";
+  j["model_type"] = is_qwen3() ? "qwen3" : is_qwen2() ? "qwen2" : "llama";
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;

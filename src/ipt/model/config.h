@@ -1,5 +1,5 @@
 #pragma once
-// Hugging Face config.json for Qwen3ForCausalLM and LlamaForCausalLM, with the In-Place TTT keys
+// Hugging Face config.json for Qwen3ForCausalLM, Qwen2ForCausalLM and LlamaForCausalLM, with the In-Place TTT keys
 // under their official names (SPEC.md) and our extensions. Keys this engine does not use are kept
 // and written back unchanged, so a converted checkpoint still loads everywhere it did.
 #include <nlohmann/json.hpp>
@@ -14,13 +14,14 @@
 namespace ipt::model {
 
 struct ModelConfig {
-  std::string architecture;  // Qwen3ForCausalLM | LlamaForCausalLM
+  std::string architecture;  // Qwen3ForCausalLM | Qwen2ForCausalLM | LlamaForCausalLM
   int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0;
   int64_t num_attention_heads = 0, num_key_value_heads = 0, head_dim = 0;
   double rms_norm_eps = 1e-6, initializer_range = 0.02;
   int64_t max_position_embeddings = 0;
   ops::RopeParams rope;  // rope_theta and rope_scaling
-  bool tie_word_embeddings = false, attention_bias = false;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;         // LLaMA, Qwen3: biases on q, k, v and o (Hugging Face's key)
   bool qk_norm = false;                // Qwen3: RMSNorm on each head's q and k
   std::vector<int64_t> layer_window;   // per layer: sliding window size, 0 = full attention
   std::string torch_dtype = "float32";
@@ -49,6 +50,10 @@ struct ModelConfig {
   bool is_ttt_layer(int64_t layer) const;
   TttSettings ttt_settings(int64_t layer) const;
   bool is_qwen3() const { return architecture == "Qwen3ForCausalLM"; }
+  bool is_qwen2() const { return architecture == "Qwen2ForCausalLM"; }
+  // Qwen2 always has q/k/v biases and never an o bias (it has no attention_bias key).
+  bool qkv_bias() const { return is_qwen2() || attention_bias; }
+  bool o_bias() const { return !is_qwen2() && attention_bias; }
   void validate() const;
 };
 

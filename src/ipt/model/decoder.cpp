@@ -29,10 +29,10 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
       head_dim(c.head_dim),
       window(c.layer_window.at(layer)),
       rope(c.rope) {
-  q_proj = register_module("q_proj", linear(c.hidden_size, heads * head_dim, c.attention_bias));
-  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads * head_dim, c.attention_bias));
-  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads * head_dim, c.attention_bias));
-  o_proj = register_module("o_proj", linear(heads * head_dim, c.hidden_size, c.attention_bias));  // HF: o_proj too
+  q_proj = register_module("q_proj", linear(c.hidden_size, heads * head_dim, c.qkv_bias()));
+  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads * head_dim, c.qkv_bias()));
+  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads * head_dim, c.qkv_bias()));
+  o_proj = register_module("o_proj", linear(heads * head_dim, c.hidden_size, c.o_bias()));
   if (c.qk_norm) {
     q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
     k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));

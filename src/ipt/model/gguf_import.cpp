@@ -166,7 +166,7 @@ GgufImport import_gguf(const io::GgufFile& f) {
 
   GgufImport out;
   json& c = out.config;
-  c["architectures"] = {arch == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"};
+  c["architectures"] = {arch == "qwen3" ? "Qwen3ForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
   const int64_t layers = positive("block_count"), hidden = positive("embedding_length");
   const int64_t heads = positive("attention.head_count");
   const int64_t kv_heads = f.find(key("attention.head_count_kv")) ? positive("attention.head_count_kv") : heads;
@@ -191,7 +191,6 @@ GgufImport import_gguf(const io::GgufFile& f) {
   c["rms_norm_eps"] = shortest(f, key("attention.layer_norm_rms_epsilon"));
   c["rope_theta"] = f.find(key("rope.freq_base")) ? shortest(f, key("rope.freq_base")) : 10000.0;
   c["max_position_embeddings"] = f.find(key("context_length")) ? positive("context_length") : 4096;
-  c["attention_bias"] = arch == "qwen2";
   if (f.find(key("rope.scaling.type"))) {
     const std::string type = f.get_string(key("rope.scaling.type"));
     if (type == "linear" || type == "yarn") {

@@ -9,8 +9,8 @@
 // `.attention.layer_norm_rms_epsilon` → rms_norm_eps, `.context_length` → max_position_embeddings,
 // `.rope.scaling.*` → rope_scaling; tensor names `blk.N.attn_q` … → `model.layers.N.self_attn.q_proj`
 // …; no `output` tensor means tied embeddings. llama.cpp's converter permutes the q/k rows of llama
-// models for its interleaved RoPE; that permutation is undone here. qwen2 becomes
-// LlamaForCausalLM with attention_bias (this engine's bias layout is Qwen2's: q, k, v).
+// models for its interleaved RoPE; that permutation is undone here. llama, qwen2 and qwen3 become
+// LlamaForCausalLM, Qwen2ForCausalLM (q/k/v biases) and Qwen3ForCausalLM.
 #include <nlohmann/json.hpp>
 
 #include "ipt/io/gguf.h"

@@ -5,7 +5,8 @@ namespace ipt::model {
 int64_t parameter_count(const ModelConfig& c) {
   const int64_t d = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
   int64_t attention = d * q + 2 * d * kv + q * d;  // q, k, v, o
-  if (c.attention_bias) attention += q + 2 * kv + d;
+  if (c.qkv_bias()) attention += q + 2 * kv;
+  if (c.o_bias()) attention += d;
   if (c.qk_norm) attention += 2 * c.head_dim;
   const int64_t layer = attention + 3 * d * c.intermediate_size + 2 * d;  // + gate/up/down, two norms
   int64_t total = c.vocab_size * d + d;                                   // embeddings, final norm
