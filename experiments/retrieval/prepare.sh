@@ -23,6 +23,8 @@ if [ ! -f "$out/.done" ]; then
     done
   done
   cp corpus/sample/*.txt "$out/heldout-prose/"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo  # the kernel C sources (Debian linux-source-6.1), if absent
+  [ -f /usr/src/linux-source-6.1.tar.xz ] || $SUDO apt-get install -y --no-install-recommends linux-source-6.1 >/dev/null
   tar xJf /usr/src/linux-source-6.1.tar.xz -C "$out" --wildcards 'linux-source-6.1/kernel/*.c' 'linux-source-6.1/mm/*.c'
   find "$out/linux-source-6.1" -name '*.c' | sort | while read -r f; do
     cp "$f" "$out/heldout-code/$(echo "${f#$out/linux-source-6.1/}" | sed 's|/|__|g')"

@@ -2,6 +2,7 @@
 // the sample says, answers present in the context, RULER's scoring.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -104,6 +105,18 @@ TEST(Synth, StringMatchAll) {
   EXPECT_DOUBLE_EQ(string_match_all("only 123", {"123", "456"}), 0.5);
   EXPECT_DOUBLE_EQ(string_match_all("ABC-def", {"abc-DEF"}), 1.0);
   EXPECT_DOUBLE_EQ(string_match_all("nothing", {}), 0.0);
+}
+
+TEST(Synth, HaystackWordsAreOrdinaryWords) {
+  // A code file's 40-letter identifier must not become a niah key: the prompt would outgrow any row.
+  std::string doc;
+  for (int i = 0; i < 120; ++i)  // 120 distinct words: "wab", "wac", ...
+    doc += std::string{'w', static_cast<char>('a' + i / 26), static_cast<char>('a' + i % 26)} + " ";
+  doc += "abcdefghijklmnopqrstuvwxyzabcdefghijklmn twelveletter thirteenlette.";
+  const Haystack h({doc});
+  for (const std::string& w : h.words()) EXPECT_TRUE(w.size() >= 3 && w.size() <= 12) << w;
+  EXPECT_TRUE(std::count(h.words().begin(), h.words().end(), "twelveletter"));
+  EXPECT_FALSE(std::count(h.words().begin(), h.words().end(), "thirteenlette"));
 }
 
 TEST(Synth, BadInput) {

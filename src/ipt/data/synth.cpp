@@ -12,6 +12,8 @@ namespace ipt::data {
 
 namespace {
 
+constexpr size_t kMaxWordLetters = 12;  // haystack words (and so niah keys) are 3-12 letters
+
 const char* kNoise = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 
 std::string join(const std::vector<std::string>& parts, const std::string& separator) {
@@ -270,7 +272,9 @@ Haystack::Haystack(const std::vector<std::string>& documents) {
       if (std::isalpha(static_cast<unsigned char>(c))) {
         word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       } else {
-        if (word.size() >= 3) words.insert(word);
+        // Ordinary words only: code and markup hold letter runs of hundreds (identifiers, base64),
+        // and a key made of those can make a prompt longer than any row.
+        if (word.size() >= 3 && word.size() <= kMaxWordLetters) words.insert(word);
         word.clear();
       }
     }

@@ -35,7 +35,7 @@ class Haystack {
 
  private:
   std::vector<std::string> sentences_;
-  std::vector<std::string> words_;  // distinct lowercase alphabetic words, sorted
+  std::vector<std::string> words_;  // distinct lowercase alphabetic words of 3-12 letters, sorted
 };
 
 const std::vector<std::string>& synth_tasks();  // every task name, in RULER's order, then ours
