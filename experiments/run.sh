@@ -116,3 +116,13 @@ $IPT -t 2 eval ruler -m runs/smollm2-base/checkpoint-40 $P6 > runs/eval6/passkey
 # Prepared, not yet run: the TTT tensors only (the slow weights stay the imported model's).
 # $IPT -t 2 train --config experiments/configs/smollm2-ttt.yaml --train.trainable=ttt --train.lr=1e-3 --train.lr_min=1e-4 \
 #   --train.output_dir=runs/smollm2-ttt-only > runs/smollm2-ttt-only.log 2>&1
+
+# 7. Retrieval, second attempt (docs/RESULTS.md section 7): a curriculum. Stage 1 teaches copying
+#    inside the window (192-token rows, answer-only loss), stage 2 moves the needle past it (512-token
+#    rows). The pair side by side at -t 1 (~30 min per stage). Plus a diagnostic: the twin's stage 1
+#    continued with dense copy supervision (loss on every token, 60% induction rows).
+for v in swa swa-ttt; do $IPT -t 1 train --config experiments/configs/copy-$v.yaml > runs/copy-$v.log 2>&1 & done
+wait
+$IPT -t 1 train --config experiments/configs/far-swa-ttt.yaml > runs/far-swa-ttt.log 2>&1 &
+$IPT -t 1 train --config experiments/configs/dense-copy-swa.yaml > runs/dense-copy-swa.log 2>&1 &
+wait
