@@ -79,6 +79,17 @@ SyntheticRows::SyntheticRows(tok::Tokenizer tokenizer, data::Haystack haystack, 
 }
 
 std::vector<int64_t> SyntheticRows::tokens(const std::string& task, uint64_t seed, int64_t* answer_start) const {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return draw(task, attempt == 0 ? seed : splitmix64(seed + static_cast<uint64_t>(attempt)), answer_start);
+    } catch (const Error& e) {
+      if (attempt + 1 == kDraws)
+        throw Error(std::string(e.what()) + " (" + std::to_string(kDraws) + " draws from seed " + std::to_string(seed) + ")");
+    }
+  }
+}
+
+std::vector<int64_t> SyntheticRows::draw(const std::string& task, uint64_t seed, int64_t* answer_start) const {
   const data::TokenCounter count = [&](const std::string& s) { return static_cast<int64_t>(tokenizer_.encode(s).size()); };
   auto sample_tokens = [&](int64_t answer_budget, int64_t* prompt_tokens) {
     data::SynthOptions so;

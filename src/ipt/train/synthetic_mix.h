@@ -57,8 +57,13 @@ class SyntheticRows {
   // `cu_seqlens` becomes {0, n, L} when the row is padded after n tokens, else {0, L}.
   void fill(const std::string& task, uint64_t seed, int64_t* ids, int64_t* labels,
             std::vector<int64_t>* cu_seqlens) const;
-  // The token sequence of one sample and where its answer starts (exposed for tests).
+  // The token sequence of one sample and where its answer starts (exposed for tests). A draw that
+  // cannot fit the row (a long key's prompt alone outgrows it) is redrawn from a seed derived from
+  // this one, up to kDraws times, so a training run never stops at a step for one unlucky sample.
   std::vector<int64_t> tokens(const std::string& task, uint64_t seed, int64_t* answer_start) const;
+  static constexpr int kDraws = 8;
+  // One draw from exactly `seed`, no redraw: an Error when it cannot fit (exposed for tests).
+  std::vector<int64_t> draw(const std::string& task, uint64_t seed, int64_t* answer_start) const;
   const tok::Tokenizer& tokenizer() const { return tokenizer_; }
 
  private:
