@@ -123,6 +123,37 @@ $IPT -t 2 eval ruler -m runs/smollm2-base/checkpoint-40 $P6 > runs/eval6/passkey
 #    continued with dense copy supervision (loss on every token, 60% induction rows).
 for v in swa swa-ttt; do $IPT -t 1 train --config experiments/configs/copy-$v.yaml > runs/copy-$v.log 2>&1 & done
 wait
+# The diagnostic was stopped at its checkpoint-100 (of 200) to give its core to the twin's stage 2.
 $IPT -t 1 train --config experiments/configs/far-swa-ttt.yaml > runs/far-swa-ttt.log 2>&1 &
 $IPT -t 1 train --config experiments/configs/dense-copy-swa.yaml > runs/dense-copy-swa.log 2>&1 &
 wait
+$IPT -t 1 train --config experiments/configs/far-swa.yaml > runs/far-swa.log 2>&1
+# The clip, on the tune split only: the lowest tune perplexity at 2048 among the clips whose tune
+# retrieval is within 10 points of the best at every length (tau 2).
+mkdir -p runs/eval7
+for tau in 0 0.3 1 2 3 10; do
+  clip runs/far-swa-ttt/checkpoint-400 runs/eval7/ttt-clip$tau $tau
+  $IPT -t 1 eval ruler -m runs/eval7/ttt-clip$tau --tasks passkey niah_single_1 --lengths 256 512 1024 --samples 20 \
+    --seed 1000 --haystack data/exp5/tune --json > runs/eval7/tune-ruler-clip$tau.json
+  $IPT -t 1 eval ppl -m runs/eval7/ttt-clip$tau --data data/exp5/tune --contexts 128 512 2048 --block 256 --same-docs \
+    --docs 40 --json > runs/eval7/tune-ppl-clip$tau.json
+done
+# Reported: test-split haystacks for retrieval (niah from 512: at 256 RULER's 128-token answer budget
+# leaves some seeds' prompts no room), test split and the two unseen domains for perplexity.
+H7="--samples 50 --seed 5000 --haystack data/exp5/test --json"
+P7="--contexts 128 512 2048 4096 --block 256 --same-docs --json"
+for m in ttt-clip2 ttt-clip0 twin; do
+  src=runs/eval7/$m; [ $m = twin ] && src=runs/far-swa/checkpoint-400
+  cmp=""; [ $m = ttt-clip2 ] && cmp=--compare-no-ttt
+  $IPT -t 1 eval ruler -m $src --tasks passkey --lengths 256 512 1024 2048 $H7 $cmp > runs/eval7/ruler-passkey-$m.json
+  $IPT -t 1 eval ruler -m $src --tasks niah_single_1 --lengths 512 1024 2048 $H7 $cmp > runs/eval7/ruler-niah-$m.json
+  for d in test heldout-prose heldout-code; do
+    $IPT -t 1 eval ppl -m $src --data data/exp5/$d $P7 $cmp > runs/eval7/ppl-$d-$m.json
+  done
+done
+python3 experiments/retrieval/plot7.py  # merges the reports per task/domain and draws docs/figures/exp7-*.png
+# The bundled model (models/default): the chosen checkpoint in bfloat16 with 100 held-out retrieval documents.
+$IPT convert --in runs/eval7/ttt-clip2 --out models/default --ttt-layers 2 5 --dtype bfloat16 --force
+$IPT data synth --task passkey niah_single_1 --tokenizer corpus/tokenizer --length 1024 --count 50 --seed 722900539 \
+  --haystack data/exp5/test -o /tmp/demo-retrieval.jsonl  # then shuffled with the same seed (models/default/README.md)
+$IPT demo --retrieval-all

@@ -155,7 +155,7 @@ TEST(Cli, DemoRetrievalPart) {
                 "/corpus/tokenizer --haystack " + IPT_SOURCE_DIR + "/corpus/sample -o " + samples).status, 0);
   Result one = ipt("demo --retrieval " + samples + " --sample 1 --max-tokens 300 --rows 2 -n 2");
   ASSERT_EQ(one.status, 0) << one.output;
-  EXPECT_NE(one.output.find("A fact planted beyond the 256-token attention window (sample 1 of"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("A fact planted beyond the 128-token attention window (sample 1 of"), std::string::npos) << one.output;
   EXPECT_NE(one.output.find("tokens before the question"), std::string::npos) << one.output;
   EXPECT_NE(one.output.find("question  \"What is the pass key? The pass key is\""), std::string::npos) << one.output;
   for (const char* run : {"with TTT    \"", "without TTT \""}) EXPECT_NE(one.output.find(run), std::string::npos) << run;
