@@ -2,6 +2,7 @@
 """Experiment 7's figures: one eval report per task / domain with every model as a labelled run,
 drawn by `ipt plot` (docs/RESULTS.md section 7). Reads runs/eval7/, writes docs/figures/exp7-*.png."""
 import json
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,9 @@ def runs(path, labels):
 def merged(kind, parts, out_png):
     base, all_runs = None, []
     for path, labels in parts:
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            print(f"plot7: {path} missing, its curve left out", file=sys.stderr)
+            continue
         report, got = runs(path, labels)
         base = base or report
         all_runs += got
