@@ -155,8 +155,12 @@ done
 $IPT -t 1 bench prefill --lengths 2048 8192 --json   # the cost, on models/default once it is installed (below)
 $IPT -t 1 bench decode --contexts 1024 8192 --tokens 64 --json
 python3 experiments/retrieval/plot7.py  # merges the reports per task/domain and draws docs/figures/exp7-*.png
-# The bundled model (models/default): the chosen checkpoint in bfloat16 with 100 held-out retrieval documents.
-$IPT convert --in runs/eval7/ttt-clip2 --out models/default --ttt-layers 2 5 --dtype bfloat16 --force
+# The bundled model (models/default): the chosen checkpoint in bfloat16 with 100 held-out retrieval
+# documents (convert writes a whole directory, so into runs/ first; README.md and demo.txt stay).
+$IPT convert --in runs/eval7/ttt-clip2 --out runs/eval7/default-bf16 --ttt-layers 2 5 --dtype bfloat16 --force
+cp runs/eval7/default-bf16/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json} models/default/
 $IPT data synth --task passkey niah_single_1 --tokenizer corpus/tokenizer --length 1024 --count 50 --seed 722900539 \
-  --haystack data/exp5/test -o /tmp/demo-retrieval.jsonl  # then shuffled with the same seed (models/default/README.md)
+  --haystack data/exp5/test -o runs/eval7/demo-retrieval.jsonl
+python3 -c "import random; L=open('runs/eval7/demo-retrieval.jsonl').read().splitlines(); random.Random(722900539).shuffle(L); \
+open('models/default/demo-retrieval.jsonl','w').write('\\n'.join(L)+'\\n')"
 $IPT demo --retrieval-all
