@@ -4,6 +4,9 @@ BUILD_DIR ?= build
 TORCH2_BUILD_DIR ?= build-torch2
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# ccache: paths under the checkout are hashed relative to it, so a fresh clone (CI) reuses the
+# objects another checkout on the same machine compiled.
+export CCACHE_BASEDIR ?= $(CURDIR)
 # cmake's generated makefiles recurse; a newcomer does not need to read every directory change.
 MAKEFLAGS += --no-print-directory
 

@@ -24,6 +24,8 @@ struct DecodeOptions {
   int64_t tokens = 64;
   bool json = false;
   DtypeFlag dtype;
+  DecodeQuantFlag decode_quant;
+  std::string decode_step = "on";  // off: the session's sequence path, for comparison
   DeviceFlag device;
   int64_t worker_context = 0;  // internal
   int worker_ttt = -1;         // internal
@@ -34,9 +36,11 @@ nlohmann::json worker(const DecodeOptions& o) {
   model::LoadOptions load;
   load.device = o.device.resolve("bench decode", false);
   load.dtype = o.dtype.resolve(o.model, "bench decode", load.device, false);
+  load.decode_quantization = o.decode_quant.resolve();
   model::CausalLM lm = model::load_model(o.model, load);
   infer::SessionOptions so;
   so.ttt = o.worker_ttt == 1;
+  so.decode_step = o.decode_step == "on";
   so.context = o.worker_context + o.tokens + 1;
   torch::manual_seed(0);
   torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {o.worker_context}, torch::kInt64);
@@ -60,6 +64,8 @@ nlohmann::json worker(const DecodeOptions& o) {
   const double decode_s = decode.ms() / 1000;
   return {{"context", o.worker_context},
           {"dtype", dtype_name(load.dtype)},
+          {"decode_quant", o.decode_quant.name},
+          {"decode_step", o.decode_step},
           {"device", describe_device(load.device)},
           {"ttt", so.ttt},
           {"tokens", static_cast<int64_t>(out.size())},
@@ -79,13 +85,15 @@ int run(const DecodeOptions& o) {
   const torch::Device device = o.device.resolve("bench decode", !o.json);  // the workers inherit it
   const char* dtype = dtype_name(o.dtype.resolve(o.model, "bench decode", device, !o.json));
   nlohmann::json report = {{"model", o.model}, {"threads", at::get_num_threads()}, {"dtype", dtype}, {"tokens", o.tokens},
+                           {"decode_quant", o.decode_quant.name}, {"decode_step", o.decode_step},
                            {"results", nlohmann::json::array()}};
   for (int64_t context : o.contexts) {
     IPT_CHECK(context > 0, "--contexts must be positive");
     for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
       std::ostringstream args;
       args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --worker-context " << context
-           << " --worker-ttt " << ttt << " --dtype " << dtype;
+           << " --worker-ttt " << ttt << " --dtype " << dtype << " --decode-quant " << o.decode_quant.name
+           << " --decode-step " << o.decode_step;
       report["results"].push_back(run_worker(args.str()));
     }
   }
@@ -93,8 +101,8 @@ int run(const DecodeOptions& o) {
     std::cout << report.dump(2) << std::endl;
     return 0;
   }
-  std::cout << "decode  " << o.model << "  threads " << at::get_num_threads() << "  dtype " << dtype << "  tokens "
-            << o.tokens << "\n\n"
+  std::cout << "decode  " << o.model << "  threads " << at::get_num_threads() << "  dtype " << dtype << "  decode-quant "
+            << o.decode_quant.name << "  decode-step " << o.decode_step << "  tokens " << o.tokens << "\n\n"
             << "| context | TTT | decode tok/s | updates while decoding | prefill tok/s | peak MB | TTT/no-TTT decode |\n"
             << "|--------:|:---:|-------------:|------:|--------------:|--------:|-----:|\n";
   const auto& r = report["results"];
@@ -117,6 +125,10 @@ Register bench_decode("bench", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("decode", "decode tokens/s after each context length, with and without TTT");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->decode_quant.add_to(cmd);
+  cmd->add_option("--decode-step", o->decode_step,
+                  "on: tokens through the fused single-token step (default); off: the sequence path, for comparison")
+      ->check(CLI::IsMember({"on", "off"}));
   o->device.add_to(cmd);
   cmd->add_option("--contexts", o->contexts, "prompt lengths before decoding (default 1024,8192)")->delimiter(',');
   cmd->add_option("--tokens", o->tokens, "tokens decoded per measurement (default 64)");

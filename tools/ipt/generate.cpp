@@ -29,6 +29,7 @@ struct GenerateOptions {
   bool no_ttt = false, ignore_eos = false, chat = false;
   infer::SamplerOptions sampling;
   DtypeFlag dtype;
+  DecodeQuantFlag decode_quant;
   DeviceFlag device;
 };
 
@@ -50,6 +51,7 @@ int run(const GenerateOptions& o) {
   model::LoadOptions load;
   load.device = o.device.resolve("generate");
   load.dtype = o.dtype.resolve(o.model, "generate", load.device);
+  load.decode_quantization = o.decode_quant.resolve();
   model::CausalLM lm = model::load_model(o.model, load);
 
   infer::SessionOptions so;
@@ -129,6 +131,7 @@ Register generate_command("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("generate", "continue a prompt, streaming tokens to stdout");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->decode_quant.add_to(cmd);
   o->device.add_to(cmd);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->prompt_file, "read the prompt from a file");

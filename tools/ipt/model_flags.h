@@ -15,6 +15,7 @@
 #include "ipt/common/runtime.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/config.h"
+#include "ipt/ops/quant/quant.h"
 
 namespace ipt::cli {
 
@@ -133,6 +134,22 @@ struct DeviceFlag {
                                    : " (--device " + name + ")")
                 << "\n";
     return device;
+  }
+};
+
+// --decode-quant: the block format single-token decoding reads the linear maps in (ops/quant).
+struct DecodeQuantFlag {
+  std::string name = "none";
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--decode-quant", name,
+                    "keep the weights single-token decoding reads in a block format: q8_0, q4_1 or q4_0 "
+                    "(GGUF's; inputs quantized to 8 bits per block), or none = the compute dtype (default)")
+        ->check(CLI::IsMember({"none", "q8_0", "q4_0", "q4_1"}));
+  }
+  std::optional<ops::quant::Type> resolve() const {
+    if (name == "none") return std::nullopt;
+    return ops::quant::parse_type(name);
   }
 };
 

@@ -24,6 +24,7 @@ struct ServeOptions {
   std::optional<double> clip;
   bool no_ttt = false;
   DtypeFlag dtype;
+  DecodeQuantFlag decode_quant;
   DeviceFlag device;
 };
 
@@ -45,6 +46,7 @@ int run(ServeOptions o) {
   model::LoadOptions load;
   load.device = o.device.resolve("serve");
   load.dtype = o.dtype.resolve(o.model, "serve", load.device);
+  load.decode_quantization = o.decode_quant.resolve();
   model::CausalLM lm = model::load_model(o.model, load);
   infer::Server server(lm, o.model, o.server);
   const int port = server.bind();
@@ -67,6 +69,7 @@ Register serve_command("", [](CLI::App& parent) -> Action {
   CLI::App* cmd = parent.add_subcommand("serve", "OpenAI-compatible HTTP server (completions, chat, sessions)");
   add_model_option(cmd, o->model);
   o->dtype.add_to(cmd);
+  o->decode_quant.add_to(cmd);
   o->device.add_to(cmd);
   cmd->add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", o->server.port, "port (default 8080; 0 = any free port, printed)");

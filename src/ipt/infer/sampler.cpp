@@ -61,6 +61,19 @@ torch::Tensor Sampler::probabilities(const torch::Tensor& logits_in, const std::
 }
 
 int64_t Sampler::sample(const torch::Tensor& logits, const std::vector<int64_t>& history) {
+  if (options_.temperature == 0.0 && (options_.repeat_penalty == 1.0 || options_.repeat_last_n == 0)) {
+    // Greedy without a penalty: the first largest logit, in one pass (a decoded token's budget is
+    // a few milliseconds; a [vocab] float64 probability tensor per token is not free).
+    IPT_CHECK(logits.dim() == 1 && logits.size(0) > 0, "sampler logits must be [vocab]");
+    const torch::Tensor l = logits.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    const float* v = l.data_ptr<float>();
+    int64_t best = 0;
+    for (int64_t i = 0; i < l.size(0); ++i) {
+      IPT_CHECK(std::isfinite(v[i]), "sampler logits contain NaN or infinity");
+      if (v[i] > v[best]) best = i;
+    }
+    return best;
+  }
   torch::Tensor probs = probabilities(logits, history);
   if (options_.temperature == 0.0) return probs.argmax().item<int64_t>();
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);

@@ -185,15 +185,16 @@ std::vector<int64_t> Session::generate(int64_t max_new, Sampler& sampler, const 
   return out;
 }
 
-torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+void Session::reserve_cache(int64_t layer, int64_t n) {
   LayerState& s = layers_[layer];
-  const int64_t n = k.size(2), window = layer_at(*lm_, layer).self_attn->window;
+  const model::AttentionImpl& attn = *layer_at(*lm_, layer).self_attn;
+  const int64_t window = attn.window;
   if (!s.k.defined() || s.length + n > s.k.size(2)) {
     // Grow by whole blocks, never past what the layer can need.
     const int64_t limit = window > 0 ? window + options_.prefill_chunk + options_.kv_block : context_;
     int64_t capacity = (s.length + n + options_.kv_block - 1) / options_.kv_block * options_.kv_block;
     capacity = std::max(std::min(capacity, limit), s.length + n);
-    torch::Tensor nk = torch::empty({1, k.size(1), capacity, k.size(3)}, k.options());
+    torch::Tensor nk = torch::empty({1, attn.kv_heads, capacity, attn.head_dim}, lm_->head_weight().options());
     torch::Tensor nv = torch::empty_like(nk);
     if (s.length > 0) {
       nk.narrow(2, 0, s.length).copy_(s.k.narrow(2, 0, s.length));
@@ -202,6 +203,25 @@ torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch
     s.k = nk;
     s.v = nv;
   }
+}
+
+void Session::slide_window(int64_t layer) {
+  LayerState& s = layers_[layer];
+  const int64_t window = layer_at(*lm_, layer).self_attn->window;
+  if (window > 0 && s.length > window + options_.kv_block) {
+    // Slide: keep the last window - 1 keys (all the next query can see besides itself).
+    const int64_t keep = window - 1, drop = s.length - keep;
+    s.k.narrow(2, 0, keep).copy_(s.k.narrow(2, drop, keep).clone());
+    s.v.narrow(2, 0, keep).copy_(s.v.narrow(2, drop, keep).clone());
+    s.start += drop;
+    s.length = keep;
+  }
+}
+
+torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  LayerState& s = layers_[layer];
+  const int64_t n = k.size(2), window = layer_at(*lm_, layer).self_attn->window;
+  reserve_cache(layer, n);
   s.k.narrow(2, s.length, n).copy_(k);
   s.v.narrow(2, s.length, n).copy_(v);
   s.length += n;
@@ -214,18 +234,72 @@ torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch
     options.window = window;
     out = ops::attention(q, keys, values, options);  // the queries are the last n of the keys
   }
-  if (window > 0 && s.length > window + options_.kv_block) {
-    // Slide: keep the last window - 1 keys (all the next query can see besides itself).
-    const int64_t keep = window - 1, drop = s.length - keep;
-    s.k.narrow(2, 0, keep).copy_(s.k.narrow(2, drop, keep).clone());
-    s.v.narrow(2, 0, keep).copy_(s.v.narrow(2, drop, keep).clone());
-    s.start += drop;
-    s.length = keep;
-  }
+  slide_window(layer);
   return out;
 }
 
+torch::Tensor Session::forward_step(int64_t token, bool decoding) {
+  torch::NoGradGuard no_grad;
+  std::shared_ptr<const model::DecodeWeights> weights = lm_->decode_weights();
+  if (!step_ || &step_->weights() != weights.get()) step_ = std::make_unique<model::DecodeStep>(weights);
+  const int64_t p = position(), layers = static_cast<int64_t>(layers_.size());
+  // RoPE at this position (one table for every layer; dynamic NTK depends on how far it reaches).
+  const ops::RopeTable table = ops::rope_table(layer_at(*lm_, 0).self_attn->rope, p + 1);
+  const int64_t half = table.inv_freq.size(0);
+  std::vector<float> cos(2 * half), sin(2 * half);
+  const double* inv_freq = table.inv_freq.data_ptr<double>();
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = static_cast<double>(p) * inv_freq[i];
+    cos[i] = cos[i + half] = static_cast<float>(std::cos(angle) * table.attention_scaling);
+    sin[i] = sin[i + half] = static_cast<float>(std::sin(angle) * table.attention_scaling);
+  }
+  step_io_.resize(layers);
+  fast_down_.resize(layers);
+  fast_down_updates_.resize(layers, -1);
+  for (int64_t i = 0; i < layers; ++i) {
+    reserve_cache(i, 1);
+    LayerState& s = layers_[i];
+    model::DecodeLayerIo& io = step_io_[i];
+    io.k = s.k;
+    io.v = s.v;
+    io.length = s.length;
+    io.fast_down = nullptr;
+    if (s.stream) {
+      if (fast_down_updates_[i] != s.stream->updates()) {  // a chunk update moved the fast weight
+        torch::Tensor w = s.stream->compute_weight().to(torch::kFloat32).contiguous();
+        const auto type = s.stream->compute_weight().scalar_type() == torch::kBFloat16 ? ops::quant::Type::kBF16
+                                                                                        : ops::quant::Type::kF32;
+        fast_down_[i] = ops::quant::Matrix::quantize(w.data_ptr<float>(), w.size(0), w.size(1), type);
+        fast_down_updates_[i] = s.stream->updates();
+      }
+      io.fast_down = &fast_down_[i];
+    }
+  }
+  const model::DecodeWeights& w = step_->weights();
+  step_logits_.resize(w.vocab);
+  step_->run(token, cos.data(), sin.data(), step_io_, step_logits_.data());
+  const auto dtype = lm_->head_weight().scalar_type();
+  for (int64_t i = 0; i < layers; ++i) {
+    LayerState& s = layers_[i];
+    s.length += 1;
+    slide_window(i);
+    if (s.stream && (!decoding || s.stream->decode_update())) {
+      auto row = [&](const float* data, int64_t n) {
+        return torch::from_blob(const_cast<float*>(data), {1, n}, torch::kFloat32).to(dtype);
+      };
+      s.stream->append_rows(row(step_->ttt_z(i), w.intermediate), row(step_->ttt_x(i), w.hidden));
+    }
+  }
+  tokens_.push_back(token);
+  last_logits_ = torch::from_blob(step_logits_.data(), {w.vocab}, torch::kFloat32).to(dtype, false, true);
+  return last_logits_;
+}
+
 torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding, bool all_logits) {
+  if (tokens.size() == 1 && options_.decode_step && model::decode_step_supported(*lm_)) {
+    torch::Tensor logits = forward_step(tokens[0], decoding);
+    return all_logits ? logits.unsqueeze(0) : logits;
+  }
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(tokens.size()), p0 = position();
   const torch::Device device = lm_->head_weight().device();
@@ -276,6 +350,7 @@ int64_t Session::memory_bytes() const {
     add(s.v);
     if (s.stream) bytes += s.stream->memory_bytes();
   }
+  for (const auto& packed : fast_down_) bytes += packed.bytes();  // the decode step's fast-weight copies
   return bytes;
 }
 
@@ -289,8 +364,11 @@ int64_t Session::memory_bytes_at(int64_t tokens) const {
     const int64_t blocks = (std::max<int64_t>(tokens, 1) + options_.kv_block - 1) / options_.kv_block;
     const int64_t capacity = std::min(blocks * options_.kv_block, limit);
     bytes += 2 * attention.kv_heads * attention.head_dim * capacity * element;
-    if (const auto& stream = layers_[i].stream)  // with the pending rows' buffers grown to a whole chunk
+    if (const auto& stream = layers_[i].stream) {  // with the pending rows' buffers grown to a whole chunk
       bytes += stream->memory_bytes(layer_at(*lm_, static_cast<int64_t>(i)).mlp->ttt().chunk_size);
+      if (options_.decode_step && model::decode_step_supported(*lm_))  // and the decode step's packed copy
+        bytes += stream->compute_weight().numel() * stream->compute_weight().element_size();
+    }
   }
   return bytes;
 }

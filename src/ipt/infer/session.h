@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ipt/infer/sampler.h"
+#include "ipt/model/decode_step.h"
 #include "ipt/model/decoder.h"
 
 namespace ipt::infer {
@@ -33,6 +34,8 @@ struct SessionOptions {
   int64_t kv_block = 256;               // the KV cache grows by this many positions at a time
   int64_t sample_vocab = 0;             // generate() samples only ids below this (a tokenizer smaller
                                         // than the model's embedding table); 0 = every id
+  bool decode_step = true;              // one token at a time through model::DecodeStep where it runs
+                                        // (CPU, float32/bfloat16); false: the sequence path (comparisons)
 };
 
 // Called with each generated token; return false to stop generating.
@@ -92,7 +95,11 @@ class Session {
   };
 
   torch::Tensor forward(const std::vector<int64_t>& tokens, bool decoding, bool all_logits);
+  // One token through the decode step (model/decode_step.h).
+  torch::Tensor forward_step(int64_t token, bool decoding);
   torch::Tensor attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+  void reserve_cache(int64_t layer, int64_t rows);  // room for `rows` more keys/values
+  void slide_window(int64_t layer);                 // sliding-window layers drop keys no query can see
   void check_tokens(const std::vector<int64_t>& tokens) const;
 
   model::CausalLMImpl* lm_;  // shared, read only
@@ -103,6 +110,13 @@ class Session {
   torch::Tensor last_logits_;
   bool stopped_at_stop_ = false;
   std::map<std::string, std::string> notes_;
+  // The decode step's scratch, and each TTT layer's fast weight packed for it (re-packed when the
+  // stream's update count moves on).
+  std::unique_ptr<model::DecodeStep> step_;
+  std::vector<model::DecodeLayerIo> step_io_;
+  std::vector<ops::quant::Matrix> fast_down_;
+  std::vector<int64_t> fast_down_updates_;
+  std::vector<float> step_logits_;
 };
 
 // One query against a cache without the blocked kernel: q [1, Hq, 1, D], k/v [1, Hkv, n, D] (any

@@ -39,6 +39,7 @@ CausalLM model_from_tensors(ModelConfig config, const io::TensorMap& stored, con
                             const std::string& dir) {
   if (options.without_ttt) config.ttt_mode = false;
   CausalLM model(config);
+  model->set_decode_quantization(options.decode_quantization);
   auto params = model->named_parameters();
   std::vector<std::string> missing, extra, mismatched;
   bool ttt_missing = false;

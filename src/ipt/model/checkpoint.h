@@ -16,6 +16,9 @@ struct LoadOptions {
   bool drop_in_missing_ttt = false;
   const ModelConfig* config_override = nullptr;  // use this config instead of DIR/config.json
   bool without_ttt = false;  // load as the same model without TTT (ttt_mode off, TTT tensors skipped)
+  // Block format the single-token decode step keeps the linear maps in (model/decode_step.h);
+  // unset: the compute dtype.
+  std::optional<ops::quant::Type> decode_quantization;
 };
 
 CausalLM load_model(const std::string& dir, const LoadOptions& options = {});

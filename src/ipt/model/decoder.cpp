@@ -2,6 +2,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/dist/context_parallel.h"
+#include "ipt/model/decode_step.h"
 #include "ipt/ops/attention/attention.h"
 
 namespace ipt::model {
@@ -185,6 +186,27 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
 
 const torch::Tensor& CausalLMImpl::head_weight() const {
   return config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
+std::shared_ptr<const DecodeWeights> CausalLMImpl::decode_weights() const {
+  std::lock_guard<std::mutex> lock(*decode_weights_mutex_);
+  const ops::quant::Type type = decode_quantization_.value_or(
+      head_weight().scalar_type() == torch::kBFloat16 ? ops::quant::Type::kBF16 : ops::quant::Type::kF32);
+  const bool stale = !decode_weights_ || decode_weights_->type != type ||
+                     decode_weights_->embedding.scalar_type() != head_weight().scalar_type() ||
+                     !decode_weights_current(*decode_weights_, *this);
+  if (stale) {
+    decode_weights_.reset();  // free the old packing before making the new one
+    decode_weights_ = pack_decode_weights(*this, decode_quantization_);
+  }
+  return decode_weights_;
+}
+
+void CausalLMImpl::set_decode_quantization(std::optional<ops::quant::Type> type) {
+  IPT_CHECK(!type || ops::quant::block_size(*type) > 1, "decode quantization must be a block format (q8_0, q4_0, q4_1), got ",
+            ops::quant::type_name(*type));
+  std::lock_guard<std::mutex> lock(*decode_weights_mutex_);
+  decode_quantization_ = type;
 }
 
 torch::Tensor CausalLMImpl::logits(const torch::Tensor& hidden) { return torch::matmul(hidden, head_weight().t()); }

@@ -8,12 +8,22 @@
 // TTT convolution and fast weights never cross a document).
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "ipt/model/config.h"
 #include "ipt/model/ttt_mlp.h"
 
+namespace ipt::ops::quant {
+enum class Type : uint8_t;  // ops/quant/quant.h
+}
+
 namespace ipt::model {
+
+struct DecodeWeights;  // model/decode_step.h
 
 class RMSNormImpl : public torch::nn::Module {
  public:
@@ -89,12 +99,23 @@ class CausalLMImpl : public torch::nn::Module {
   // Positions restarting at every document start: [L] (or [B, L] for padded rows, all arange).
   static torch::Tensor positions_for(int64_t length, const std::vector<int64_t>& cu_seqlens);
 
+  // The weights packed for the single-token decode step (model/decode_step.h): packed on first
+  // use, again after any parameter is replaced or changed in place. Thread-safe.
+  std::shared_ptr<const DecodeWeights> decode_weights() const;
+  // Keep the linear maps in a block format for decoding (q8_0, q4_0, q4_1), or in the compute
+  // dtype (nullopt, the default). Takes effect at the next decode_weights().
+  void set_decode_quantization(std::optional<ops::quant::Type> type);
+  std::optional<ops::quant::Type> decode_quantization() const { return decode_quantization_; }
+
   DecoderModel model{nullptr};
   torch::nn::Linear lm_head{nullptr};
 
  private:
   ModelConfig config_;
   bool gradient_checkpointing_ = false;
+  std::optional<ops::quant::Type> decode_quantization_;
+  mutable std::shared_ptr<const DecodeWeights> decode_weights_;
+  mutable std::shared_ptr<std::mutex> decode_weights_mutex_ = std::make_shared<std::mutex>();
 };
 TORCH_MODULE(CausalLM);
 

@@ -146,21 +146,30 @@ torch::Tensor MlpStream::run(const torch::Tensor& H, const torch::Tensor& X, boo
     const int64_t n = update ? std::min(Z.size(0) - begin, C - pending()) : Z.size(0) - begin;
     torch::Tensor z = Z.narrow(0, begin, n);
     outputs.push_back(stream_.output(z));
-    if (update) {
-      reserve_rows(n);
-      z_rows_.narrow(0, pending_, n).copy_(z);
-      x_rows_.narrow(0, pending_, n).copy_(Xr.narrow(0, begin, n));
-      pending_ += n;
-      if (pending_ == C) {
-        // The chunk is complete: its target can be built now (the convolution stays inside it).
-        torch::Tensor V = mlp.target(x_rows_.narrow(0, 0, C).unsqueeze(0), {})[0];
-        stream_.append(z_rows_.narrow(0, 0, C), V);
-        pending_ = 0;
-      }
-    }
+    if (update) append_rows(z, Xr.narrow(0, begin, n));
     begin += n;
   }
   return torch::cat(outputs).unsqueeze(0).to(H.scalar_type());
+}
+
+void MlpStream::append_rows(const torch::Tensor& Z, const torch::Tensor& X) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = Z.size(0), C = stream_.chunk_size();
+  IPT_CHECK(Z.dim() == 2 && X.dim() == 2 && X.size(0) == n && Z.size(1) == z_rows_.size(1) &&
+                X.size(1) == x_rows_.size(1) && pending_ + n <= C,
+            "MLP stream rows must be Z [n, ", z_rows_.size(1), "] and X [n, ", x_rows_.size(1),
+            "] that fit in the pending chunk (", C - pending_, " rows left)");
+  reserve_rows(n);
+  z_rows_.narrow(0, pending_, n).copy_(Z);
+  x_rows_.narrow(0, pending_, n).copy_(X);
+  pending_ += n;
+  if (pending_ == C) {
+    // The chunk is complete: its target can be built now (the convolution stays inside it).
+    GatedMlpImpl& mlp = const_cast<GatedMlpImpl&>(*mlp_);
+    torch::Tensor V = mlp.target(x_rows_.narrow(0, 0, C).unsqueeze(0), {})[0];
+    stream_.append(z_rows_.narrow(0, 0, C), V);
+    pending_ = 0;
+  }
 }
 
 void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pending_z, torch::Tensor pending_x) {

@@ -67,6 +67,12 @@ class MlpStream {
   // Decode / any continuation: rows in order; each row's output uses the current fast weight.
   torch::Tensor step(const torch::Tensor& H, const torch::Tensor& X);  // [1, n, d] each
 
+  // Appends rows that were already computed (their outputs taken) to the pending chunk, updating
+  // the fast weight when the chunk completes: Z [n, intermediate], X [n, hidden] (the decode step).
+  void append_rows(const torch::Tensor& Z, const torch::Tensor& X);
+  bool decode_update() const { return decode_update_; }
+  const torch::Tensor& compute_weight() const { return stream_.compute_weight(); }  // what outputs use
+
   int64_t updates() const { return stream_.state().updates; }
   int64_t pending() const { return pending_; }
   const torch::Tensor& fast_weight() const { return stream_.state().weight; }  // the (float32) master

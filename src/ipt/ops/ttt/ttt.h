@@ -84,6 +84,7 @@ class Stream {
   void append(const torch::Tensor& z_rows, const torch::Tensor& v_rows);
 
   const DocumentState& state() const { return state_; }  // weight: the (float32 at least) master
+  const torch::Tensor& compute_weight() const { return compute_weight_; }  // the master in the compute type
   int64_t pending() const { return state_.pending_z.size(0); }
   int64_t chunk_size() const { return chunk_size_; }
 

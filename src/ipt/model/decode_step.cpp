@@ -1,0 +1,354 @@
+#include "ipt/model/decode_step.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ipt/common/error.h"
+#include "ipt/model/decoder.h"
+
+namespace ipt::model {
+
+namespace quant = ops::quant;
+
+namespace {
+
+std::vector<float> to_floats(const torch::Tensor& t) {
+  if (!t.defined()) return {};
+  torch::Tensor f = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+}
+
+// A [rows, cols] weight in `type`; block formats need whole blocks per row, else `fallback`.
+quant::Matrix pack(const torch::Tensor& W, quant::Type type, quant::Type fallback) {
+  torch::Tensor f = W.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  const int64_t rows = f.size(0), cols = f.size(1);
+  if (cols % quant::block_size(type) != 0) type = fallback;
+  return quant::Matrix::quantize(f.data_ptr<float>(), rows, cols, type);
+}
+
+quant::Type dtype_type(torch::Dtype dtype) {
+  return dtype == torch::kBFloat16 ? quant::Type::kBF16 : quant::Type::kF32;
+}
+
+// One row of a float32 / bfloat16 / float16 table as float32.
+void read_row(const torch::Tensor& table, int64_t row, float* out) {
+  const int64_t n = table.size(1);
+  switch (table.scalar_type()) {
+    case torch::kFloat32:
+      std::memcpy(out, table.data_ptr<float>() + row * n, n * sizeof(float));
+      break;
+    case torch::kBFloat16: {
+      const auto* p = reinterpret_cast<const uint16_t*>(table.data_ptr<at::BFloat16>()) + row * n;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
+        std::memcpy(out + i, &bits, sizeof(float));
+      }
+      break;
+    }
+    default: {
+      torch::Tensor r = table[row].to(torch::kFloat32).contiguous();
+      std::memcpy(out, r.data_ptr<float>(), n * sizeof(float));
+    }
+  }
+}
+
+void rms_norm(const float* x, const float* weight, int64_t n, double eps, float* out) {
+  double squares = 0;
+  for (int64_t i = 0; i < n; ++i) squares += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(squares / n + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
+}
+
+// Rotate-half RoPE of one head in place: dimension i pairs with i + D/2.
+void rope(float* x, const float* cos, const float* sin, int64_t D) {
+  const int64_t half = D / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] - b * sin[i];
+    x[i + half] = b * cos[i + half] + a * sin[i + half];
+  }
+}
+
+inline float bf16_to_float(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline uint16_t float_to_bf16(float f) {  // round to nearest even, as torch
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN stays NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// One cached key/value row, float32 or bfloat16.
+struct CacheRows {
+  const void* base = nullptr;
+  bool bf16 = false;
+  int64_t D = 0;
+  float dot(int64_t row, const float* q) const {
+    float sum = 0;
+    if (bf16) {
+      const uint16_t* k = static_cast<const uint16_t*>(base) + row * D;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < D; ++i) sum += q[i] * bf16_to_float(k[i]);
+    } else {
+      const float* k = static_cast<const float*>(base) + row * D;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < D; ++i) sum += q[i] * k[i];
+    }
+    return sum;
+  }
+  void axpy(int64_t row, float a, float* out) const {
+    if (bf16) {
+      const uint16_t* v = static_cast<const uint16_t*>(base) + row * D;
+#pragma omp simd
+      for (int64_t i = 0; i < D; ++i) out[i] += a * bf16_to_float(v[i]);
+    } else {
+      const float* v = static_cast<const float*>(base) + row * D;
+#pragma omp simd
+      for (int64_t i = 0; i < D; ++i) out[i] += a * v[i];
+    }
+  }
+};
+
+void write_row(const torch::Tensor& cache, int64_t head, int64_t row, const float* values, int64_t D) {
+  const int64_t offset = (head * cache.size(2) + row) * D;
+  if (cache.scalar_type() == torch::kBFloat16) {
+    auto* out = reinterpret_cast<uint16_t*>(cache.data_ptr<at::BFloat16>()) + offset;
+    for (int64_t i = 0; i < D; ++i) out[i] = float_to_bf16(values[i]);
+  } else {
+    std::memcpy(cache.data_ptr<float>() + offset, values, D * sizeof(float));
+  }
+}
+
+// Called inside a parallel region: the threads share W's rows in blocks (no barrier at the end).
+constexpr int64_t kRowBlock = 16;
+void matvec_shared(const quant::Matrix& W, const quant::Activation& x, float* y) {
+  const int64_t blocks = (W.rows() + kRowBlock - 1) / kRowBlock;
+#pragma omp for schedule(static) nowait
+  for (int64_t b = 0; b < blocks; ++b)
+    quant::matvec(W, x, y, b * kRowBlock, std::min(W.rows(), (b + 1) * kRowBlock));
+}
+
+}  // namespace
+
+bool decode_step_supported(const CausalLMImpl& lm) {
+  const torch::Tensor& w = lm.head_weight();
+  return w.device().is_cpu() && (w.scalar_type() == torch::kFloat32 || w.scalar_type() == torch::kBFloat16);
+}
+
+std::shared_ptr<const DecodeWeights> pack_decode_weights(const CausalLMImpl& lm_const,
+                                                         std::optional<quant::Type> quantize) {
+  IPT_CHECK(decode_step_supported(lm_const), "the single-token decode step runs float32 or bfloat16 models on the CPU");
+  torch::NoGradGuard no_grad;
+  auto& lm = const_cast<CausalLMImpl&>(lm_const);  // parameters are read, never written
+  const ModelConfig& c = lm.config();
+  const quant::Type base = dtype_type(lm.head_weight().scalar_type());
+  const quant::Type type = quantize.value_or(base);
+  auto w = std::make_shared<DecodeWeights>();
+  w->type = type;
+  w->hidden = c.hidden_size;
+  w->heads = c.num_attention_heads;
+  w->kv_heads = c.num_key_value_heads;
+  w->head_dim = c.head_dim;
+  w->intermediate = c.intermediate_size;
+  w->vocab = c.vocab_size;
+  w->norm_eps = c.rms_norm_eps;
+  for (const auto& m : *lm.model->layers) {
+    auto& layer = *m->as<DecoderLayer>();
+    auto& a = *layer.self_attn;
+    auto& mlp = *layer.mlp;
+    DecodeLayerWeights l;
+    l.q = pack(a.q_proj->weight, type, base);
+    l.k = pack(a.k_proj->weight, type, base);
+    l.v = pack(a.v_proj->weight, type, base);
+    l.o = pack(a.o_proj->weight, type, base);
+    l.gate = pack(mlp.gate_proj->weight, type, base);
+    l.up = pack(mlp.up_proj->weight, type, base);
+    l.ttt = mlp.ttt().enabled;
+    l.down = pack(mlp.down_proj->weight, type, base);  // W0: TTT layers with TTT off use it too
+    l.q_bias = to_floats(a.q_proj->bias);
+    l.k_bias = to_floats(a.k_proj->bias);
+    l.v_bias = to_floats(a.v_proj->bias);
+    l.o_bias = to_floats(a.o_proj->bias);
+    l.input_norm = to_floats(layer.input_layernorm->weight);
+    l.post_norm = to_floats(layer.post_attention_layernorm->weight);
+    if (a.q_norm) {
+      l.q_norm = to_floats(a.q_norm->weight);
+      l.k_norm = to_floats(a.k_norm->weight);
+    }
+    l.window = a.window;
+    l.target_is_embedding = layer.target_is_embedding;
+    w->layers.push_back(std::move(l));
+  }
+  w->final_norm = to_floats(lm.model->norm->weight);
+  w->head = pack(lm.head_weight(), type, base);
+  w->embedding = lm.model->embed_tokens->weight.detach().contiguous();
+  for (const auto& p : lm.parameters()) w->sources.emplace_back(p.unsafeGetTensorImpl(), p._version());
+  return w;
+}
+
+bool decode_weights_current(const DecodeWeights& w, const CausalLMImpl& lm) {
+  const auto params = lm.parameters();
+  if (params.size() != w.sources.size()) return false;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].unsafeGetTensorImpl() != w.sources[i].first || params[i]._version() != w.sources[i].second)
+      return false;
+  return true;
+}
+
+DecodeStep::DecodeStep(std::shared_ptr<const DecodeWeights> weights) : weights_(std::move(weights)) {
+  const DecodeWeights& w = *weights_;
+  const int64_t widest = std::max({w.hidden, w.heads * w.head_dim, w.intermediate});
+  x_.resize(w.hidden);
+  out_.resize(w.hidden);
+  normed_.resize(widest);
+  q_.resize(w.heads * w.head_dim);
+  k_.resize(w.kv_heads * w.head_dim);
+  v_.resize(w.kv_heads * w.head_dim);
+  attn_.resize(w.heads * w.head_dim);
+  gate_.resize(w.intermediate);
+  up_.resize(w.intermediate);
+  z_.resize(w.intermediate);
+  embedding_.resize(w.hidden);
+  ttt_z_.resize(w.layers.size());
+  ttt_x_.resize(w.layers.size());
+  for (size_t i = 0; i < w.layers.size(); ++i)
+    if (w.layers[i].ttt) {
+      ttt_z_[i].resize(w.intermediate);
+      ttt_x_[i].resize(w.hidden);
+    }
+}
+
+void DecodeStep::run(int64_t token, const float* rope_cos, const float* rope_sin, std::vector<DecodeLayerIo>& io,
+                     float* logits) {
+  const DecodeWeights& w = *weights_;
+  IPT_CHECK(token >= 0 && token < w.vocab, "token id ", token, " is outside the vocabulary [0, ", w.vocab, ")");
+  IPT_CHECK(io.size() == w.layers.size(), "decode step: ", io.size(), " layer caches for ", w.layers.size(), " layers");
+  const int64_t d = w.hidden, H = w.heads, Hkv = w.kv_heads, D = w.head_dim, group = H / Hkv;
+  int64_t longest = 0;
+  std::vector<CacheRows> keys(io.size() * Hkv), values(io.size() * Hkv);
+  for (size_t l = 0; l < io.size(); ++l) {
+    const DecodeLayerIo& c = io[l];
+    IPT_CHECK(c.k.is_contiguous() && c.v.is_contiguous() && c.k.size(1) == Hkv && c.k.size(3) == D &&
+                  c.length < c.k.size(2) && c.k.sizes() == c.v.sizes(),
+              "decode step: layer ", l, "'s cache must be a contiguous [1, ", Hkv, ", capacity > ", c.length, ", ", D,
+              "], got ", c.k.sizes());
+    IPT_CHECK(c.k.scalar_type() == c.v.scalar_type() &&
+                  (c.k.scalar_type() == torch::kFloat32 || c.k.scalar_type() == torch::kBFloat16),
+              "decode step: caches must be float32 or bfloat16");
+    longest = std::max(longest, c.length + 1);
+    const bool bf16 = c.k.scalar_type() == torch::kBFloat16;
+    const int64_t head_bytes = c.k.size(2) * D * c.k.element_size();
+    for (int64_t g = 0; g < Hkv; ++g) {
+      keys[l * Hkv + g] = {static_cast<const char*>(c.k.data_ptr()) + g * head_bytes, bf16, D};
+      values[l * Hkv + g] = {static_cast<const char*>(c.v.data_ptr()) + g * head_bytes, bf16, D};
+    }
+  }
+  if (static_cast<int64_t>(scores_.size()) < H * longest) scores_.resize(H * longest);
+  read_row(w.embedding, token, embedding_.data());
+  std::copy(embedding_.begin(), embedding_.end(), x_.begin());
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  std::vector<float>& out_rows = out_;  // the o and down projections' outputs
+
+#pragma omp parallel num_threads(at::get_num_threads())
+  {
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      const DecodeLayerWeights& L = w.layers[l];
+      DecodeLayerIo& c = io[l];
+#pragma omp single
+      {
+        rms_norm(x_.data(), L.input_norm.data(), d, w.norm_eps, normed_.data());
+        act_.set(normed_.data(), d);
+      }
+      matvec_shared(L.q, act_, q_.data());
+      matvec_shared(L.k, act_, k_.data());
+      matvec_shared(L.v, act_, v_.data());
+#pragma omp barrier
+#pragma omp single
+      {
+        auto add = [](std::vector<float>& y, const std::vector<float>& b) {
+          for (size_t i = 0; i < b.size(); ++i) y[i] += b[i];
+        };
+        add(q_, L.q_bias);
+        add(k_, L.k_bias);
+        add(v_, L.v_bias);
+        for (int64_t h = 0; h < H; ++h) {
+          if (!L.q_norm.empty()) rms_norm(&q_[h * D], L.q_norm.data(), D, w.norm_eps, &q_[h * D]);
+          rope(&q_[h * D], rope_cos, rope_sin, D);
+        }
+        for (int64_t g = 0; g < Hkv; ++g) {
+          if (!L.k_norm.empty()) rms_norm(&k_[g * D], L.k_norm.data(), D, w.norm_eps, &k_[g * D]);
+          rope(&k_[g * D], rope_cos, rope_sin, D);
+          write_row(c.k, g, c.length, &k_[g * D], D);
+          write_row(c.v, g, c.length, &v_[g * D], D);
+        }
+      }
+      // Attention of the one query per head over the cache (and the row just written).
+      const int64_t n = c.length + 1, first = L.window > 0 && n > L.window ? n - L.window : 0;
+#pragma omp for schedule(static)
+      for (int64_t h = 0; h < H; ++h) {
+        const CacheRows& K = keys[l * Hkv + h / group];
+        const CacheRows& V = values[l * Hkv + h / group];
+        const float* q = &q_[h * D];
+        float* s = &scores_[h * longest];
+        float best = -INFINITY;
+        for (int64_t t = first; t < n; ++t) {
+          s[t - first] = K.dot(t, q) * scale;
+          best = std::max(best, s[t - first]);
+        }
+        double total = 0;
+        for (int64_t t = 0; t < n - first; ++t) {
+          s[t] = std::exp(s[t] - best);
+          total += s[t];
+        }
+        float* out = &attn_[h * D];
+        std::fill(out, out + D, 0.0f);
+        const float inv = static_cast<float>(1.0 / total);
+        for (int64_t t = first; t < n; ++t) V.axpy(t, s[t - first] * inv, out);
+      }
+#pragma omp single
+      act_.set(attn_.data(), H * D);
+      matvec_shared(L.o, act_, out_rows.data());
+#pragma omp barrier
+#pragma omp single
+      {
+        for (int64_t i = 0; i < d; ++i) x_[i] += out_rows[i] + (L.o_bias.empty() ? 0.0f : L.o_bias[i]);
+        rms_norm(x_.data(), L.post_norm.data(), d, w.norm_eps, normed_.data());
+        act_.set(normed_.data(), d);
+        if (L.ttt && c.fast_down) {
+          const float* source = L.target_is_embedding ? embedding_.data() : normed_.data();
+          std::copy(source, source + d, ttt_x_[l].begin());
+        }
+      }
+      matvec_shared(L.gate, act_, gate_.data());
+      matvec_shared(L.up, act_, up_.data());
+#pragma omp barrier
+#pragma omp single
+      {
+        for (int64_t i = 0; i < w.intermediate; ++i) z_[i] = gate_[i] / (1.0f + std::exp(-gate_[i])) * up_[i];
+        act_.set(z_.data(), w.intermediate);
+        if (L.ttt && c.fast_down) std::copy(z_.begin(), z_.end(), ttt_z_[l].begin());
+      }
+      matvec_shared(L.ttt && c.fast_down ? *c.fast_down : L.down, act_, out_rows.data());
+#pragma omp barrier
+#pragma omp single
+      for (int64_t i = 0; i < d; ++i) x_[i] += out_rows[i];
+    }
+#pragma omp single
+    {
+      rms_norm(x_.data(), w.final_norm.data(), d, w.norm_eps, normed_.data());
+      act_.set(normed_.data(), d);
+    }
+    matvec_shared(w.head, act_, logits);
+  }
+}
+
+}  // namespace ipt::model

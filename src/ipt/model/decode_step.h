@@ -1,0 +1,88 @@
+#pragma once
+// The decoder layer's single-token form: one new token at the end of a cached sequence through
+// every layer, the same math as DecoderLayerImpl::forward (RMSNorm, q/k/v, q/k norms, RoPE, GQA
+// attention over the cache, o, the gated MLP with the TTT fast weight, residuals), written as
+// plain loops over weights packed for it. A decoded token then costs what streaming its weight
+// bytes costs: no per-op dispatch, no allocation, one parallel region (threads split rows and heads).
+//
+// Weights are packed once per model (DecodeWeights, cached on the model) in f32, bf16 or a block
+// quantization (q8_0 / q4_0 / q4_1: a GGUF's own formats). Activations are float32 throughout;
+// bf16 weights see their input rounded to bf16, quantized ones see it quantized to 8 bits per
+// 32-block (ops/quant). The TTT fast weight is never quantized: its compute copy is packed in the
+// model's dtype and re-packed after every chunk update.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ipt/ops/quant/quant.h"
+
+namespace ipt::model {
+
+class CausalLMImpl;
+
+struct DecodeLayerWeights {
+  ops::quant::Matrix q, k, v, o, gate, up, down;
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty when the layer has none
+  std::vector<float> input_norm, post_norm;
+  std::vector<float> q_norm, k_norm;  // empty without qk_norm
+  int64_t window = 0;                 // sliding window (0 = full attention)
+  bool ttt = false;                   // the down projection is the sequence's fast weight
+  bool target_is_embedding = false;   // TTT target source: the token embedding, else the MLP input
+};
+
+struct DecodeWeights {
+  ops::quant::Type type = ops::quant::Type::kF32;  // of the linear maps and the head
+  std::vector<DecodeLayerWeights> layers;
+  std::vector<float> final_norm;
+  ops::quant::Matrix head;
+  torch::Tensor embedding;  // [vocab, d] the model's own table (rows are read, not copied)
+  int64_t hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0, vocab = 0;
+  double norm_eps = 1e-6;
+  std::vector<std::pair<const c10::TensorImpl*, int64_t>> sources;  // parameters packed, with their versions
+};
+
+// The storage type for `dtype` (f32 or bf16) unless `quantize` names a block format. Linear maps
+// whose width is not a multiple of the block (32) stay in the dtype's type.
+std::shared_ptr<const DecodeWeights> pack_decode_weights(const CausalLMImpl& lm,
+                                                         std::optional<ops::quant::Type> quantize);
+// True while no packed parameter was replaced or changed in place since packing.
+bool decode_weights_current(const DecodeWeights& w, const CausalLMImpl& lm);
+// Whether the single-token step runs `lm` (CPU, float32 or bfloat16 weights).
+bool decode_step_supported(const CausalLMImpl& lm);
+
+// One sequence's view of a layer for a step: the cache the new key/value row goes into and,
+// in TTT layers, the packed fast weight.
+struct DecodeLayerIo {
+  torch::Tensor k, v;  // [1, Hkv, capacity, D] in the model's dtype; row `length` is written
+  int64_t length = 0;  // rows already cached (the new row is written at this index)
+  const ops::quant::Matrix* fast_down = nullptr;  // TTT layers with TTT on: used instead of W0
+};
+
+// Scratch buffers for one sequence's steps (allocated once, reused every token).
+class DecodeStep {
+ public:
+  explicit DecodeStep(std::shared_ptr<const DecodeWeights> weights);
+
+  // Runs `token` at `position`; writes each layer's new key/value rows and the logits [vocab]
+  // (float32). The RoPE angles for the position must be given (cos, sin: [head_dim] each).
+  void run(int64_t token, const float* rope_cos, const float* rope_sin, std::vector<DecodeLayerIo>& io,
+           float* logits);
+
+  // What the TTT layers need to append this token to their pending chunk: the MLP activations
+  // Z [intermediate] and the target source X [hidden] of layer `layer` from the last run().
+  const float* ttt_z(int64_t layer) const { return ttt_z_[layer].data(); }
+  const float* ttt_x(int64_t layer) const { return ttt_x_[layer].data(); }
+  const DecodeWeights& weights() const { return *weights_; }
+
+ private:
+  std::shared_ptr<const DecodeWeights> weights_;
+  std::vector<float> x_, out_, normed_, q_, k_, v_, attn_, gate_, up_, z_, embedding_;
+  std::vector<float> scores_;  // [heads, positions]: grown to the longest cache seen
+  ops::quant::Activation act_;
+  std::vector<std::vector<float>> ttt_z_, ttt_x_;
+};
+
+}  // namespace ipt::model
