@@ -18,7 +18,8 @@
 #   --json PATH   JSON     also write the table (and every raw number) as JSON to PATH
 # Environment: LLAMA_CPP_DIR (default /tmp/llama.cpp: its build/bin/llama-bench; scripts/build-llama-cpp.sh
 #   builds it), PYTHON (default .venv/bin/python with transformers 4.57.3 and torch 2.11:
-#   scripts/setup-venv.sh goldens), IPT (default build/ipt), KEEP=DIR keeps every raw output in DIR,
+#   scripts/setup-venv.sh goldens), IPT (default build/ipt), IPT_DECODE_FLAGS (more flags for
+#   `ipt bench decode`, e.g. a decode option of the build), KEEP=DIR keeps every raw output in DIR,
 #   REPORT_ONLY=1 (with KEEP) prints the table again from DIR without running anything.
 # A peer that cannot run (not built, no venv, a failed run) shows "–" and the reason; no number is
 # ever made up. docs/benchmarks.md "Peers in one command" says what each cell measures.
@@ -70,12 +71,13 @@ wants() { [[ ,$PEERS, == *,$1,* ]]; }
 if [[ -n ${REPORT_ONLY:-} && -z ${KEEP:-} ]]; then echo "bench-peers.sh: REPORT_ONLY needs KEEP=DIR" >&2; exit 2; fi
 if [[ -n ${KEEP:-} ]]; then
   WORK=$(mkdir -p "$KEEP" && realpath "$KEEP")
-  [[ -n ${REPORT_ONLY:-} ]] || rm -f "$WORK"/*.json "$WORK"/*.skip "$WORK"/*.log
+  [[ -n ${REPORT_ONLY:-} ]] || rm -f "$WORK"/*.json "$WORK"/*.skip "$WORK"/*.log "$WORK/date"
 else WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 skip() { echo "$2" > "$WORK/$1.skip"; echo "bench-peers: $1: $2" >&2; }  # a peer or one of its cells
 tail_of() { tail -n 3 "$1" | tr '\n' ' ' | cut -c1-300; }
 
 if [[ -z ${REPORT_ONLY:-} ]]; then
+date '+%Y-%m-%d %H:%M %Z' > "$WORK/date"
 # 1. llama.cpp: llama-bench on the GGUF as it is (its own warm-up run, then -r repetitions).
 BENCH=$LLAMA_CPP_DIR/build/bin/llama-bench
 if ! wants llama.cpp; then skip llama.cpp "not asked for (--peers)"
@@ -120,7 +122,8 @@ else
   for ((i = 1; i <= REPEAT; i++)); do
     for n in "${PP[@]}"; do ipt_cell "pp$n" "$i" bench prefill -m "$MODEL" --lengths "$n" --dtype "$DTYPE" --json; done
     for n in "${TG[@]}"; do
-      ipt_cell "tg$n" "$i" bench decode -m "$MODEL" --contexts 1 --tokens "$n" --dtype "$DTYPE" --json
+      # shellcheck disable=SC2086 # IPT_DECODE_FLAGS: words to pass on
+      ipt_cell "tg$n" "$i" bench decode -m "$MODEL" --contexts 1 --tokens "$n" --dtype "$DTYPE" --json ${IPT_DECODE_FLAGS:-}
     done
     for n in "${TRAIN[@]}"; do
       if [[ $BATCH != 1 ]]; then
@@ -138,8 +141,10 @@ fi
 fi
 
 # 4. The table.
-IPT_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)
-[[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no 2> /dev/null) ]] || IPT_COMMIT+="-dirty"
+# The commit of the source tree build/ipt sits in (IPT's folder, else this script's repository).
+SRC_DIR=$(dirname "$IPT"); [[ -d $SRC_DIR ]] || SRC_DIR=$ROOT
+IPT_COMMIT=$(git -C "$SRC_DIR" rev-parse --short HEAD 2> /dev/null || echo unknown)
+[[ -z $(git -C "$SRC_DIR" status --porcelain --untracked-files=no 2> /dev/null) ]] || IPT_COMMIT+="-dirty"
 python3 - "$WORK" "$TESTS" "$THREADS" "$REPEAT" "$DTYPE" "$BATCH" "$ATTN" "$GGUF" "$MODEL" "$IPT_COMMIT" \
   "$LLAMA_CPP_DIR" "$JSON" <<'PY'
 import datetime, glob, json, os, re, statistics, subprocess, sys
@@ -182,7 +187,7 @@ for t in tests:
             reasons[t]["llama.cpp"] = "not in llama-bench's output"
         else:
             cells[t]["llama.cpp"] = n / (statistics.median(r["samples_ns"]) / 1e9)
-if llama_commit is None and os.path.isdir(f"{llama_dir}/.git"):
+if llama is not None and llama_commit is None and os.path.isdir(f"{llama_dir}/.git"):
     llama_commit = subprocess.run(["git", "-C", llama_dir, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip() or None
 
@@ -235,7 +240,8 @@ def cpuinfo():
     return name, [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8") if f in flags]
 
 cpu, flags = cpuinfo()
-date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+date = (open(f"{work}/date").read().strip() if os.path.exists(f"{work}/date")
+        else datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))
 versions = tf["versions"] if tf else None
 ratio = lambda a, b: a / b if a is not None and b is not None else None
 rows = []
@@ -279,6 +285,10 @@ print(f"\nweights: llama.cpp the GGUF as stored ({wtype}; F16 KV cache, no flash
       f"ipt {os.path.basename(model)} with --dtype {dtype}{' (training: bf16 compute, float32 master)' if dtype == 'bfloat16' else ''}. "
       f"tgN: N one-token steps after a 1-token prompt (llama.cpp: from an empty cache). "
       f"trainN: rows of N tokens, {batch} per step (transformers), 1 (ipt).")
+extra = sorted({f"{k} {v}" for runs in raw["ipt"].values() for r in runs if r
+                for k, v in r.items() if k.startswith("decode_") and isinstance(v, str)})
+if extra:
+    print("ipt bench decode: " + ", ".join(extra))
 
 if json_out:
     report = {"gguf": gguf, "model_dir": model, "cpu": cpu, "cpu_flags": flags, "threads": int(threads),
