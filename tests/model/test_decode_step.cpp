@@ -185,3 +185,48 @@ TEST(DecodeStep, RequantizingDequantizedBlocksGivesTheSameBlocks) {
     EXPECT_EQ(std::memcmp(first.data(), again.data(), first.bytes()), 0);
   }
 }
+
+// Continuous batching: sessions at different positions, with and without TTT, frozen or updating,
+// stepped together give exactly what each gives alone (every row's arithmetic is the same).
+TEST(DecodeStep, BatchedSessionsEqualSessionsAlone) {
+  model::CausalLM lm = make_model(13, Shape{"qwen3", false, 6});
+  const auto tokens = random_tokens(40, 14);
+  std::vector<SessionOptions> options(3);
+  options[1].ttt = false;
+  options[2].decode_update = false;
+  const std::vector<int64_t> prompts{1, 4, 9};
+  std::vector<std::unique_ptr<Session>> alone, together;
+  for (size_t i = 0; i < options.size(); ++i) {
+    options[i].kv_block = 4;
+    for (auto* list : {&alone, &together}) {
+      list->push_back(std::make_unique<Session>(lm, options[i]));
+      list->back()->append({tokens.begin(), tokens.begin() + prompts[i]});
+    }
+  }
+  for (int64_t step = 0; step < 25; ++step) {
+    std::vector<Session*> batch;
+    std::vector<int64_t> next;
+    for (size_t i = 0; i < together.size(); ++i) {
+      batch.push_back(together[i].get());
+      next.push_back(tokens[prompts[i] + step]);
+    }
+    const auto batched = Session::decode_batch(batch, next);
+    for (size_t i = 0; i < alone.size(); ++i)
+      ASSERT_TRUE(torch::equal(batched[i], alone[i]->decode(next[i]))) << "session " << i << " step " << step;
+  }
+  for (size_t i = 0; i < alone.size(); ++i) EXPECT_EQ(alone[i]->ttt_updates(), together[i]->ttt_updates());
+  EXPECT_GT(together[0]->ttt_updates(), together[2]->ttt_updates());  // updating vs frozen after the prompt
+
+  // Bad batches: another model, a session twice, a full context.
+  model::CausalLM other = make_model(15, Shape{});
+  Session foreign(other, {});
+  foreign.append({1});
+  EXPECT_THROW(Session::decode_batch({together[0].get(), &foreign}, {1, 1}), Error);
+  EXPECT_THROW(Session::decode_batch({together[0].get(), together[0].get()}, {1, 1}), Error);
+  SessionOptions tiny;
+  tiny.context = 2;
+  Session full(lm, tiny);
+  full.append({1, 2});
+  EXPECT_THROW(Session::decode_batch({together[0].get(), &full}, {1, 1}), Error);
+  EXPECT_THROW(Session::decode_batch({together[0].get()}, {1, 2}), Error);
+}

@@ -238,20 +238,22 @@ torch::Tensor Session::attend(int64_t layer, const torch::Tensor& q, const torch
   return out;
 }
 
-torch::Tensor Session::forward_step(int64_t token, bool decoding) {
-  torch::NoGradGuard no_grad;
+bool Session::uses_decode_step() const { return options_.decode_step && model::decode_step_supported(*lm_); }
+
+model::DecodeInput Session::prepare_step(int64_t token) {
   std::shared_ptr<const model::DecodeWeights> weights = lm_->decode_weights();
-  if (!step_ || &step_->weights() != weights.get()) step_ = std::make_unique<model::DecodeStep>(weights);
+  if (!step_ || step_->shared_weights() != weights) step_ = std::make_unique<model::DecodeStep>(weights);
   const int64_t p = position(), layers = static_cast<int64_t>(layers_.size());
   // RoPE at this position (one table for every layer; dynamic NTK depends on how far it reaches).
   const ops::RopeTable table = ops::rope_table(layer_at(*lm_, 0).self_attn->rope, p + 1);
   const int64_t half = table.inv_freq.size(0);
-  std::vector<float> cos(2 * half), sin(2 * half);
+  step_cos_.resize(2 * half);
+  step_sin_.resize(2 * half);
   const double* inv_freq = table.inv_freq.data_ptr<double>();
   for (int64_t i = 0; i < half; ++i) {
     const double angle = static_cast<double>(p) * inv_freq[i];
-    cos[i] = cos[i + half] = static_cast<float>(std::cos(angle) * table.attention_scaling);
-    sin[i] = sin[i + half] = static_cast<float>(std::sin(angle) * table.attention_scaling);
+    step_cos_[i] = step_cos_[i + half] = static_cast<float>(std::cos(angle) * table.attention_scaling);
+    step_sin_[i] = step_sin_[i + half] = static_cast<float>(std::sin(angle) * table.attention_scaling);
   }
   step_io_.resize(layers);
   fast_down_.resize(layers);
@@ -275,14 +277,18 @@ torch::Tensor Session::forward_step(int64_t token, bool decoding) {
       io.fast_down = &fast_down_[i];
     }
   }
+  step_logits_.resize(step_->weights().vocab);
+  return {token, step_cos_.data(), step_sin_.data(), &step_io_, step_logits_.data()};
+}
+
+void Session::finish_step(int64_t token, bool decoding) {
+  torch::NoGradGuard no_grad;
   const model::DecodeWeights& w = step_->weights();
-  step_logits_.resize(w.vocab);
-  step_->run(token, cos.data(), sin.data(), step_io_, step_logits_.data());
   const auto dtype = lm_->head_weight().scalar_type();
-  for (int64_t i = 0; i < layers; ++i) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
     LayerState& s = layers_[i];
     s.length += 1;
-    slide_window(i);
+    slide_window(static_cast<int64_t>(i));
     if (s.stream && (!decoding || s.stream->decode_update())) {
       auto row = [&](const float* data, int64_t n) {
         return torch::from_blob(const_cast<float*>(data), {1, n}, torch::kFloat32).to(dtype);
@@ -292,11 +298,49 @@ torch::Tensor Session::forward_step(int64_t token, bool decoding) {
   }
   tokens_.push_back(token);
   last_logits_ = torch::from_blob(step_logits_.data(), {w.vocab}, torch::kFloat32).to(dtype, false, true);
+}
+
+torch::Tensor Session::forward_step(int64_t token, bool decoding) {
+  const model::DecodeInput input = prepare_step(token);
+  step_->run(input);
+  finish_step(token, decoding);
   return last_logits_;
 }
 
+std::vector<torch::Tensor> Session::decode_batch(const std::vector<Session*>& sessions,
+                                                 const std::vector<int64_t>& tokens) {
+  IPT_CHECK(sessions.size() == tokens.size(), "decode batch: ", sessions.size(), " sessions for ", tokens.size(),
+            " tokens");
+  for (size_t b = 0; b < sessions.size(); ++b) {
+    IPT_CHECK(sessions[b] != nullptr, "decode batch: session ", b, " is null");
+    IPT_CHECK(sessions[b]->lm_ == sessions[0]->lm_, "decode batch: every session must run the same model; session ",
+              b, " runs another");
+    for (size_t a = 0; a < b; ++a) IPT_CHECK(sessions[a] != sessions[b], "decode batch: session ", b, " appears twice");
+    sessions[b]->check_tokens({tokens[b]});
+  }
+  std::vector<torch::Tensor> logits;
+  if (sessions.empty()) return logits;
+  const bool stepped = std::all_of(sessions.begin(), sessions.end(), [](Session* s) { return s->uses_decode_step(); });
+  if (!stepped || sessions.size() == 1) {
+    for (size_t b = 0; b < sessions.size(); ++b) logits.push_back(sessions[b]->decode(tokens[b]));
+    return logits;
+  }
+  std::vector<model::DecodeStep*> steps;
+  std::vector<model::DecodeInput> inputs;
+  for (size_t b = 0; b < sessions.size(); ++b) {
+    inputs.push_back(sessions[b]->prepare_step(tokens[b]));
+    steps.push_back(sessions[b]->step_.get());
+  }
+  model::DecodeStep::run_batch(steps, inputs);
+  for (size_t b = 0; b < sessions.size(); ++b) {
+    sessions[b]->finish_step(tokens[b], true);
+    logits.push_back(sessions[b]->last_logits_);
+  }
+  return logits;
+}
+
 torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding, bool all_logits) {
-  if (tokens.size() == 1 && options_.decode_step && model::decode_step_supported(*lm_)) {
+  if (tokens.size() == 1 && uses_decode_step()) {
     torch::Tensor logits = forward_step(tokens[0], decoding);
     return all_logits ? logits.unsqueeze(0) : logits;
   }

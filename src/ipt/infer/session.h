@@ -56,6 +56,11 @@ class Session {
   // Feeds one token the way decoding does (fast weights update only with decode_update); returns
   // the logits after it [vocab].
   torch::Tensor decode(int64_t token);
+  // Feeds one token to each session in one step over the weights (continuous batching); each
+  // session's state stays its own. Equal to calling decode() on each (tested). Sessions must be
+  // distinct and share one model; where the decode step does not run, they decode one by one.
+  static std::vector<torch::Tensor> decode_batch(const std::vector<Session*>& sessions,
+                                                 const std::vector<int64_t>& tokens);
   // Samples up to max_new tokens from the latest logits, feeding each back with decode(). Stops at a
   // token in stop_ids (not fed, not returned; stopped_at_stop() becomes true), when on_token returns
   // false, or when the context is full. Needs at least one token appended before.
@@ -95,7 +100,11 @@ class Session {
   };
 
   torch::Tensor forward(const std::vector<int64_t>& tokens, bool decoding, bool all_logits);
-  // One token through the decode step (model/decode_step.h).
+  // One token through the decode step (model/decode_step.h): prepare (caches, fast weights,
+  // RoPE), run, finish (cache lengths, TTT rows, logits).
+  bool uses_decode_step() const;
+  model::DecodeInput prepare_step(int64_t token);
+  void finish_step(int64_t token, bool decoding);
   torch::Tensor forward_step(int64_t token, bool decoding);
   torch::Tensor attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   void reserve_cache(int64_t layer, int64_t rows);  // room for `rows` more keys/values
@@ -116,7 +125,7 @@ class Session {
   std::vector<model::DecodeLayerIo> step_io_;
   std::vector<ops::quant::Matrix> fast_down_;
   std::vector<int64_t> fast_down_updates_;
-  std::vector<float> step_logits_;
+  std::vector<float> step_logits_, step_cos_, step_sin_;
 };
 
 // One query against a cache without the blocked kernel: q [1, Hq, 1, D], k/v [1, Hkv, n, D] (any

@@ -128,14 +128,9 @@ void write_row(const torch::Tensor& cache, int64_t head, int64_t row, const floa
   }
 }
 
-// Called inside a parallel region: the threads share W's rows in blocks (no barrier at the end).
+// Rows of weights handed to a thread at a time (a block stays in cache while every sequence of a
+// batch multiplies with it).
 constexpr int64_t kRowBlock = 16;
-void matvec_shared(const quant::Matrix& W, const quant::Activation& x, float* y) {
-  const int64_t blocks = (W.rows() + kRowBlock - 1) / kRowBlock;
-#pragma omp for schedule(static) nowait
-  for (int64_t b = 0; b < blocks; ++b)
-    quant::matvec(W, x, y, b * kRowBlock, std::min(W.rows(), (b + 1) * kRowBlock));
-}
 
 }  // namespace
 
@@ -227,127 +222,170 @@ DecodeStep::DecodeStep(std::shared_ptr<const DecodeWeights> weights) : weights_(
     }
 }
 
-void DecodeStep::run(int64_t token, const float* rope_cos, const float* rope_sin, std::vector<DecodeLayerIo>& io,
-                     float* logits) {
+void DecodeStep::begin(const DecodeInput& in) {
   const DecodeWeights& w = *weights_;
-  IPT_CHECK(token >= 0 && token < w.vocab, "token id ", token, " is outside the vocabulary [0, ", w.vocab, ")");
-  IPT_CHECK(io.size() == w.layers.size(), "decode step: ", io.size(), " layer caches for ", w.layers.size(), " layers");
-  const int64_t d = w.hidden, H = w.heads, Hkv = w.kv_heads, D = w.head_dim, group = H / Hkv;
-  int64_t longest = 0;
-  std::vector<CacheRows> keys(io.size() * Hkv), values(io.size() * Hkv);
-  for (size_t l = 0; l < io.size(); ++l) {
-    const DecodeLayerIo& c = io[l];
-    IPT_CHECK(c.k.is_contiguous() && c.v.is_contiguous() && c.k.size(1) == Hkv && c.k.size(3) == D &&
+  IPT_CHECK(in.token >= 0 && in.token < w.vocab, "token id ", in.token, " is outside the vocabulary [0, ", w.vocab, ")");
+  IPT_CHECK(in.io && in.io->size() == w.layers.size() && in.rope_cos && in.rope_sin && in.logits,
+            "decode step: an input needs RoPE angles, logits and one cache per layer (", w.layers.size(), ")");
+  longest_ = 0;
+  for (size_t l = 0; l < in.io->size(); ++l) {
+    const DecodeLayerIo& c = (*in.io)[l];
+    IPT_CHECK(c.k.defined() && c.v.defined() && c.k.is_contiguous() && c.v.is_contiguous() && c.k.dim() == 4 &&
+                  c.k.size(1) == w.kv_heads && c.k.size(3) == w.head_dim && c.length >= 0 &&
                   c.length < c.k.size(2) && c.k.sizes() == c.v.sizes(),
-              "decode step: layer ", l, "'s cache must be a contiguous [1, ", Hkv, ", capacity > ", c.length, ", ", D,
-              "], got ", c.k.sizes());
+              "decode step: layer ", l, "'s cache must be a contiguous [1, ", w.kv_heads, ", capacity > ", c.length, ", ",
+              w.head_dim, "]");
     IPT_CHECK(c.k.scalar_type() == c.v.scalar_type() &&
                   (c.k.scalar_type() == torch::kFloat32 || c.k.scalar_type() == torch::kBFloat16),
               "decode step: caches must be float32 or bfloat16");
-    longest = std::max(longest, c.length + 1);
-    const bool bf16 = c.k.scalar_type() == torch::kBFloat16;
-    const int64_t head_bytes = c.k.size(2) * D * c.k.element_size();
-    for (int64_t g = 0; g < Hkv; ++g) {
-      keys[l * Hkv + g] = {static_cast<const char*>(c.k.data_ptr()) + g * head_bytes, bf16, D};
-      values[l * Hkv + g] = {static_cast<const char*>(c.v.data_ptr()) + g * head_bytes, bf16, D};
+    IPT_CHECK(!c.fast_down || (c.fast_down->rows() == w.hidden && c.fast_down->cols() == w.intermediate),
+              "decode step: layer ", l, "'s fast weight must be [", w.hidden, ", ", w.intermediate, "]");
+    longest_ = std::max(longest_, c.length + 1);
+  }
+  if (static_cast<int64_t>(scores_.size()) < w.heads * longest_) scores_.resize(w.heads * longest_);
+  read_row(w.embedding, in.token, embedding_.data());
+  std::copy(embedding_.begin(), embedding_.end(), x_.begin());
+}
+
+void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vector<DecodeInput>& inputs) {
+  IPT_CHECK(!steps.empty() && steps.size() == inputs.size(), "decode batch: ", steps.size(), " sequences for ",
+            inputs.size(), " inputs");
+  const DecodeWeights& w = *steps[0]->weights_;
+  for (size_t b = 0; b < steps.size(); ++b) {
+    IPT_CHECK(steps[b]->weights_.get() == &w,
+              "decode batch: every sequence must run the same model's packed weights (one model, dtype and "
+              "quantization); sequence ", b, " differs");
+    for (size_t a = 0; a < b; ++a) IPT_CHECK(steps[a] != steps[b], "decode batch: a sequence appears twice");
+    steps[b]->begin(inputs[b]);
+  }
+  const int64_t B = static_cast<int64_t>(steps.size()), d = w.hidden, H = w.heads, Hkv = w.kv_heads,
+                D = w.head_dim, F = w.intermediate, group = H / Hkv, layers = static_cast<int64_t>(w.layers.size());
+  // Raw views of every cache: [b][layer * Hkv + kv head].
+  std::vector<std::vector<CacheRows>> keys(B), values(B);
+  for (int64_t b = 0; b < B; ++b) {
+    keys[b].resize(layers * Hkv);
+    values[b].resize(layers * Hkv);
+    for (int64_t l = 0; l < layers; ++l) {
+      const DecodeLayerIo& c = (*inputs[b].io)[l];
+      const bool bf16 = c.k.scalar_type() == torch::kBFloat16;
+      const int64_t head_bytes = c.k.size(2) * D * c.k.element_size();
+      for (int64_t g = 0; g < Hkv; ++g) {
+        keys[b][l * Hkv + g] = {static_cast<const char*>(c.k.data_ptr()) + g * head_bytes, bf16, D};
+        values[b][l * Hkv + g] = {static_cast<const char*>(c.v.data_ptr()) + g * head_bytes, bf16, D};
+      }
     }
   }
-  if (static_cast<int64_t>(scores_.size()) < H * longest) scores_.resize(H * longest);
-  read_row(w.embedding, token, embedding_.data());
-  std::copy(embedding_.begin(), embedding_.end(), x_.begin());
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  std::vector<float>& out_rows = out_;  // the o and down projections' outputs
+  auto uses_fast = [&](int64_t b, int64_t l) { return w.layers[l].ttt && (*inputs[b].io)[l].fast_down != nullptr; };
 
 #pragma omp parallel num_threads(at::get_num_threads())
   {
-    for (size_t l = 0; l < w.layers.size(); ++l) {
-      const DecodeLayerWeights& L = w.layers[l];
-      DecodeLayerIo& c = io[l];
-#pragma omp single
-      {
-        rms_norm(x_.data(), L.input_norm.data(), d, w.norm_eps, normed_.data());
-        act_.set(normed_.data(), d);
+    // Rows of a weight times every sequence's prepared input; each block of rows is read from
+    // memory once and multiplied B times from cache. No barrier at the end (callers add one).
+    auto rows_times = [&](const auto& weight_of, const auto& out_of) {
+      const int64_t rows = weight_of(0).rows(), blocks = (rows + kRowBlock - 1) / kRowBlock;
+#pragma omp for schedule(static) nowait
+      for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+        for (int64_t b = 0; b < B; ++b) quant::matvec(weight_of(b), steps[b]->act_, out_of(b), r0, r1);
       }
-      matvec_shared(L.q, act_, q_.data());
-      matvec_shared(L.k, act_, k_.data());
-      matvec_shared(L.v, act_, v_.data());
+    };
+    for (int64_t l = 0; l < layers; ++l) {
+      const DecodeLayerWeights& L = w.layers[l];
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b) {
+        DecodeStep& s = *steps[b];
+        rms_norm(s.x_.data(), L.input_norm.data(), d, w.norm_eps, s.normed_.data());
+        s.act_.set(s.normed_.data(), d);
+      }
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.q; }, [&](int64_t b) { return steps[b]->q_.data(); });
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.k; }, [&](int64_t b) { return steps[b]->k_.data(); });
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.v; }, [&](int64_t b) { return steps[b]->v_.data(); });
 #pragma omp barrier
-#pragma omp single
-      {
-        auto add = [](std::vector<float>& y, const std::vector<float>& b) {
-          for (size_t i = 0; i < b.size(); ++i) y[i] += b[i];
-        };
-        add(q_, L.q_bias);
-        add(k_, L.k_bias);
-        add(v_, L.v_bias);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b) {
+        DecodeStep& s = *steps[b];
+        const DecodeLayerIo& c = (*inputs[b].io)[l];
+        for (size_t i = 0; i < L.q_bias.size(); ++i) s.q_[i] += L.q_bias[i];
+        for (size_t i = 0; i < L.k_bias.size(); ++i) s.k_[i] += L.k_bias[i];
+        for (size_t i = 0; i < L.v_bias.size(); ++i) s.v_[i] += L.v_bias[i];
         for (int64_t h = 0; h < H; ++h) {
-          if (!L.q_norm.empty()) rms_norm(&q_[h * D], L.q_norm.data(), D, w.norm_eps, &q_[h * D]);
-          rope(&q_[h * D], rope_cos, rope_sin, D);
+          if (!L.q_norm.empty()) rms_norm(&s.q_[h * D], L.q_norm.data(), D, w.norm_eps, &s.q_[h * D]);
+          rope(&s.q_[h * D], inputs[b].rope_cos, inputs[b].rope_sin, D);
         }
         for (int64_t g = 0; g < Hkv; ++g) {
-          if (!L.k_norm.empty()) rms_norm(&k_[g * D], L.k_norm.data(), D, w.norm_eps, &k_[g * D]);
-          rope(&k_[g * D], rope_cos, rope_sin, D);
-          write_row(c.k, g, c.length, &k_[g * D], D);
-          write_row(c.v, g, c.length, &v_[g * D], D);
+          if (!L.k_norm.empty()) rms_norm(&s.k_[g * D], L.k_norm.data(), D, w.norm_eps, &s.k_[g * D]);
+          rope(&s.k_[g * D], inputs[b].rope_cos, inputs[b].rope_sin, D);
+          write_row(c.k, g, c.length, &s.k_[g * D], D);
+          write_row(c.v, g, c.length, &s.v_[g * D], D);
         }
       }
-      // Attention of the one query per head over the cache (and the row just written).
-      const int64_t n = c.length + 1, first = L.window > 0 && n > L.window ? n - L.window : 0;
+      // Each sequence's one query per head over its cache (and the row just written).
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h) {
+          DecodeStep& st = *steps[b];
+          const int64_t n = (*inputs[b].io)[l].length + 1;
+          const int64_t first = L.window > 0 && n > L.window ? n - L.window : 0;
+          const CacheRows& K = keys[b][l * Hkv + h / group];
+          const CacheRows& V = values[b][l * Hkv + h / group];
+          const float* q = &st.q_[h * D];
+          float* s = &st.scores_[h * st.longest_];
+          float best = -INFINITY;
+          for (int64_t t = first; t < n; ++t) {
+            s[t - first] = K.dot(t, q) * scale;
+            best = std::max(best, s[t - first]);
+          }
+          double total = 0;
+          for (int64_t t = 0; t < n - first; ++t) {
+            s[t] = std::exp(s[t] - best);
+            total += s[t];
+          }
+          float* out = &st.attn_[h * D];
+          std::fill(out, out + D, 0.0f);
+          const float inv = static_cast<float>(1.0 / total);
+          for (int64_t t = first; t < n; ++t) V.axpy(t, s[t - first] * inv, out);
+        }
 #pragma omp for schedule(static)
-      for (int64_t h = 0; h < H; ++h) {
-        const CacheRows& K = keys[l * Hkv + h / group];
-        const CacheRows& V = values[l * Hkv + h / group];
-        const float* q = &q_[h * D];
-        float* s = &scores_[h * longest];
-        float best = -INFINITY;
-        for (int64_t t = first; t < n; ++t) {
-          s[t - first] = K.dot(t, q) * scale;
-          best = std::max(best, s[t - first]);
-        }
-        double total = 0;
-        for (int64_t t = 0; t < n - first; ++t) {
-          s[t] = std::exp(s[t] - best);
-          total += s[t];
-        }
-        float* out = &attn_[h * D];
-        std::fill(out, out + D, 0.0f);
-        const float inv = static_cast<float>(1.0 / total);
-        for (int64_t t = first; t < n; ++t) V.axpy(t, s[t - first] * inv, out);
-      }
-#pragma omp single
-      act_.set(attn_.data(), H * D);
-      matvec_shared(L.o, act_, out_rows.data());
+      for (int64_t b = 0; b < B; ++b) steps[b]->act_.set(steps[b]->attn_.data(), H * D);
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.o; }, [&](int64_t b) { return steps[b]->out_.data(); });
 #pragma omp barrier
-#pragma omp single
-      {
-        for (int64_t i = 0; i < d; ++i) x_[i] += out_rows[i] + (L.o_bias.empty() ? 0.0f : L.o_bias[i]);
-        rms_norm(x_.data(), L.post_norm.data(), d, w.norm_eps, normed_.data());
-        act_.set(normed_.data(), d);
-        if (L.ttt && c.fast_down) {
-          const float* source = L.target_is_embedding ? embedding_.data() : normed_.data();
-          std::copy(source, source + d, ttt_x_[l].begin());
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b) {
+        DecodeStep& s = *steps[b];
+        for (int64_t i = 0; i < d; ++i) s.x_[i] += s.out_[i] + (L.o_bias.empty() ? 0.0f : L.o_bias[i]);
+        rms_norm(s.x_.data(), L.post_norm.data(), d, w.norm_eps, s.normed_.data());
+        s.act_.set(s.normed_.data(), d);
+        if (uses_fast(b, l)) {
+          const float* source = L.target_is_embedding ? s.embedding_.data() : s.normed_.data();
+          std::copy(source, source + d, s.ttt_x_[l].begin());
         }
       }
-      matvec_shared(L.gate, act_, gate_.data());
-      matvec_shared(L.up, act_, up_.data());
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.gate; }, [&](int64_t b) { return steps[b]->gate_.data(); });
+      rows_times([&](int64_t) -> const quant::Matrix& { return L.up; }, [&](int64_t b) { return steps[b]->up_.data(); });
 #pragma omp barrier
-#pragma omp single
-      {
-        for (int64_t i = 0; i < w.intermediate; ++i) z_[i] = gate_[i] / (1.0f + std::exp(-gate_[i])) * up_[i];
-        act_.set(z_.data(), w.intermediate);
-        if (L.ttt && c.fast_down) std::copy(z_.begin(), z_.end(), ttt_z_[l].begin());
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b) {
+        DecodeStep& s = *steps[b];
+        for (int64_t i = 0; i < F; ++i) s.z_[i] = s.gate_[i] / (1.0f + std::exp(-s.gate_[i])) * s.up_[i];
+        s.act_.set(s.z_.data(), F);
+        if (uses_fast(b, l)) std::copy(s.z_.begin(), s.z_.end(), s.ttt_z_[l].begin());
       }
-      matvec_shared(L.ttt && c.fast_down ? *c.fast_down : L.down, act_, out_rows.data());
+      // TTT layers multiply with each sequence's own fast weight; the rest share W_down.
+      rows_times([&](int64_t b) -> const quant::Matrix& { return uses_fast(b, l) ? *(*inputs[b].io)[l].fast_down : L.down; },
+                 [&](int64_t b) { return steps[b]->out_.data(); });
 #pragma omp barrier
-#pragma omp single
-      for (int64_t i = 0; i < d; ++i) x_[i] += out_rows[i];
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < d; ++i) steps[b]->x_[i] += steps[b]->out_[i];
     }
-#pragma omp single
-    {
-      rms_norm(x_.data(), w.final_norm.data(), d, w.norm_eps, normed_.data());
-      act_.set(normed_.data(), d);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      DecodeStep& s = *steps[b];
+      rms_norm(s.x_.data(), w.final_norm.data(), d, w.norm_eps, s.normed_.data());
+      s.act_.set(s.normed_.data(), d);
     }
-    matvec_shared(w.head, act_, logits);
+    rows_times([&](int64_t) -> const quant::Matrix& { return w.head; }, [&](int64_t b) { return inputs[b].logits; });
   }
 }
 

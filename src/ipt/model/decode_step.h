@@ -61,26 +61,43 @@ struct DecodeLayerIo {
   const ops::quant::Matrix* fast_down = nullptr;  // TTT layers with TTT on: used instead of W0
 };
 
+// One sequence's input to a step: its token, RoPE angles at its position (cos, sin: [head_dim]
+// each), its layers' caches, and where its logits [vocab] (float32) go.
+struct DecodeInput {
+  int64_t token = 0;
+  const float* rope_cos = nullptr;
+  const float* rope_sin = nullptr;
+  std::vector<DecodeLayerIo>* io = nullptr;
+  float* logits = nullptr;
+};
+
 // Scratch buffers for one sequence's steps (allocated once, reused every token).
 class DecodeStep {
  public:
   explicit DecodeStep(std::shared_ptr<const DecodeWeights> weights);
 
-  // Runs `token` at `position`; writes each layer's new key/value rows and the logits [vocab]
-  // (float32). The RoPE angles for the position must be given (cos, sin: [head_dim] each).
-  void run(int64_t token, const float* rope_cos, const float* rope_sin, std::vector<DecodeLayerIo>& io,
-           float* logits);
+  // Runs one token: writes each layer's new key/value row and the logits.
+  void run(const DecodeInput& input) { run_batch({this}, {input}); }
+  // Runs one token of each of several sequences in one pass over the weights (continuous batching):
+  // each block of weight rows is multiplied with every sequence's input while it is in cache, so B
+  // sequences cost far less than B steps. Every step must use the same packed weights.
+  static void run_batch(const std::vector<DecodeStep*>& steps, const std::vector<DecodeInput>& inputs);
 
   // What the TTT layers need to append this token to their pending chunk: the MLP activations
   // Z [intermediate] and the target source X [hidden] of layer `layer` from the last run().
   const float* ttt_z(int64_t layer) const { return ttt_z_[layer].data(); }
   const float* ttt_x(int64_t layer) const { return ttt_x_[layer].data(); }
   const DecodeWeights& weights() const { return *weights_; }
+  const std::shared_ptr<const DecodeWeights>& shared_weights() const { return weights_; }
 
  private:
+  struct Cache;  // one layer's key/value heads as raw rows
+  void begin(const DecodeInput& input);  // checks, embedding, scratch sizes
+
   std::shared_ptr<const DecodeWeights> weights_;
   std::vector<float> x_, out_, normed_, q_, k_, v_, attn_, gate_, up_, z_, embedding_;
   std::vector<float> scores_;  // [heads, positions]: grown to the longest cache seen
+  int64_t longest_ = 0;        // keys the longest layer attends to in this step
   ops::quant::Activation act_;
   std::vector<std::vector<float>> ttt_z_, ttt_x_;
 };
