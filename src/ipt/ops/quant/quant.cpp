@@ -1,0 +1,876 @@
+#include "ipt/ops/quant/quant.h"
+
+// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*() (`__Y = __Y`), which
+// -Wuninitialized then reports wherever they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "ipt/common/error.h"
+
+// Each SIMD loop is compiled for its instruction set with a target attribute, so this file needs
+// no -march flag; which loop runs is decided once at run time from the CPU's features.
+#define IPT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define IPT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define IPT_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,avx2,fma,f16c")))
+
+namespace ipt::ops::quant {
+
+namespace {
+
+constexpr int kQK = 32;  // values per block of the q types
+
+// Block byte layouts (ggml-common.h).
+constexpr int kQ8_0Bytes = 34, kQ4_0Bytes = 18, kQ4_1Bytes = 20;
+
+uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+// The value as it is, kept out of any fused multiply-add: ggml's reference rounds a product and
+// then a sum separately, and a compiler allowed to contract (-ffp-contract=fast with FMA in the
+// target) would fuse them and change the last bit.
+inline float unfused(float v) {
+  asm("" : "+x"(v));
+  return v;
+}
+
+// ggml's reference uses roundf (halves away from zero); |v| <= 127.5 here, so via int is exact.
+inline int round_half_away(float v) {
+  int t = static_cast<int>(v);  // toward zero
+  const float frac = v - static_cast<float>(t);  // exact
+  if (frac >= 0.5f) ++t;
+  else if (frac <= -0.5f) --t;
+  return t;
+}
+
+struct TypeInfo {
+  Type type;
+  const char* name;
+  int64_t block_size, block_bytes;
+  uint32_t ggml_id;
+};
+constexpr std::array<TypeInfo, 5> kTypes = {{
+    {Type::kF32, "f32", 1, 4, 0},
+    {Type::kBF16, "bf16", 1, 2, 30},
+    {Type::kQ8_0, "q8_0", kQK, kQ8_0Bytes, 8},
+    {Type::kQ4_0, "q4_0", kQK, kQ4_0Bytes, 2},
+    {Type::kQ4_1, "q4_1", kQK, kQ4_1Bytes, 3},
+}};
+
+const TypeInfo& info(Type t) {
+  const auto i = static_cast<size_t>(t);
+  IPT_CHECK(i < kTypes.size(), "quant: invalid Type value ", i);
+  return kTypes[i];
+}
+
+void check_count(Type t, int64_t n, const char* what) {
+  IPT_CHECK(n >= 0 && n % info(t).block_size == 0, "quant: ", what, " (", n, ") must be a non-negative multiple of the ",
+            info(t).name, " block size ", info(t).block_size);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Types and scalar conversions
+
+const char* type_name(Type t) { return info(t).name; }
+
+Type parse_type(const std::string& name) {
+  for (const auto& i : kTypes)
+    if (name == i.name) return i.type;
+  throw Error("quant: unknown weight type '" + name + "' (choices: f32, bf16, q8_0, q4_0, q4_1)");
+}
+
+int64_t block_size(Type t) { return info(t).block_size; }
+int64_t block_bytes(Type t) { return info(t).block_bytes; }
+
+int64_t row_bytes(Type t, int64_t cols) {
+  check_count(t, cols, "cols");
+  return cols / info(t).block_size * info(t).block_bytes;
+}
+
+uint32_t ggml_type_id(Type t) { return info(t).ggml_id; }
+
+Type type_from_ggml(uint32_t id) {
+  for (const auto& i : kTypes)
+    if (id == i.ggml_id) return i.type;
+  throw Error("quant: ggml type id " + std::to_string(id) +
+              " has no matvec kernel (supported: F32 0, Q4_0 2, Q4_1 3, Q8_0 8, BF16 30)");
+}
+
+uint16_t float_to_half(float f) {
+  const uint32_t x = float_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7fffffff;
+  if (ax > 0x7f800000) return sign | 0x7e00;   // NaN: quiet
+  if (ax >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds to infinity (65504 is the largest half)
+  if (ax < 0x38800000) {
+    // Below 2^-14: a subnormal half, a multiple of 2^-24. Adding 0.5 (whose ulp is 2^-24) makes the
+    // FPU round to that grid, nearest even; the low mantissa bits are then the half's.
+    return sign | static_cast<uint16_t>(float_bits(bits_float(ax) + 0.5f) - float_bits(0.5f));
+  }
+  // Normal: drop 13 mantissa bits rounding to nearest even (a carry may bump the exponent, which is
+  // right), then rebias the exponent from 127 to 15.
+  const uint32_t rounded = ax + 0xfff + ((ax >> 13) & 1);
+  return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  if (exp == 0x1f) return bits_float(sign | 0x7f800000 | (mant << 13));  // inf, NaN
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float v = static_cast<float>(mant) * bits_float(0x33800000);
+    return sign ? -v : v;
+  }
+  return bits_float(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t float_to_bf16(float f) {
+  const uint32_t x = float_bits(f);
+  if (std::isnan(f)) return 0x7fc0;
+  return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+
+// ---------------------------------------------------------------------------------------------
+// Rows of blocks
+
+namespace {
+
+// ggml's quantize_row_q8_0_ref, operation for operation.
+void quantize_q8_0(const float* x, uint8_t* y, int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i, x += kQK, y += kQ8_0Bytes) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_u16(y, float_to_half(d));
+    for (int j = 0; j < kQK; ++j) y[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(round_half_away(x[j] * id)));
+  }
+}
+
+// ggml's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, so that value maps to
+// -8 exactly and the other sign gets 7 levels; (int8_t)(v + 8.5) truncates, capped at 15.
+void quantize_q4_0(const float* x, uint8_t* y, int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i, x += kQK, y += kQ4_0Bytes) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < kQK; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_u16(y, float_to_half(d));
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(unfused(x[j] * id) + 8.5f)));
+      const int hi = std::min(15, static_cast<int>(static_cast<int8_t>(unfused(x[j + 16] * id) + 8.5f)));
+      y[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+// ggml's quantize_row_q4_1_ref: 16 levels from the block's min to its max.
+void quantize_q4_1(const float* x, uint8_t* y, int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i, x += kQK, y += kQ4_1Bytes) {
+    float min = std::numeric_limits<float>::max(), max = -std::numeric_limits<float>::max();
+    for (int j = 0; j < kQK; ++j) {
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / 15;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_u16(y, float_to_half(d));
+    store_u16(y + 2, float_to_half(min));
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(unfused((x[j] - min) * id) + 0.5f)));
+      const int hi = std::min(15, static_cast<int>(static_cast<int8_t>(unfused((x[j + 16] - min) * id) + 0.5f)));
+      y[4 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_row(Type t, const float* src, void* dst, int64_t n) {
+  check_count(t, n, "n");
+  if (n == 0) return;
+  IPT_CHECK(src && dst, "quantize_row: src and dst must not be null");
+  auto* y = static_cast<uint8_t*>(dst);
+  switch (t) {
+    case Type::kF32: std::memcpy(y, src, n * sizeof(float)); return;
+    case Type::kBF16:
+      for (int64_t j = 0; j < n; ++j) store_u16(y + 2 * j, float_to_bf16(src[j]));
+      return;
+    case Type::kQ8_0: quantize_q8_0(src, y, n / kQK); return;
+    case Type::kQ4_0: quantize_q4_0(src, y, n / kQK); return;
+    case Type::kQ4_1: quantize_q4_1(src, y, n / kQK); return;
+  }
+}
+
+void dequantize_row(Type t, const void* src, float* dst, int64_t n) {
+  check_count(t, n, "n");
+  if (n == 0) return;
+  IPT_CHECK(src && dst, "dequantize_row: src and dst must not be null");
+  const auto* x = static_cast<const uint8_t*>(src);
+  const int64_t blocks = n / info(t).block_size;
+  switch (t) {
+    case Type::kF32: std::memcpy(dst, x, n * sizeof(float)); return;
+    case Type::kBF16:
+      for (int64_t j = 0; j < n; ++j) dst[j] = bf16_to_float(load_u16(x + 2 * j));
+      return;
+    case Type::kQ8_0:
+      for (int64_t b = 0; b < blocks; ++b, x += kQ8_0Bytes, dst += kQK) {
+        const float d = half_to_float(load_u16(x));
+        for (int j = 0; j < kQK; ++j) dst[j] = static_cast<int8_t>(x[2 + j]) * d;
+      }
+      return;
+    case Type::kQ4_0:
+      for (int64_t b = 0; b < blocks; ++b, x += kQ4_0Bytes, dst += kQK) {
+        const float d = half_to_float(load_u16(x));
+        for (int j = 0; j < 16; ++j) {
+          dst[j] = ((x[2 + j] & 0x0f) - 8) * d;
+          dst[j + 16] = ((x[2 + j] >> 4) - 8) * d;
+        }
+      }
+      return;
+    case Type::kQ4_1:
+      for (int64_t b = 0; b < blocks; ++b, x += kQ4_1Bytes, dst += kQK) {
+        const float d = half_to_float(load_u16(x)), m = half_to_float(load_u16(x + 2));
+        for (int j = 0; j < 16; ++j) {
+          dst[j] = unfused((x[4 + j] & 0x0f) * d) + m;
+          dst[j + 16] = unfused((x[4 + j] >> 4) * d) + m;
+        }
+      }
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: Matrix and Activation
+
+namespace detail {
+
+void AlignedFree::operator()(uint8_t* p) const noexcept { std::free(p); }
+
+void AlignedBytes::resize(size_t bytes) {
+  if (bytes > capacity_) {
+    const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment
+    auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
+    if (!p) throw std::bad_alloc();
+    data_.reset(p);
+    capacity_ = rounded;
+  }
+  size_ = bytes;
+}
+
+namespace {
+bool g_avx512_bf16_dot = true;
+}
+void set_avx512_bf16_dot(bool enabled) { g_avx512_bf16_dot = enabled; }
+
+}  // namespace detail
+
+Matrix::Matrix(Type t, int64_t rows, int64_t cols) : type_(t), rows_(rows), cols_(cols) {
+  IPT_CHECK(rows >= 0, "quant::Matrix: rows must be >= 0, got ", rows);
+  row_bytes_ = row_bytes(t, cols);
+  // Padded to whole 64-byte lines so no load of the last row can leave the allocation.
+  storage_.resize(static_cast<size_t>(rows * row_bytes_) + 64);
+}
+
+Matrix Matrix::quantize(const float* W, int64_t rows, int64_t cols, Type t) {
+  Matrix m(t, rows, cols);
+  IPT_CHECK(W || m.bytes() == 0, "quant::Matrix::quantize: W must not be null");
+  for (int64_t r = 0; r < rows; ++r) quantize_row(t, W + r * cols, m.storage_.data() + r * m.row_bytes_, cols);
+  return m;
+}
+
+Matrix Matrix::from_blocks(Type t, int64_t rows, int64_t cols, const void* data) {
+  Matrix m(t, rows, cols);
+  IPT_CHECK(data || m.bytes() == 0, "quant::Matrix::from_blocks: data must not be null");
+  if (m.bytes() > 0) std::memcpy(m.storage_.data(), data, m.bytes());
+  return m;
+}
+
+void Matrix::dequantize_row_to(int64_t r, float* dst) const {
+  IPT_CHECK(r >= 0 && r < rows_, "quant::Matrix: row ", r, " is outside [0, ", rows_, ")");
+  dequantize_row(type_, row(r), dst, cols_);
+}
+
+void Activation::set(const float* x, int64_t n) {
+  IPT_CHECK(n >= 0, "quant::Activation::set: n must be >= 0, got ", n);
+  IPT_CHECK(x || n == 0, "quant::Activation::set: x must not be null");
+  n_ = n;
+  const int64_t blocks = n / kQK;
+  const size_t padded = static_cast<size_t>((n + 31) / 32 * 32);  // whole vectors for the tails
+  f32_.resize(padded * 4);
+  bf16_.resize(padded * 2);
+  bf16f_.resize(padded * 4);
+  q_.resize(blocks * kQK);
+  d_.resize(blocks * 4);
+  s_.resize(blocks * 4);
+  dds_.resize(blocks * 8);
+  off8_.resize(blocks * 32);
+  off128_.resize(blocks * 32);
+
+  auto* f = reinterpret_cast<float*>(f32_.data());
+  auto* b = reinterpret_cast<uint16_t*>(bf16_.data());
+  auto* bf = reinterpret_cast<float*>(bf16f_.data());
+  for (size_t j = 0; j < padded; ++j) {
+    const float v = j < static_cast<size_t>(n) ? x[j] : 0.0f;  // zero padding: masked tails read it
+    f[j] = v;
+    b[j] = float_to_bf16(v);
+    bf[j] = bf16_to_float(b[j]);
+  }
+
+  auto* q = reinterpret_cast<int8_t*>(q_.data());
+  auto* d = reinterpret_cast<float*>(d_.data());
+  auto* s = reinterpret_cast<int32_t*>(s_.data());
+  auto* dds = reinterpret_cast<float*>(dds_.data());
+  auto* off8 = reinterpret_cast<int32_t*>(off8_.data());
+  auto* off128 = reinterpret_cast<int32_t*>(off128_.data());
+  for (int64_t i = 0; i < blocks; ++i) {
+    const float* xb = x + i * kQK;
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float di = amax / 127;
+    const float id = di != 0.0f ? 1.0f / di : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int v = round_half_away(xb[j] * id);
+      q[i * kQK + j] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    d[i] = di;
+    s[i] = sum;
+    dds[2 * i] = di;
+    dds[2 * i + 1] = di * static_cast<float>(sum);
+    for (int j = 0; j < 8; ++j) off8[8 * i + j] = off128[8 * i + j] = 0;
+    off8[8 * i] = -8 * sum;
+    off128[8 * i] = -128 * sum;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels. Each handles R consecutive rows (R = 1..4) so the activation's loads are shared; the
+// driver runs groups of 4 and one smaller group for the rest.
+
+namespace {
+
+// w: row 0 of the group, stride: bytes between rows, y: the group's outputs.
+using GroupFn = void (*)(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y);
+using GroupFns = std::array<GroupFn, 4>;  // [R - 1]
+#define IPT_GROUPS(fn) GroupFns{fn<1>, fn<2>, fn<3>, fn<4>}
+
+// ---- scalar: the reference, one row at a time in column order.
+
+template <int R>
+void f32_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  for (int r = 0; r < R; ++r) {
+    const auto* row = reinterpret_cast<const float*>(w + r * stride);
+    float sum = 0;
+    for (int64_t j = 0; j < cols; ++j) sum += row[j] * x.f32()[j];
+    y[r] = sum;
+  }
+}
+
+template <int R>
+void bf16_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* row = w + r * stride;
+    float sum = 0;
+    for (int64_t j = 0; j < cols; ++j) sum += bf16_to_float(load_u16(row + 2 * j)) * x.bf16_as_f32()[j];
+    y[r] = sum;
+  }
+}
+
+// The integer dot of a weight block's 32 values (as ints) with the activation's block i.
+template <int R>
+void q8_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* blk = w + r * stride;
+    float sum = 0;
+    for (int64_t i = 0; i < cols / kQK; ++i, blk += kQ8_0Bytes) {
+      const int8_t* xq = x.q8() + i * kQK;
+      int32_t isum = 0;
+      for (int j = 0; j < kQK; ++j) isum += static_cast<int8_t>(blk[2 + j]) * xq[j];
+      sum += half_to_float(load_u16(blk)) * x.q8_scale()[i] * static_cast<float>(isum);
+    }
+    y[r] = sum;
+  }
+}
+
+template <int R>
+void q4_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* blk = w + r * stride;
+    float sum = 0;
+    for (int64_t i = 0; i < cols / kQK; ++i, blk += kQ4_0Bytes) {
+      const int8_t* xq = x.q8() + i * kQK;
+      int32_t isum = -8 * x.q8_sum()[i];
+      for (int j = 0; j < 16; ++j) isum += (blk[2 + j] & 0x0f) * xq[j] + (blk[2 + j] >> 4) * xq[j + 16];
+      sum += half_to_float(load_u16(blk)) * x.q8_scale()[i] * static_cast<float>(isum);
+    }
+    y[r] = sum;
+  }
+}
+
+template <int R>
+void q4_1_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* dds = x.q8_scale_and_scaled_sum();
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* blk = w + r * stride;
+    float sum = 0;
+    for (int64_t i = 0; i < cols / kQK; ++i, blk += kQ4_1Bytes) {
+      const int8_t* xq = x.q8() + i * kQK;
+      int32_t isum = 0;
+      for (int j = 0; j < 16; ++j) isum += (blk[4 + j] & 0x0f) * xq[j] + (blk[4 + j] >> 4) * xq[j + 16];
+      sum += half_to_float(load_u16(blk)) * dds[2 * i] * static_cast<float>(isum) +
+             half_to_float(load_u16(blk + 2)) * dds[2 * i + 1];
+    }
+    y[r] = sum;
+  }
+}
+
+// ---- AVX2 (+FMA, F16C). Integer dots with maddubs (u8 x s8 -> pairs of i16), then madd with ones.
+
+IPT_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int R>
+IPT_AVX2 void f32_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* xf = x.f32();
+  const float* row[R];
+  __m256 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) row[r] = reinterpret_cast<const float*>(w + r * stride), acc[r] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    const __m256 xv = _mm256_load_ps(xf + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(row[r] + j), xv, acc[r]);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    float sum = hsum256(acc[r]);
+    for (int64_t k = j; k < cols; ++k) sum += row[r][k] * xf[k];
+    y[r] = sum;
+  }
+}
+
+IPT_AVX2 inline __m256 bf16x8_to_f32(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+template <int R>
+IPT_AVX2 void bf16_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* xf = x.bf16_as_f32();
+  __m256 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    const __m256 xv = _mm256_load_ps(xf + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(bf16x8_to_f32(w + r * stride + 2 * j), xv, acc[r]);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    float sum = hsum256(acc[r]);
+    for (int64_t k = j; k < cols; ++k) sum += bf16_to_float(load_u16(w + r * stride + 2 * k)) * xf[k];
+    y[r] = sum;
+  }
+}
+
+// The 32 nibbles of a q4 block's qs[16] as bytes in element order (low nibbles, then high).
+IPT_AVX2 inline __m256i nibbles32(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
+IPT_AVX2 inline __m256i dot_u8_s8(__m256i u, __m256i s) {  // 8 lanes of int32 partial sums
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+template <int R>
+IPT_AVX2 void q8_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  __m256 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+    const float dx = x.q8_scale()[i];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ8_0Bytes;
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      // signed x signed: |w| times x with w's sign moved onto it (|w| <= 128 fits u8, no i16 overflow).
+      const __m256i dot = dot_u8_s8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+      const __m256 scale = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * dx);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]);
+}
+
+template <int R>
+IPT_AVX2 void q4_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  __m256 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+    const __m256i off = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q4_0_offset() + 8 * i));
+    const float dx = x.q8_scale()[i];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_0Bytes;
+      const __m256i dot = _mm256_add_epi32(dot_u8_s8(nibbles32(blk + 2), xv), off);  // - 8 * sum(x)
+      const __m256 scale = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * dx);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]);
+}
+
+template <int R>
+IPT_AVX2 void q4_1_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* dds = x.q8_scale_and_scaled_sum();
+  __m256 acc[R];
+  float mins[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), mins[r] = 0;
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_1Bytes;
+      const __m256i dot = dot_u8_s8(nibbles32(blk + 4), xv);
+      const __m256 scale = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * dds[2 * i]);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+      mins[r] += _cvtsh_ss(load_u16(blk + 2)) * dds[2 * i + 1];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]) + mins[r];
+}
+
+// ---- AVX-512 (F/BW/VL, VNNI): two 32-blocks per 512-bit register, integer dots with dpbusd
+// (u8 x s8, four products summed into each int32 lane). Lanes 0-7 hold the first block, 8-15 the
+// second; a block's scale is spread over its 8 lanes and multiplied in before the f32 sum.
+
+// {dw0, ?, dw1, ?} * {dx0, dx0*s0, dx1, dx1*s1} -> lanes 0 and 2 spread over 8 lanes each.
+IPT_AVX512 inline __m512 spread_scales(__m128 prod) {
+  return _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(prod));
+}
+
+// The fp16 scales of two blocks `bytes` apart, as halves 0 and 2 of a vector (1 and 3 zero).
+IPT_AVX512 inline __m128 two_scales(const uint8_t* blk, int bytes) {
+  return _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(load_u16(blk)), load_u16(blk + bytes), 2));
+}
+
+template <int R>
+IPT_AVX512 void f32_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* xf = x.f32();
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= cols; j += 16) {
+    const __m512 xv = _mm512_load_ps(xf + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(reinterpret_cast<const float*>(w + r * stride) + j), xv, acc[r]);
+  }
+  if (j < cols) {  // masked tail: the padding of x is zero and masked-off weights read as zero
+    const __mmask16 m = static_cast<__mmask16>((1u << (cols - j)) - 1);
+    const __m512 xv = _mm512_load_ps(xf + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w + r * stride) + j), xv, acc[r]);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// bf16 rows widened to f32 (CPUs without AVX-512 BF16).
+template <int R>
+IPT_AVX512 void bf16_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const float* xf = x.bf16_as_f32();
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < cols; j += 16) {
+    const __mmask16 m = cols - j >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (cols - j)) - 1);
+    const __m512 xv = _mm512_load_ps(xf + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256i v = _mm256_maskz_loadu_epi16(m, w + r * stride + 2 * j);
+      const __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+      acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// bf16 rows with the BF16 dot product: 32 products per instruction, pairs summed into f32 lanes.
+template <int R>
+IPT_AVX512_BF16 void bf16_avx512bf16(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const uint16_t* xb = x.bf16();
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < cols; j += 32) {
+    const __mmask32 m = cols - j >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << (cols - j)) - 1);
+    const __m512bh xv = (__m512bh)_mm512_load_si512(xb + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * stride + 2 * j), xv);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// q8_0 weights are signed; dpbusd wants one unsigned side. w ^ 0x80 = w + 128 as u8, so the dot
+// gains 128 * sum(x), which the accumulator's start value (-128 * sum(x)) takes away.
+template <int R>
+IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const int64_t nb = cols / kQK;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
+    const __m512i off = _mm512_load_si512(x.q8_0_offset() + 8 * i);
+    const __m128 dx = _mm_load_ps(x.q8_scale_and_scaled_sum() + 2 * i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ8_0Bytes;
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0Bytes + 2));
+      const __m512i wv = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
+      const __m512i dot = _mm512_dpbusd_epi32(off, wv, xv);
+      const __m512 scale = spread_scales(_mm_mul_ps(two_scales(blk, kQ8_0Bytes), dx));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+    }
+  }
+  float tail[R] = {};
+  if (i < nb) {  // an odd last block: the same in 256 bits
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+    const __m256i off = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8_0_offset() + 8 * i));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ8_0Bytes;
+      const __m256i wv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                                          _mm512_castsi512_si256(flip));
+      const __m256i dot = _mm256_dpbusd_epi32(off, wv, xv);
+      tail[r] = hsum256(_mm256_cvtepi32_ps(dot)) * (_cvtsh_ss(load_u16(blk)) * x.q8_scale()[i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+}
+
+// The nibbles of two q4 blocks (qs `bytes` apart) in element order: [block0 lo, block0 hi, block1
+// lo, block1 hi]. Each 16-byte qs is loaded twice side by side; the copy in the upper half of each
+// pair shifts right by 4.
+IPT_AVX512 inline __m512i nibbles64(const uint8_t* qs, int bytes) {
+  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + bytes)));
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  const __m512i shifted = _mm512_srlv_epi64(both, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+  return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0f));
+}
+
+// q4_0: nibbles are unsigned already; the -8 offset is the start value -8 * sum(x).
+template <int R>
+IPT_AVX512 void q4_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const int64_t nb = cols / kQK;
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
+    const __m512i off = _mm512_load_si512(x.q4_0_offset() + 8 * i);
+    const __m128 dx = _mm_load_ps(x.q8_scale_and_scaled_sum() + 2 * i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_0Bytes;
+      const __m512i dot = _mm512_dpbusd_epi32(off, nibbles64(blk + 2, kQ4_0Bytes), xv);
+      const __m512 scale = spread_scales(_mm_mul_ps(two_scales(blk, kQ4_0Bytes), dx));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+    }
+  }
+  float tail[R] = {};
+  if (i < nb) {
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+    const __m256i off = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q4_0_offset() + 8 * i));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_0Bytes;
+      const __m256i dot = _mm256_dpbusd_epi32(off, nibbles32(blk + 2), xv);
+      tail[r] = hsum256(_mm256_cvtepi32_ps(dot)) * (_cvtsh_ss(load_u16(blk)) * x.q8_scale()[i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+}
+
+// q4_1: the fp16 pairs {d, m} of two blocks convert together; times {dx, dx*sum(x)} per block,
+// lanes 0 and 2 are the dot's scales and lanes 1 and 3 the blocks' min terms.
+template <int R>
+IPT_AVX512 void q4_1_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+  const int64_t nb = cols / kQK;
+  const float* dds = x.q8_scale_and_scaled_sum();
+  __m512 acc[R];
+  __m128 mins[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), mins[r] = _mm_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
+    const __m128 dx = _mm_load_ps(dds + 2 * i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_1Bytes;
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles64(blk + 4, kQ4_1Bytes), xv);
+      const __m128i dm = _mm_insert_epi32(_mm_cvtsi32_si128(load_u32(blk)), load_u32(blk + kQ4_1Bytes), 1);
+      const __m128 prod = _mm_mul_ps(_mm_cvtph_ps(dm), dx);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread_scales(prod), acc[r]);
+      mins[r] = _mm_add_ps(mins[r], prod);
+    }
+  }
+  float tail[R] = {};
+  if (i < nb) {
+    const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * stride + i * kQ4_1Bytes;
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles32(blk + 4), xv);
+      tail[r] = hsum256(_mm256_cvtepi32_ps(dot)) * (_cvtsh_ss(load_u16(blk)) * dds[2 * i]) +
+                _cvtsh_ss(load_u16(blk + 2)) * dds[2 * i + 1];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    alignas(16) float m[4];
+    _mm_store_ps(m, mins[r]);
+    y[r] = _mm512_reduce_add_ps(acc[r]) + (m[1] + m[3]) + tail[r];
+  }
+}
+
+// ---- dispatch
+
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+bool cpu_has_avx512_bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+
+const GroupFns& kernels_for(Type t, Kernel k) {
+  static const GroupFns scalar[] = {IPT_GROUPS(f32_scalar), IPT_GROUPS(bf16_scalar), IPT_GROUPS(q8_0_scalar),
+                                    IPT_GROUPS(q4_0_scalar), IPT_GROUPS(q4_1_scalar)};
+  static const GroupFns avx2[] = {IPT_GROUPS(f32_avx2), IPT_GROUPS(bf16_avx2), IPT_GROUPS(q8_0_avx2),
+                                  IPT_GROUPS(q4_0_avx2), IPT_GROUPS(q4_1_avx2)};
+  static const GroupFns avx512[] = {IPT_GROUPS(f32_avx512), IPT_GROUPS(bf16_avx512), IPT_GROUPS(q8_0_avx512),
+                                    IPT_GROUPS(q4_0_avx512), IPT_GROUPS(q4_1_avx512)};
+  static const GroupFns avx512_bf16_dot = IPT_GROUPS(bf16_avx512bf16);
+  static const bool has_bf16_dot = cpu_has_avx512_bf16();
+  const auto ti = static_cast<size_t>(t);
+  switch (k) {
+    case Kernel::kAvx512:
+      if (t == Type::kBF16 && has_bf16_dot && detail::g_avx512_bf16_dot) return avx512_bf16_dot;
+      return avx512[ti];
+    case Kernel::kAvx2: return avx2[ti];
+    default: return scalar[ti];
+  }
+}
+
+}  // namespace
+
+bool kernel_supported(Kernel k) {
+  static const bool avx2 = cpu_has_avx2(), avx512 = cpu_has_avx512();
+  switch (k) {
+    case Kernel::kAvx512: return avx512;
+    case Kernel::kAvx2: return avx2;
+    default: return true;
+  }
+}
+
+Kernel best_kernel() {
+  static const Kernel best = kernel_supported(Kernel::kAvx512) ? Kernel::kAvx512
+                             : kernel_supported(Kernel::kAvx2) ? Kernel::kAvx2
+                                                               : Kernel::kScalar;
+  return best;
+}
+
+const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::kBest: return "best";
+    case Kernel::kScalar: return "scalar";
+    case Kernel::kAvx2: return "avx2";
+    case Kernel::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+void matvec(const Matrix& W, const Activation& x, float* y, int64_t row_begin, int64_t row_end, Kernel k) {
+  IPT_CHECK(x.size() == W.cols(), "quant::matvec: x has ", x.size(), " values but W (", type_name(W.type()), ", ",
+            W.rows(), " x ", W.cols(), ") has ", W.cols(), " columns");
+  IPT_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= W.rows(), "quant::matvec: row range [", row_begin,
+            ", ", row_end, ") is not inside the matrix's ", W.rows(), " rows");
+  IPT_CHECK(kernel_supported(k), "quant::matvec: this CPU cannot run the ", kernel_name(k), " kernel");
+  if (row_begin == row_end) return;
+  IPT_CHECK(y, "quant::matvec: y must not be null");
+  const GroupFns& fns = kernels_for(W.type(), k == Kernel::kBest ? best_kernel() : k);
+  int64_t r = row_begin;
+  for (; r + 4 <= row_end; r += 4) fns[3](W.row(r), W.row_stride(), W.cols(), x, y + r);
+  if (r < row_end) fns[row_end - r - 1](W.row(r), W.row_stride(), W.cols(), x, y + r);
+}
+
+}  // namespace ipt::ops::quant
