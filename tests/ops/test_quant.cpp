@@ -3,6 +3,7 @@
 // and every kernel this CPU runs against float64 products of the same values. No libtorch here
 // (test_quant_gguf.cpp checks dequantization against the GGUF importer).
 #include <gtest/gtest.h>
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cmath>
@@ -26,6 +27,10 @@ const q::Type kBlockTypes[] = {q::Type::kQ8_0, q::Type::kQ4_0, q::Type::kQ4_1};
 // quantize_row_q4_0_ref, quantize_row_q4_1_ref) as plainly as possible. fp16 comes from the F16C
 // instruction with round-to-nearest-even, as ggml does on x86.
 
+bool cpu_has_f16c() {  // (clang 14's __builtin_cpu_supports does not know "f16c")
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
 __attribute__((target("f16c"))) uint16_t fp16_f16c(float f) { return _cvtss_sh(f, 0); }
 __attribute__((target("f16c"))) float fp32_f16c(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -232,7 +237,7 @@ TEST(Quant, TypeTable) {
 }
 
 TEST(Quant, HalfConversionsMatchF16c) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C to compare with";
+  if (!cpu_has_f16c()) GTEST_SKIP() << "no F16C to compare with";
   for (uint32_t h = 0; h < 65536; ++h) {
     const float got = q::half_to_float(static_cast<uint16_t>(h)), want = fp32_f16c(static_cast<uint16_t>(h));
     if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << h;
@@ -274,7 +279,7 @@ TEST(Quant, Bf16RoundsToNearestEven) {
 }
 
 TEST(Quant, QuantizeRowIsBitExactWithGgmlReference) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "the reference's fp16 rounding uses F16C";
+  if (!cpu_has_f16c()) GTEST_SKIP() << "the reference's fp16 rounding uses F16C";
   std::mt19937 rng(1);
   std::vector<std::vector<float>> rows = {special_blocks(rng)};
   for (int64_t n : {32, 64, 576, 1536}) rows.push_back(random_row(rng, n));
@@ -331,32 +336,59 @@ TEST(Quant, RoundTripErrorBounds) {
   }
 }
 
-// The activation's q8 form is ggml's q8 rounding with a float scale.
+struct SimdActivationGuard {  // restores the default after a case that turned the SIMD loops off
+  explicit SimdActivationGuard(bool enabled) { q::detail::set_simd_activation(enabled); }
+  ~SimdActivationGuard() { q::detail::set_simd_activation(true); }
+};
+
+// The activation's q8 form is ggml's q8 rounding with a float scale; its SIMD and scalar loops agree.
 TEST(Quant, ActivationForms) {
   std::mt19937 rng(4);
   std::vector<float> x = random_row(rng, 1536);
   std::vector<float> special = special_blocks(rng);
   x.insert(x.end(), special.begin(), special.end() - 32);
-  q::Activation a;
-  a.set(x.data(), static_cast<int64_t>(x.size()));
-  ASSERT_EQ(a.size(), static_cast<int64_t>(x.size()));
-  for (size_t b = 0; b < x.size() / 32; ++b) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
-    const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
-    int32_t sum = 0;
-    for (int j = 0; j < 32; ++j) {
-      const int want = static_cast<int>(std::roundf(x[b * 32 + j] * id));
-      ASSERT_EQ(a.q8()[b * 32 + j], want) << "block " << b << " value " << j;
-      sum += want;
+  for (bool simd : {true, false}) {
+    SimdActivationGuard guard(simd);
+    q::Activation a;
+    a.set(x.data(), static_cast<int64_t>(x.size()));
+    ASSERT_EQ(a.size(), static_cast<int64_t>(x.size()));
+    for (size_t b = 0; b < x.size() / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+      const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+      int32_t sum = 0;
+      for (int j = 0; j < 32; ++j) {
+        const int want = static_cast<int>(std::roundf(x[b * 32 + j] * id));
+        ASSERT_EQ(a.q8()[b * 32 + j], want) << (simd ? "simd" : "scalar") << " block " << b << " value " << j;
+        sum += want;
+      }
+      EXPECT_EQ(a.q8_scale()[b], d);
+      EXPECT_EQ(a.q8_sum()[b], sum);
+      EXPECT_EQ(a.q8_scale_and_scaled_sum()[2 * b], d);
+      EXPECT_EQ(a.q8_scale_and_scaled_sum()[2 * b + 1], d * static_cast<float>(sum));
+      EXPECT_EQ(a.q4_0_offset()[8 * b], -8 * sum);
+      EXPECT_EQ(a.q8_0_offset()[8 * b], -128 * sum);
+      for (int j = 1; j < 8; ++j) EXPECT_EQ(a.q4_0_offset()[8 * b + j] | a.q8_0_offset()[8 * b + j], 0);
     }
-    EXPECT_EQ(a.q8_scale()[b], d);
-    EXPECT_EQ(a.q8_sum()[b], sum);
+    for (size_t j = 0; j < x.size(); ++j) {
+      EXPECT_EQ(a.f32()[j], x[j]);
+      EXPECT_EQ(a.bf16()[j], q::float_to_bf16(x[j]));
+      EXPECT_EQ(a.bf16_as_f32()[j], q::bf16_to_float(q::float_to_bf16(x[j])));
+    }
   }
-  for (size_t j = 0; j < x.size(); ++j) {
-    EXPECT_EQ(a.f32()[j], x[j]);
-    EXPECT_EQ(a.bf16()[j], q::float_to_bf16(x[j]));
-    EXPECT_EQ(a.bf16_as_f32()[j], q::bf16_to_float(q::float_to_bf16(x[j])));
+  // bf16 of special values (31 of them: no whole q8 block), SIMD loop and tail alike.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> odd = {std::nanf(""), -std::nanf(""), inf, -inf, 0.0f, -0.0f, 1e-40f, -1e-40f,
+                            3.3895314e38f, std::numeric_limits<float>::max(), 1.00390625f, 1.01171875f};
+  while (odd.size() < 31) odd.push_back(random_row(rng, 1)[0]);
+  for (bool simd : {true, false}) {
+    SimdActivationGuard guard(simd);
+    q::Activation a;
+    a.set(odd.data(), 31);
+    for (size_t j = 0; j < odd.size(); ++j) EXPECT_EQ(a.bf16()[j], q::float_to_bf16(odd[j])) << odd[j];
+    EXPECT_EQ(a.bf16()[0], 0x7fc0);
+    EXPECT_EQ(a.bf16()[2], 0x7f80);
+    EXPECT_EQ(a.bf16()[9], 0x7f80);  // FLT_MAX rounds up to infinity
   }
 }
 
@@ -368,7 +400,7 @@ TEST(Quant, MatvecMatchesFloat64) {
   struct Shape {
     int64_t rows, cols;
   };
-  std::vector<Shape> shapes = {{1, 32}, {3, 64}, {7, 576}, {13, 1536}, {6, 96}};
+  std::vector<Shape> shapes = {{1, 32}, {3, 64}, {7, 576}, {13, 1536}, {6, 96}, {67, 576}, {2, 0}};
   const std::vector<Shape> any_cols = {{5, 1}, {4, 7}, {9, 33}, {3, 100}, {2, 17}};  // f32 and bf16 only
   for (q::Type t : kAllTypes) {
     std::vector<Shape> all = shapes;
