@@ -3,8 +3,11 @@
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*() (`__Y = __Y`), which
 // -Wuninitialized then reports wherever they are inlined (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 #include <cpuid.h>
 #include <immintrin.h>
