@@ -3,11 +3,16 @@
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*() (`__Y = __Y`), which
 // -Wuninitialized then reports wherever they are inlined (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
+#include <cpuid.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -63,12 +68,25 @@ inline float unfused(float v) {
 
 // ggml's reference uses roundf (halves away from zero); |v| <= 127.5 here, so via int is exact.
 inline int round_half_away(float v) {
+  if (!(std::fabs(v) <= 128.0f)) return v > 0 ? 127 : -128;  // NaN (from inf input): no UB, as the SIMD path
   int t = static_cast<int>(v);  // toward zero
   const float frac = v - static_cast<float>(t);  // exact
   if (frac >= 0.5f) ++t;
   else if (frac <= -0.5f) --t;
   return t;
 }
+
+// F16C from CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c(); }
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+bool cpu_has_avx512_bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
 
 struct TypeInfo {
   Type type;
@@ -327,12 +345,98 @@ void Matrix::dequantize_row_to(int64_t r, float* dst) const {
   dequantize_row(type_, row(r), dst, cols_);
 }
 
+namespace {
+
+// x's q8 form per 32-block: ggml's q8 rounding (d = amax / 127, q = roundf(x * (1 / d))) with d kept
+// as a float, and the sum of the block's q.
+void quantize_x_scalar(const float* x, int64_t blocks, int8_t* q, float* d, int32_t* s) {
+  for (int64_t i = 0; i < blocks; ++i, x += kQK, q += kQK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    d[i] = amax / 127;
+    const float id = d[i] != 0.0f ? 1.0f / d[i] : 0.0f;
+    s[i] = 0;
+    for (int j = 0; j < kQK; ++j) {
+      q[j] = static_cast<int8_t>(round_half_away(x[j] * id));
+      s[i] += q[j];
+    }
+  }
+}
+
+// The same values, 8 at a time.
+IPT_AVX2 void quantize_x_avx2(const float* x, int64_t blocks, int8_t* q, float* d, int32_t* s) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 half = _mm256_set1_ps(0.5f), minus_half = _mm256_set1_ps(-0.5f), one = _mm256_set1_ps(1.0f);
+  for (int64_t i = 0; i < blocks; ++i, x += kQK, q += kQK) {
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      m = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), m);  // NaN loses, as in std::max(amax, |x|)
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    d[i] = _mm_cvtss_f32(h) / 127;
+    const __m256 id = _mm256_set1_ps(d[i] != 0.0f ? 1.0f / d[i] : 0.0f);
+    __m256i qi[4], sum = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      // roundf: truncate, then step away from zero where the dropped fraction is at least a half.
+      const __m256 p = _mm256_mul_ps(v[k], id);
+      const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 frac = _mm256_sub_ps(p, t);
+      __m256 r = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one));
+      r = _mm256_sub_ps(r, _mm256_and_ps(_mm256_cmp_ps(frac, minus_half, _CMP_LE_OQ), one));
+      qi[k] = _mm256_cvttps_epi32(r);
+      sum = _mm256_add_epi32(sum, qi[k]);
+    }
+    // int32 -> int8: the packs interleave 128-bit lanes; the permute puts the dwords back in order.
+    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                        _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s[i] = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
+  }
+}
+
+// x rounded to bf16 (bits, and as floats).
+void round_bf16_scalar(const float* x, int64_t n, uint16_t* b, float* bf) {
+  for (int64_t j = 0; j < n; ++j) {
+    b[j] = float_to_bf16(x[j]);
+    bf[j] = bf16_to_float(b[j]);
+  }
+}
+
+IPT_AVX2 void round_bf16_avx2(const float* x, int64_t n, uint16_t* b, float* bf) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    _mm256_storeu_ps(bf + j, _mm256_castsi256_ps(_mm256_slli_epi32(r, 16)));
+    const __m256i r16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);  // values fit u16
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b + j), _mm256_castsi256_si128(r16));
+  }
+  round_bf16_scalar(x + j, n - j, b + j, bf + j);
+}
+
+}  // namespace
+
+namespace detail {
+namespace {
+bool g_simd_activation = true;
+}
+void set_simd_activation(bool enabled) { g_simd_activation = enabled; }
+}  // namespace detail
+
 void Activation::set(const float* x, int64_t n) {
   IPT_CHECK(n >= 0, "quant::Activation::set: n must be >= 0, got ", n);
   IPT_CHECK(x || n == 0, "quant::Activation::set: x must not be null");
   n_ = n;
   const int64_t blocks = n / kQK;
-  const size_t padded = static_cast<size_t>((n + 31) / 32 * 32);  // whole vectors for the tails
+  const int64_t padded = (n + 31) / 32 * 32;  // whole vectors for the kernels' tails, zero filled
   f32_.resize(padded * 4);
   bf16_.resize(padded * 2);
   bf16f_.resize(padded * 4);
@@ -342,96 +446,89 @@ void Activation::set(const float* x, int64_t n) {
   dds_.resize(blocks * 8);
   off8_.resize(blocks * 32);
   off128_.resize(blocks * 32);
+  if (n == 0) return;
 
   auto* f = reinterpret_cast<float*>(f32_.data());
   auto* b = reinterpret_cast<uint16_t*>(bf16_.data());
   auto* bf = reinterpret_cast<float*>(bf16f_.data());
-  for (size_t j = 0; j < padded; ++j) {
-    const float v = j < static_cast<size_t>(n) ? x[j] : 0.0f;  // zero padding: masked tails read it
-    f[j] = v;
-    b[j] = float_to_bf16(v);
-    bf[j] = bf16_to_float(b[j]);
-  }
+  std::memcpy(f, x, n * sizeof(float));
+  std::fill(f + n, f + padded, 0.0f);
+  std::fill(b + n, b + padded, uint16_t{0});
+  std::fill(bf + n, bf + padded, 0.0f);
+  static const bool avx2 = cpu_has_avx2();
+  const bool simd = avx2 && detail::g_simd_activation;
+  (simd ? round_bf16_avx2 : round_bf16_scalar)(x, n, b, bf);
 
-  auto* q = reinterpret_cast<int8_t*>(q_.data());
   auto* d = reinterpret_cast<float*>(d_.data());
   auto* s = reinterpret_cast<int32_t*>(s_.data());
+  (simd ? quantize_x_avx2 : quantize_x_scalar)(x, blocks, reinterpret_cast<int8_t*>(q_.data()), d, s);
   auto* dds = reinterpret_cast<float*>(dds_.data());
   auto* off8 = reinterpret_cast<int32_t*>(off8_.data());
   auto* off128 = reinterpret_cast<int32_t*>(off128_.data());
+  std::fill(off8, off8 + 8 * blocks, 0);
+  std::fill(off128, off128 + 8 * blocks, 0);
   for (int64_t i = 0; i < blocks; ++i) {
-    const float* xb = x + i * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float di = amax / 127;
-    const float id = di != 0.0f ? 1.0f / di : 0.0f;
-    int32_t sum = 0;
-    for (int j = 0; j < kQK; ++j) {
-      const int v = round_half_away(xb[j] * id);
-      q[i * kQK + j] = static_cast<int8_t>(v);
-      sum += v;
-    }
-    d[i] = di;
-    s[i] = sum;
-    dds[2 * i] = di;
-    dds[2 * i + 1] = di * static_cast<float>(sum);
-    for (int j = 0; j < 8; ++j) off8[8 * i + j] = off128[8 * i + j] = 0;
-    off8[8 * i] = -8 * sum;
-    off128[8 * i] = -128 * sum;
+    dds[2 * i] = d[i];
+    dds[2 * i + 1] = d[i] * static_cast<float>(s[i]);
+    off8[8 * i] = -8 * s[i];
+    off128[8 * i] = -128 * s[i];
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernels. Each handles R consecutive rows (R = 1..4) so the activation's loads are shared; the
-// driver runs groups of 4 and one smaller group for the rest.
+// Kernels. Each computes R rows (R = 1..4, `stride` bytes apart) together so the activation's loads
+// are shared; matvec() decides which rows go together.
 
 namespace {
 
-// w: row 0 of the group, stride: bytes between rows, y: the group's outputs.
-using GroupFn = void (*)(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y);
+// w: row 0 of the group, stride: bytes between its rows; y: row 0's output, ys: floats between
+// the rows' outputs.
+using GroupFn = void (*)(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys);
 using GroupFns = std::array<GroupFn, 4>;  // [R - 1]
 #define IPT_GROUPS(fn) GroupFns{fn<1>, fn<2>, fn<3>, fn<4>}
 
 // ---- scalar: the reference, one row at a time in column order.
 
 template <int R>
-void f32_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+void f32_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   for (int r = 0; r < R; ++r) {
     const auto* row = reinterpret_cast<const float*>(w + r * stride);
     float sum = 0;
     for (int64_t j = 0; j < cols; ++j) sum += row[j] * x.f32()[j];
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
 template <int R>
-void bf16_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+void bf16_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   for (int r = 0; r < R; ++r) {
     const uint8_t* row = w + r * stride;
     float sum = 0;
     for (int64_t j = 0; j < cols; ++j) sum += bf16_to_float(load_u16(row + 2 * j)) * x.bf16_as_f32()[j];
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
-// The integer dot of a weight block's 32 values (as ints) with the activation's block i.
 template <int R>
-void q8_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+void q8_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   for (int r = 0; r < R; ++r) {
     const uint8_t* blk = w + r * stride;
     float sum = 0;
     for (int64_t i = 0; i < cols / kQK; ++i, blk += kQ8_0Bytes) {
       const int8_t* xq = x.q8() + i * kQK;
+      // Read as int8_t*, not as (int8_t) of each byte: GCC 12.2 with AVX512-VNNI enabled (-march=native)
+      // vectorizes the latter with vpdpbusd taking the bytes as unsigned (wrong sums; seen here).
+      const auto* wq = reinterpret_cast<const int8_t*>(blk + 2);
       int32_t isum = 0;
-      for (int j = 0; j < kQK; ++j) isum += static_cast<int8_t>(blk[2 + j]) * xq[j];
+      for (int j = 0; j < kQK; ++j) isum += wq[j] * xq[j];
       sum += half_to_float(load_u16(blk)) * x.q8_scale()[i] * static_cast<float>(isum);
     }
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
 template <int R>
-void q4_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+void q4_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   for (int r = 0; r < R; ++r) {
     const uint8_t* blk = w + r * stride;
     float sum = 0;
@@ -441,12 +538,12 @@ void q4_0_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activatio
       for (int j = 0; j < 16; ++j) isum += (blk[2 + j] & 0x0f) * xq[j] + (blk[2 + j] >> 4) * xq[j + 16];
       sum += half_to_float(load_u16(blk)) * x.q8_scale()[i] * static_cast<float>(isum);
     }
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
 template <int R>
-void q4_1_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+void q4_1_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* dds = x.q8_scale_and_scaled_sum();
   for (int r = 0; r < R; ++r) {
     const uint8_t* blk = w + r * stride;
@@ -458,7 +555,7 @@ void q4_1_scalar(const uint8_t* w, int64_t stride, int64_t cols, const Activatio
       sum += half_to_float(load_u16(blk)) * dds[2 * i] * static_cast<float>(isum) +
              half_to_float(load_u16(blk + 2)) * dds[2 * i + 1];
     }
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
@@ -472,7 +569,7 @@ IPT_AVX2 inline float hsum256(__m256 v) {
 }
 
 template <int R>
-IPT_AVX2 void f32_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX2 void f32_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* xf = x.f32();
   const float* row[R];
   __m256 acc[R];
@@ -488,7 +585,7 @@ IPT_AVX2 void f32_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Act
   for (int r = 0; r < R; ++r) {
     float sum = hsum256(acc[r]);
     for (int64_t k = j; k < cols; ++k) sum += row[r][k] * xf[k];
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
@@ -498,7 +595,7 @@ IPT_AVX2 inline __m256 bf16x8_to_f32(const uint8_t* p) {
 }
 
 template <int R>
-IPT_AVX2 void bf16_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX2 void bf16_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* xf = x.bf16_as_f32();
   __m256 acc[R];
 #pragma GCC unroll 4
@@ -513,7 +610,7 @@ IPT_AVX2 void bf16_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Ac
   for (int r = 0; r < R; ++r) {
     float sum = hsum256(acc[r]);
     for (int64_t k = j; k < cols; ++k) sum += bf16_to_float(load_u16(w + r * stride + 2 * k)) * xf[k];
-    y[r] = sum;
+    y[r * ys] = sum;
   }
 }
 
@@ -528,7 +625,7 @@ IPT_AVX2 inline __m256i dot_u8_s8(__m256i u, __m256i s) {  // 8 lanes of int32 p
 }
 
 template <int R>
-IPT_AVX2 void q8_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX2 void q8_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   __m256 acc[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -546,11 +643,11 @@ IPT_AVX2 void q8_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Ac
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]);
+  for (int r = 0; r < R; ++r) y[r * ys] = hsum256(acc[r]);
 }
 
 template <int R>
-IPT_AVX2 void q4_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX2 void q4_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   __m256 acc[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -567,11 +664,11 @@ IPT_AVX2 void q4_0_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Ac
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]);
+  for (int r = 0; r < R; ++r) y[r * ys] = hsum256(acc[r]);
 }
 
 template <int R>
-IPT_AVX2 void q4_1_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX2 void q4_1_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* dds = x.q8_scale_and_scaled_sum();
   __m256 acc[R];
   float mins[R];
@@ -589,26 +686,43 @@ IPT_AVX2 void q4_1_avx2(const uint8_t* w, int64_t stride, int64_t cols, const Ac
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = hsum256(acc[r]) + mins[r];
+  for (int r = 0; r < R; ++r) y[r * ys] = hsum256(acc[r]) + mins[r];
 }
 
 // ---- AVX-512 (F/BW/VL, VNNI): two 32-blocks per 512-bit register, integer dots with dpbusd
 // (u8 x s8, four products summed into each int32 lane). Lanes 0-7 hold the first block, 8-15 the
-// second; a block's scale is spread over its 8 lanes and multiplied in before the f32 sum.
+// second; each block's scale is spread over its 8 lanes and multiplied in before the f32 sum. The
+// fp16 scales of all R rows convert together, once per block pair.
 
-// {dw0, ?, dw1, ?} * {dx0, dx0*s0, dx1, dx1*s1} -> lanes 0 and 2 spread over 8 lanes each.
-IPT_AVX512 inline __m512 spread_scales(__m128 prod) {
-  return _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
-                               _mm512_castps128_ps512(prod));
+// The fp16 scales of two blocks `bytes` apart, as one 32-bit pair.
+inline int scale_pair(const uint8_t* blk, int bytes) {
+  return static_cast<int>(load_u16(blk) | static_cast<uint32_t>(load_u16(blk + bytes)) << 16);
 }
 
-// The fp16 scales of two blocks `bytes` apart, as halves 0 and 2 of a vector (1 and 3 zero).
-IPT_AVX512 inline __m128 two_scales(const uint8_t* blk, int bytes) {
-  return _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(load_u16(blk)), load_u16(blk + bytes), 2));
+// The scales of a block pair in each of R rows (`stride` apart) as floats {row 0 block 0, row 0
+// block 1, row 1 block 0, ...}; lanes past 2R are zero.
+template <int R>
+IPT_AVX512 inline __m256 pair_scales(const uint8_t* blk, int64_t stride, int bytes) {
+  __m128i h = _mm_cvtsi32_si128(scale_pair(blk, bytes));
+  if constexpr (R > 1) h = _mm_insert_epi32(h, scale_pair(blk + stride, bytes), 1);
+  if constexpr (R > 2) h = _mm_insert_epi32(h, scale_pair(blk + 2 * stride, bytes), 2);
+  if constexpr (R > 3) h = _mm_insert_epi32(h, scale_pair(blk + 3 * stride, bytes), 3);
+  return _mm256_cvtph_ps(h);
+}
+
+// Lanes a and b of s, each spread over 8 lanes: the scales of a block pair's two blocks.
+IPT_AVX512 inline __m512 spread(__m256 s, int a, int b) {
+  return _mm512_permutexvar_ps(_mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a),
+                               _mm512_castps256_ps512(s));
+}
+
+// {x's d for blocks i, i + 1} repeated over 8 lanes, to multiply pair_scales with.
+IPT_AVX512 inline __m256 x_scale_pairs(const Activation& x, int64_t i) {
+  return _mm256_castpd_ps(_mm256_broadcast_sd(reinterpret_cast<const double*>(x.q8_scale() + i)));
 }
 
 template <int R>
-IPT_AVX512 void f32_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512 void f32_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* xf = x.f32();
   __m512 acc[R];
 #pragma GCC unroll 4
@@ -628,12 +742,12 @@ IPT_AVX512 void f32_avx512(const uint8_t* w, int64_t stride, int64_t cols, const
       acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w + r * stride) + j), xv, acc[r]);
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < R; ++r) y[r * ys] = _mm512_reduce_add_ps(acc[r]);
 }
 
 // bf16 rows widened to f32 (CPUs without AVX-512 BF16).
 template <int R>
-IPT_AVX512 void bf16_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512 void bf16_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const float* xf = x.bf16_as_f32();
   __m512 acc[R];
 #pragma GCC unroll 4
@@ -649,12 +763,12 @@ IPT_AVX512 void bf16_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < R; ++r) y[r * ys] = _mm512_reduce_add_ps(acc[r]);
 }
 
 // bf16 rows with the BF16 dot product: 32 products per instruction, pairs summed into f32 lanes.
 template <int R>
-IPT_AVX512_BF16 void bf16_avx512bf16(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512_BF16 void bf16_avx512bf16(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const uint16_t* xb = x.bf16();
   __m512 acc[R];
 #pragma GCC unroll 4
@@ -667,13 +781,13 @@ IPT_AVX512_BF16 void bf16_avx512bf16(const uint8_t* w, int64_t stride, int64_t c
       acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * stride + 2 * j), xv);
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < R; ++r) y[r * ys] = _mm512_reduce_add_ps(acc[r]);
 }
 
 // q8_0 weights are signed; dpbusd wants one unsigned side. w ^ 0x80 = w + 128 as u8, so the dot
 // gains 128 * sum(x), which the accumulator's start value (-128 * sum(x)) takes away.
 template <int R>
-IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const int64_t nb = cols / kQK;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[R];
@@ -683,7 +797,7 @@ IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
   for (; i + 2 <= nb; i += 2) {
     const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
     const __m512i off = _mm512_load_si512(x.q8_0_offset() + 8 * i);
-    const __m128 dx = _mm_load_ps(x.q8_scale_and_scaled_sum() + 2 * i);
+    const __m256 scales = _mm256_mul_ps(pair_scales<R>(w + i * kQ8_0Bytes, stride, kQ8_0Bytes), x_scale_pairs(x, i));
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + r * stride + i * kQ8_0Bytes;
@@ -691,8 +805,7 @@ IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
       const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0Bytes + 2));
       const __m512i wv = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
       const __m512i dot = _mm512_dpbusd_epi32(off, wv, xv);
-      const __m512 scale = spread_scales(_mm_mul_ps(two_scales(blk, kQ8_0Bytes), dx));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread(scales, 2 * r, 2 * r + 1), acc[r]);
     }
   }
   float tail[R] = {};
@@ -709,23 +822,30 @@ IPT_AVX512 void q8_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+  for (int r = 0; r < R; ++r) y[r * ys] = _mm512_reduce_add_ps(acc[r]) + tail[r];
 }
 
-// The nibbles of two q4 blocks (qs `bytes` apart) in element order: [block0 lo, block0 hi, block1
-// lo, block1 hi]. Each 16-byte qs is loaded twice side by side; the copy in the upper half of each
-// pair shifts right by 4.
+// The nibbles of two q4 blocks (qs `bytes` apart) in element order without shifting:
+// [block 0 low nibbles, block 0 high nibbles * 16, block 1 low, block 1 high * 16]. The dots of the
+// high halves (lanes 4-7 and 12-15) come out 16 times too large; kNibbleScale undoes that on the
+// accumulator, once (a power of two: the sums round exactly as if each term were divided).
 IPT_AVX512 inline __m512i nibbles64(const uint8_t* qs, int bytes) {
   const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
   const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + bytes)));
   const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-  const __m512i shifted = _mm512_srlv_epi64(both, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
-  return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0f));
+  return _mm512_and_si512(both, _mm512_set_epi64(-0x0f0f0f0f0f0f0f10, -0x0f0f0f0f0f0f0f10, 0x0f0f0f0f0f0f0f0f,
+                                                 0x0f0f0f0f0f0f0f0f, -0x0f0f0f0f0f0f0f10, -0x0f0f0f0f0f0f0f10,
+                                                 0x0f0f0f0f0f0f0f0f, 0x0f0f0f0f0f0f0f0f));
+}
+
+IPT_AVX512 inline __m512 undo_nibble_scale(__m512 acc) {
+  const float s = 1.0f / 16;
+  return _mm512_mul_ps(acc, _mm512_set_ps(s, s, s, s, 1, 1, 1, 1, s, s, s, s, 1, 1, 1, 1));
 }
 
 // q4_0: nibbles are unsigned already; the -8 offset is the start value -8 * sum(x).
 template <int R>
-IPT_AVX512 void q4_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512 void q4_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
   const int64_t nb = cols / kQK;
   __m512 acc[R];
 #pragma GCC unroll 4
@@ -734,13 +854,12 @@ IPT_AVX512 void q4_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
   for (; i + 2 <= nb; i += 2) {
     const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
     const __m512i off = _mm512_load_si512(x.q4_0_offset() + 8 * i);
-    const __m128 dx = _mm_load_ps(x.q8_scale_and_scaled_sum() + 2 * i);
+    const __m256 scales = _mm256_mul_ps(pair_scales<R>(w + i * kQ4_0Bytes, stride, kQ4_0Bytes), x_scale_pairs(x, i));
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + r * stride + i * kQ4_0Bytes;
       const __m512i dot = _mm512_dpbusd_epi32(off, nibbles64(blk + 2, kQ4_0Bytes), xv);
-      const __m512 scale = spread_scales(_mm_mul_ps(two_scales(blk, kQ4_0Bytes), dx));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread(scales, 2 * r, 2 * r + 1), acc[r]);
     }
   }
   float tail[R] = {};
@@ -755,31 +874,45 @@ IPT_AVX512 void q4_0_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
     }
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+  for (int r = 0; r < R; ++r) y[r * ys] = _mm512_reduce_add_ps(undo_nibble_scale(acc[r])) + tail[r];
 }
 
-// q4_1: the fp16 pairs {d, m} of two blocks convert together; times {dx, dx*sum(x)} per block,
-// lanes 0 and 2 are the dot's scales and lanes 1 and 3 the blocks' min terms.
+// q4_1: each row's {d, m} of a block pair is 4 fp16 values; two rows convert together. Times
+// {dx, dx * sum(x)} per block, the even lanes are the dots' scales and the odd lanes the blocks'
+// min terms m * dx * sum(x), summed apart.
 template <int R>
-IPT_AVX512 void q4_1_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y) {
+IPT_AVX512 void q4_1_avx512(const uint8_t* w, int64_t stride, int64_t cols, const Activation& x, float* y, int64_t ys) {
+  constexpr int P = (R + 1) / 2;  // row pairs
   const int64_t nb = cols / kQK;
   const float* dds = x.q8_scale_and_scaled_sum();
   __m512 acc[R];
-  __m128 mins[R];
+  __m256 mins[P];
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), mins[r] = _mm_setzero_ps();
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) mins[p] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i xv = _mm512_load_si512(x.q8() + i * kQK);
-    const __m128 dx = _mm_load_ps(dds + 2 * i);
+    const __m256 xd = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(dds + 2 * i));
+    __m256 dm[P];  // rows 2p, 2p + 1: {s0, min0, s1, min1} each
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) {
+      const uint8_t* blk = w + 2 * p * stride + i * kQ4_1Bytes;
+      __m128i h = _mm_cvtsi64_si128(static_cast<int64_t>(load_u32(blk) | uint64_t{load_u32(blk + kQ4_1Bytes)} << 32));
+      if (2 * p + 1 < R) {
+        blk += stride;
+        h = _mm_insert_epi64(h, static_cast<int64_t>(load_u32(blk) | uint64_t{load_u32(blk + kQ4_1Bytes)} << 32), 1);
+      }
+      dm[p] = _mm256_mul_ps(_mm256_cvtph_ps(h), xd);
+      mins[p] = _mm256_add_ps(mins[p], dm[p]);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + r * stride + i * kQ4_1Bytes;
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles64(blk + 4, kQ4_1Bytes), xv);
-      const __m128i dm = _mm_insert_epi32(_mm_cvtsi32_si128(load_u32(blk)), load_u32(blk + kQ4_1Bytes), 1);
-      const __m128 prod = _mm_mul_ps(_mm_cvtph_ps(dm), dx);
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread_scales(prod), acc[r]);
-      mins[r] = _mm_add_ps(mins[r], prod);
+      const __m512 scale = spread(dm[r / 2], 4 * (r % 2), 4 * (r % 2) + 2);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
     }
   }
   float tail[R] = {};
@@ -795,22 +928,14 @@ IPT_AVX512 void q4_1_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
-    alignas(16) float m[4];
-    _mm_store_ps(m, mins[r]);
-    y[r] = _mm512_reduce_add_ps(acc[r]) + (m[1] + m[3]) + tail[r];
+    alignas(32) float m[8];
+    _mm256_store_ps(m, mins[r / 2]);
+    const int o = 4 * (r % 2);
+    y[r * ys] = _mm512_reduce_add_ps(undo_nibble_scale(acc[r])) + (m[o + 1] + m[o + 3]) + tail[r];
   }
 }
 
 // ---- dispatch
-
-bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-bool cpu_has_avx512() {
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-}
-bool cpu_has_avx512_bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
 
 const GroupFns& kernels_for(Type t, Kernel k) {
   static const GroupFns scalar[] = {IPT_GROUPS(f32_scalar), IPT_GROUPS(bf16_scalar), IPT_GROUPS(q8_0_scalar),
@@ -868,9 +993,14 @@ void matvec(const Matrix& W, const Activation& x, float* y, int64_t row_begin, i
   if (row_begin == row_end) return;
   IPT_CHECK(y, "quant::matvec: y must not be null");
   const GroupFns& fns = kernels_for(W.type(), k == Kernel::kBest ? best_kernel() : k);
-  int64_t r = row_begin;
-  for (; r + 4 <= row_end; r += 4) fns[3](W.row(r), W.row_stride(), W.cols(), x, y + r);
-  if (r < row_end) fns[row_end - r - 1](W.row(r), W.row_stride(), W.cols(), x, y + r);
+  // The range is cut into 4 equal parts read in step: rows r, r + q, r + 2q, r + 3q go together, so
+  // each of the 4 streams is contiguous in memory for the whole range and the hardware prefetchers
+  // follow it. (Groups of 4 adjacent rows make a new short stream per row, which the prefetchers
+  // barely catch: half the bandwidth from DRAM, measured.) The 0-3 rows left over go last.
+  const int64_t q = (row_end - row_begin) / 4;
+  for (int64_t i = 0; i < q; ++i) fns[3](W.row(row_begin + i), q * W.row_stride(), W.cols(), x, y + row_begin + i, q);
+  const int64_t rest = row_begin + 4 * q;
+  if (rest < row_end) fns[row_end - rest - 1](W.row(rest), W.row_stride(), W.cols(), x, y + rest, 1);
 }
 
 }  // namespace ipt::ops::quant

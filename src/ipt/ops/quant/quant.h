@@ -70,9 +70,10 @@ class AlignedBytes {
   std::unique_ptr<uint8_t, AlignedFree> data_;
   size_t size_ = 0, capacity_ = 0;
 };
-// Tests only: when false, kAvx512 runs bf16 rows through its widen-to-f32 loop even on a CPU with
-// AVX-512 BF16 (so that loop is tested there too). Not thread-safe; default true.
-void set_avx512_bf16_dot(bool enabled);
+// Tests only (not thread-safe; both default to true): turn a fast path off so that its fallback
+// runs, and is tested, on a CPU that has the fast one.
+void set_avx512_bf16_dot(bool enabled);  // false: kAvx512 widens bf16 rows to f32 (no AVX-512 BF16)
+void set_simd_activation(bool enabled);  // false: Activation::set uses its scalar loops (no AVX2)
 }  // namespace detail
 
 // A row-major weight matrix [rows, cols] as rows of blocks, contiguous (row r at r * row_stride()),
