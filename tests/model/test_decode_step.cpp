@@ -90,6 +90,15 @@ TEST(DecodeStep, Float32EqualsTheSequenceForward) {
     // Prompt of 1 (the step from the first token on) and of 7 (decoding after a prefill).
     EXPECT_LE(rel(stepped(lm, tokens, 1), reference), 2e-5);
     EXPECT_LE(rel(stepped(lm, tokens, 7), reference), 2e-5);
+    // A cache longer than one attention piece (256 keys): pieces merged; the AVX-512 attention
+    // (where the CPU has it) and the portable loops.
+    const auto longer = random_tokens(600, 3);
+    const torch::Tensor longer_reference = whole_forward(lm, longer);
+    EXPECT_LE(rel(stepped(lm, longer, 520), longer_reference), 2e-5);
+    model::detail::set_attention_simd(false);
+    EXPECT_LE(rel(stepped(lm, longer, 520), longer_reference), 2e-5);
+    EXPECT_LE(rel(stepped(lm, tokens, 1), reference), 2e-5);
+    model::detail::set_attention_simd(true);
     // The sequence path of the session (decode_step off) agrees too: the two forms are one model.
     SessionOptions off;
     off.decode_step = false;
@@ -189,12 +198,12 @@ TEST(DecodeStep, RequantizingDequantizedBlocksGivesTheSameBlocks) {
 // Continuous batching: sessions at different positions, with and without TTT, frozen or updating,
 // stepped together give exactly what each gives alone (every row's arithmetic is the same).
 TEST(DecodeStep, BatchedSessionsEqualSessionsAlone) {
-  model::CausalLM lm = make_model(13, Shape{"qwen3", false, 6});
-  const auto tokens = random_tokens(40, 14);
+  model::CausalLM lm = make_model(13, Shape{});
+  const auto tokens = random_tokens(340, 14);
   std::vector<SessionOptions> options(3);
   options[1].ttt = false;
   options[2].decode_update = false;
-  const std::vector<int64_t> prompts{1, 4, 9};
+  const std::vector<int64_t> prompts{1, 300, 9};  // one longer than an attention piece (256 keys)
   std::vector<std::unique_ptr<Session>> alone, together;
   for (size_t i = 0; i < options.size(); ++i) {
     options[i].kv_block = 4;

@@ -96,10 +96,17 @@ class DecodeStep {
 
   std::shared_ptr<const DecodeWeights> weights_;
   std::vector<float> x_, out_, normed_, q_, k_, v_, attn_, gate_, up_, z_, embedding_;
-  std::vector<float> scores_;  // [heads, positions]: grown to the longest cache seen
-  int64_t longest_ = 0;        // keys the longest layer attends to in this step
+  // Attention in pieces of kKeyPiece keys (split-K, as flash decoding): per query head and piece
+  // the running max, the sum of exponentials and the unnormalised output [D], merged at the end.
+  std::vector<float> partial_;  // [heads, pieces, D + 2]
+  int64_t longest_ = 0;         // keys the longest layer attends to in this step
   ops::quant::Activation act_;
   std::vector<std::vector<float>> ttt_z_, ttt_x_;
 };
+
+namespace detail {
+// Tests only: false runs the attention's portable loops even where AVX-512 is (not thread-safe).
+void set_attention_simd(bool enabled);
+}  // namespace detail
 
 }  // namespace ipt::model
