@@ -25,6 +25,7 @@ struct ServeOptions {
   bool no_ttt = false;
   DtypeFlag dtype;
   DecodeQuantFlag decode_quant;
+  std::string batching = "on";
   DeviceFlag device;
 };
 
@@ -40,6 +41,7 @@ int run(ServeOptions o) {
   IPT_CHECK(o.session_budget_mb > 0, "serve: --session-budget-mb must be > 0");
   o.server.session_bytes = static_cast<int64_t>(o.session_budget_mb * (1 << 20));
   o.server.session.ttt = !o.no_ttt;
+  o.server.batching = o.batching == "on";
   if (!o.decode_update.empty()) o.server.session.decode_update = o.decode_update == "on";
   o.server.session.ttt_clip = o.clip;
   if (o.server.model_name.empty()) o.server.model_name = std::filesystem::path(o.model).filename().string();
@@ -75,6 +77,10 @@ Register serve_command("", [](CLI::App& parent) -> Action {
   cmd->add_option("--port", o->server.port, "port (default 8080; 0 = any free port, printed)");
   cmd->add_option("--parallel", o->server.parallel, "requests computed at once (default 1); the rest queue")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--batching", o->batching,
+                  "on: concurrent generations decode together, one step for up to --parallel tokens (continuous "
+                  "batching, default); off: each decodes alone")
+      ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--queue", o->server.max_queue, "requests that may wait for a slot before 503 (default 64)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-sessions", o->server.max_sessions, "sessions kept in memory (default 16)")

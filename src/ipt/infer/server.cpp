@@ -1,5 +1,7 @@
 #include "ipt/infer/server.h"
 
+#include "ipt/infer/batcher.h"
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -178,6 +180,7 @@ struct Server::Impl {
   std::string chat_error;
   httplib::Server http;
   Slots slots;
+  std::unique_ptr<DecodeBatcher> batcher;  // null: each generation decodes alone
   std::vector<int64_t> eos_ids;
   std::atomic<uint64_t> request_counter{0};
 
@@ -190,6 +193,7 @@ struct Server::Impl {
 
   Impl(const model::CausalLM& model, const std::string& dir, ServerOptions o)
       : lm(model), options(std::move(o)), tokenizer(load_tokenizer(dir)), slots(options.parallel, options.max_queue) {
+    if (options.batching && options.parallel > 1) batcher = std::make_unique<DecodeBatcher>(options.parallel);
     IPT_CHECK(options.parallel >= 1, "serve: --parallel must be >= 1, got ", options.parallel);
     IPT_CHECK(options.max_queue >= 0, "serve: the queue length must be >= 0");
     IPT_CHECK(options.max_sessions >= 1, "serve: --max-sessions must be >= 1, got ", options.max_sessions);
@@ -521,7 +525,7 @@ struct Server::Impl {
       }
       return !client_gone;
     };
-    const auto tokens = session.generate(g.max_tokens, sampler, g.stop_ids, on_token);
+    const auto tokens = session.generate(g.max_tokens, sampler, g.stop_ids, on_token, batcher.get());
     out.completion_tokens = static_cast<int64_t>(tokens.size());
     // The final text with invalid UTF-8 repaired (a generation can stop inside a character).
     if (emit && !client_gone && bytes.size() > emitted) emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted)));

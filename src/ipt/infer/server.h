@@ -23,6 +23,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                          // 0 = any free port (see Server::bind)
   int parallel = 1;                         // requests computing at once
+  bool batching = true;                     // concurrent generations decode in shared steps (continuous
+                                            // batching, infer/batcher.h) of up to `parallel` tokens
   int max_queue = 64;                       // requests waiting for a slot before 503
   int64_t max_sessions = 16;                // sessions kept in memory
   int64_t session_bytes = 1ll << 30;        // their memory budget (caches + fast weights)

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ipt/common/error.h"
+#include "ipt/infer/batcher.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/ops/attention/attention.h"
 #include "ipt/ops/matvec/matvec.h"
@@ -158,10 +159,19 @@ torch::Tensor Session::decode(int64_t token) {
 }
 
 std::vector<int64_t> Session::generate(int64_t max_new, Sampler& sampler, const std::vector<int64_t>& stop_ids,
-                                       const TokenCallback& on_token) {
+                                       const TokenCallback& on_token, DecodeBatcher* batcher) {
   IPT_CHECK(max_new >= 0, "generate: the number of tokens must be >= 0, got ", max_new);
   IPT_CHECK(last_logits_.defined(), "generate: the session is empty; append a prompt first");
   stopped_at_stop_ = false;
+  struct Membership {  // joined for the decoding loop only, left however it ends
+    DecodeBatcher* batcher;
+    explicit Membership(DecodeBatcher* b) : batcher(b) {
+      if (batcher) batcher->join();
+    }
+    ~Membership() {
+      if (batcher) batcher->leave();
+    }
+  } membership(batcher);
   std::vector<int64_t> out;
   while (static_cast<int64_t>(out.size()) < max_new && position() < context_) {
     torch::Tensor logits = last_logits_;
@@ -179,7 +189,8 @@ std::vector<int64_t> Session::generate(int64_t max_new, Sampler& sampler, const 
     // The callback sees the token before its forward runs (streaming shows it sooner); the token
     // is fed either way so the session holds everything that was returned.
     const bool go_on = !on_token || on_token(token);
-    decode(token);
+    if (batcher) batcher->decode(*this, token);
+    else decode(token);
     if (!go_on) break;
   }
   return out;

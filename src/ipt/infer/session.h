@@ -24,6 +24,8 @@
 
 namespace ipt::infer {
 
+class DecodeBatcher;  // infer/batcher.h
+
 struct SessionOptions {
   bool ttt = true;                      // false: fast weights stay W0 (the same weights as a plain model)
   std::optional<bool> decode_update;    // update while decoding; unset = the model's ttt_decode_update
@@ -64,8 +66,10 @@ class Session {
   // Samples up to max_new tokens from the latest logits, feeding each back with decode(). Stops at a
   // token in stop_ids (not fed, not returned; stopped_at_stop() becomes true), when on_token returns
   // false, or when the context is full. Needs at least one token appended before.
+  // With a batcher, each token is decoded in a step shared with the other generations running
+  // through it (continuous batching); the tokens are the same either way.
   std::vector<int64_t> generate(int64_t max_new, Sampler& sampler, const std::vector<int64_t>& stop_ids = {},
-                                const TokenCallback& on_token = {});
+                                const TokenCallback& on_token = {}, DecodeBatcher* batcher = nullptr);
 
   int64_t position() const { return static_cast<int64_t>(tokens_.size()); }
   int64_t context() const { return context_; }
