@@ -1,5 +1,7 @@
 #include "ipt/common/runtime.h"
 
+#include <atomic>
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <malloc.h>
@@ -33,7 +35,14 @@ void tune_allocator() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+std::atomic<int> runtime_threads{0};  // set by init_runtime
+
 }  // namespace
+
+int compute_threads() {
+  const int threads = runtime_threads.load();
+  return threads > 0 ? threads : at::get_num_threads();
+}
 
 void init_runtime(const RuntimeOptions& options) {
   static bool allocator_done = false;
@@ -46,6 +55,7 @@ void init_runtime(const RuntimeOptions& options) {
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   set_blas_threads(threads);
+  runtime_threads.store(threads);
 }
 
 std::string cpu_bf16_features() {

@@ -13,6 +13,11 @@ struct RuntimeOptions {
 // Call once, before any tensor work. Safe to call again (later calls only change the thread count).
 void init_runtime(const RuntimeOptions& options);
 
+// Threads our own parallel regions use (the decode step): what init_runtime set, the same from
+// every thread (libtorch's at::get_num_threads() is per thread: a server's worker thread sees 1);
+// before init_runtime, at::get_num_threads() of the caller.
+int compute_threads();
+
 // The CPU's bfloat16 matrix instructions as /proc/cpuinfo names them ("amx_bf16 avx512_bf16",
 // "avx512_bf16", ...), or "" when it has none (then bfloat16 products are emulated, slowly).
 std::string cpu_bf16_features();

@@ -56,8 +56,9 @@ torch::Tensor DecodeBatcher::decode(Session& session, int64_t token) {
   std::unique_lock<std::mutex> lock(m_);
   queue_.push_back(&me);
   cv_.notify_all();
-  const auto deadline = std::chrono::steady_clock::now() + max_wait_;
+  const auto arrived = std::chrono::steady_clock::now();
   while (!me.done) {
+    const auto deadline = std::max(arrived, idle_since_) + max_wait_;
     const bool everyone = static_cast<int>(queue_.size()) >= std::max(1, decoding_);
     const bool full = static_cast<int>(queue_.size()) >= max_batch_;
     const bool late = std::chrono::steady_clock::now() >= deadline;
@@ -71,6 +72,7 @@ torch::Tensor DecodeBatcher::decode(Session& session, int64_t token) {
       run(batch);
       lock.lock();
       running_ = false;
+      idle_since_ = std::chrono::steady_clock::now();
       stats_.steps += 1;
       stats_.tokens += static_cast<int64_t>(n);
       for (Waiting* w : batch) w->done = true;

@@ -51,6 +51,9 @@ class DecodeBatcher {
   std::vector<Waiting*> queue_;
   int decoding_ = 0;     // generations between join() and leave()
   bool running_ = false; // a step is computing (one at a time: it uses every core)
+  // When the last step ended: a token's wait counts from its arrival or from then, whichever is
+  // later (a step takes longer than max_wait; the tokens that arrived during it are not late).
+  std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
   Stats stats_;
 };
 

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
 #include "ipt/model/decoder.h"
 
 namespace ipt::model {
@@ -414,7 +415,7 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   auto uses_fast = [&](int64_t b, int64_t l) { return w.layers[l].ttt && (*inputs[b].io)[l].fast_down != nullptr; };
 
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(compute_threads())
   {
     // Rows of a weight times every sequence's prepared input; each block of rows is read from
     // memory once and multiplied B times from cache. No barrier at the end (callers add one).
