@@ -42,12 +42,13 @@ std::vector<int64_t> generate(Session& s, int64_t prompt_seed, int64_t n, Decode
 TEST(DecodeBatcher, ConcurrentGenerationsEqualGenerationsAlone) {
   model::CausalLM lm = make_model();
   const int streams = 4;
+  // Different lengths: streams leave at different steps; the tokens are each stream's own.
   std::vector<std::vector<int64_t>> alone(streams), together(streams);
   for (int i = 0; i < streams; ++i) {
     Session s(lm, {});
-    alone[i] = generate(s, 10 + i, 12 + 3 * i, nullptr);  // different lengths: streams leave at different steps
+    alone[i] = generate(s, 10 + i, 12 + 3 * i, nullptr);
   }
-  DecodeBatcher batcher(streams, std::chrono::milliseconds(50));
+  DecodeBatcher batcher(streams, std::chrono::milliseconds(5));
   std::vector<std::thread> threads;
   for (int i = 0; i < streams; ++i)
     threads.emplace_back([&, i] {
@@ -56,11 +57,34 @@ TEST(DecodeBatcher, ConcurrentGenerationsEqualGenerationsAlone) {
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < streams; ++i) EXPECT_EQ(together[i], alone[i]) << "stream " << i;
-  const auto stats = batcher.stats();
   int64_t tokens = 0;
   for (const auto& t : alone) tokens += static_cast<int64_t>(t.size());
-  EXPECT_EQ(stats.tokens, tokens);     // every decoded token went through a step
-  EXPECT_LT(stats.steps, stats.tokens);  // and steps were shared
+  EXPECT_EQ(batcher.stats().tokens, tokens);  // every decoded token went through a step
+}
+
+TEST(DecodeBatcher, FullBatchesWhenEveryStreamIsDecoding) {
+  model::CausalLM lm = make_model();
+  const int streams = 4;
+  std::vector<std::vector<int64_t>> alone(streams), together(streams);
+  for (int i = 0; i < streams; ++i) {
+    Session s(lm, {});
+    alone[i] = generate(s, 20 + i, 10, nullptr);
+  }
+  // Memberships held from here keep a step from starting before all four tokens wait (a step
+  // starts when the batch is full, or after a minute): whatever the scheduling, every step is full.
+  DecodeBatcher batcher(streams, std::chrono::seconds(60));
+  for (int i = 0; i < streams; ++i) batcher.join();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < streams; ++i)
+    threads.emplace_back([&, i] {
+      Session s(lm, {});
+      together[i] = generate(s, 20 + i, 10, &batcher);
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < streams; ++i) batcher.leave();
+  for (int i = 0; i < streams; ++i) EXPECT_EQ(together[i], alone[i]) << "stream " << i;
+  EXPECT_EQ(batcher.stats().tokens, 40);
+  EXPECT_EQ(batcher.stats().steps, 10);
 }
 
 TEST(DecodeBatcher, AnErrorStaysWithItsSession) {

@@ -308,7 +308,10 @@ void Session::finish_step(int64_t token, bool decoding) {
     }
   }
   tokens_.push_back(token);
-  last_logits_ = torch::from_blob(step_logits_.data(), {w.vocab}, torch::kFloat32).to(dtype, false, true);
+  // float32, copied by hand: a libtorch copy of this size runs an OpenMP region, whose spinning
+  // workers would then compete with the decode step's threads for the cores.
+  last_logits_ = torch::empty({w.vocab}, torch::kFloat32);
+  std::memcpy(last_logits_.data_ptr<float>(), step_logits_.data(), w.vocab * sizeof(float));
 }
 
 torch::Tensor Session::forward_step(int64_t token, bool decoding) {

@@ -9,7 +9,6 @@
 #include "ipt/model/decode_step.h"
 
 #include <ATen/Parallel.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +16,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
+#include "ipt/common/spin_pool.h"
 #include "ipt/model/decoder.h"
 
 namespace ipt::model {
@@ -25,6 +25,19 @@ namespace quant = ops::quant;
 
 namespace {
 bool attention_simd_enabled = true;
+
+// [first, last) as a range-for sequence.
+struct Span {
+  struct It {
+    int64_t i;
+    int64_t operator*() const { return i; }
+    It& operator++() { ++i; return *this; }
+    bool operator!=(const It& other) const { return i != other.i; }
+  };
+  int64_t first = 0, last = 0;
+  It begin() const { return {first}; }
+  It end() const { return {last}; }
+};
 
 // Rows of weights handed to a thread at a time in a batch: a block stays in cache while every
 // sequence multiplies with it. One sequence alone: each thread takes one contiguous range (the
@@ -415,34 +428,42 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   auto uses_fast = [&](int64_t b, int64_t l) { return w.layers[l].ttt && (*inputs[b].io)[l].fast_down != nullptr; };
 
-#pragma omp parallel num_threads(compute_threads())
-  {
+  // One run of the spin pool per step; `mine(n)` is this thread's static share of [0, n), `sync()`
+  // a barrier of all the step's threads.
+  const int threads = compute_threads();
+  SpinBarrier barrier(threads);
+  spin_pool_run(threads, [&](int thread, int nthreads) {
+    auto mine = [&](int64_t n) {
+      Span span;
+      static_range(n, thread, nthreads, span.first, span.last);
+      return span;
+    };
+    auto sync = [&] { barrier.wait(); };
     // Rows of a weight times every sequence's prepared input; each block of rows is read from
     // memory once and multiplied B times from cache. No barrier at the end (callers add one).
     auto rows_times = [&](const auto& weight_of, const auto& out_of) {
       const int64_t rows = weight_of(0).rows();
-      const int64_t block = B > 1 ? kBatchRowBlock : (rows + omp_get_num_threads() - 1) / omp_get_num_threads();
+      const int64_t block = B > 1 ? kBatchRowBlock : (rows + nthreads - 1) / nthreads;
       const int64_t blocks = (rows + block - 1) / block;
-#pragma omp for schedule(static) nowait
-      for (int64_t i = 0; i < blocks; ++i) {
+      for (int64_t i : mine(blocks)) {
         const int64_t r0 = i * block, r1 = std::min(rows, r0 + block);
         for (int64_t b = 0; b < B; ++b) quant::matvec(weight_of(b), steps[b]->act_, out_of(b), r0, r1);
       }
     };
     for (int64_t l = 0; l < layers; ++l) {
       const DecodeLayerWeights& L = w.layers[l];
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) {
+      sync();
+      for (int64_t b : mine(B)) {
         DecodeStep& s = *steps[b];
         rms_norm(s.x_.data(), L.input_norm.data(), d, w.norm_eps, s.normed_.data());
         s.act_.set(s.normed_.data(), d);
       }
+      sync();
       rows_times([&](int64_t) -> const quant::Matrix& { return L.q; }, [&](int64_t b) { return steps[b]->q_.data(); });
       rows_times([&](int64_t) -> const quant::Matrix& { return L.k; }, [&](int64_t b) { return steps[b]->k_.data(); });
       rows_times([&](int64_t) -> const quant::Matrix& { return L.v; }, [&](int64_t b) { return steps[b]->v_.data(); });
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) {
+      sync();
+      for (int64_t b : mine(B)) {
         DecodeStep& s = *steps[b];
         const DecodeLayerIo& c = (*inputs[b].io)[l];
         for (size_t i = 0; i < L.q_bias.size(); ++i) s.q_[i] += L.q_bias[i];
@@ -459,6 +480,7 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
           write_row(c.v, g, c.length, &s.v_[g * D], D);
         }
       }
+      sync();
       // Each sequence's one query per head over its cache (and the row just written), in tasks of
       // (sequence, key/value head, piece of kKeyPiece keys); the group's query heads share each
       // key and value row. Pieces keep their own max and sum and are merged below.
@@ -467,10 +489,8 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
         const int64_t n = (*inputs[b].io)[l].length + 1, seen = L.window > 0 ? std::min(n, L.window) : n;
         most_pieces = std::max(most_pieces, (seen + kKeyPiece - 1) / kKeyPiece);
       }
-#pragma omp for collapse(3) schedule(static)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t g = 0; g < Hkv; ++g)
-          for (int64_t piece = 0; piece < most_pieces; ++piece) {
+      for (int64_t task : mine(B * Hkv * most_pieces)) {
+            const int64_t b = task / (Hkv * most_pieces), g = task / most_pieces % Hkv, piece = task % most_pieces;
             DecodeStep& st = *steps[b];
             const int64_t n = (*inputs[b].io)[l].length + 1;
             const int64_t first = L.window > 0 && n > L.window ? n - L.window : 0;
@@ -489,9 +509,9 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
             attend_piece(keys[b][l * Hkv + g], values[b][l * Hkv + g], &st.q_[g * group * D], group, t0, t1, scale,
                          scores.data(), &st.partial_[(g * group * pieces + piece) * (D + 2)], pieces * (D + 2));
           }
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < H; ++h) {
+      sync();
+      for (int64_t task : mine(B * H)) {
+          const int64_t b = task / H, h = task % H;
           DecodeStep& st = *steps[b];
           const int64_t pieces = (st.longest_ + kKeyPiece - 1) / kKeyPiece;
           const float* parts = &st.partial_[h * pieces * (D + 2)];
@@ -511,12 +531,12 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
           const float inv = static_cast<float>(1.0 / total);
           for (int64_t i = 0; i < D; ++i) out[i] *= inv;
         }
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) steps[b]->act_.set(steps[b]->attn_.data(), H * D);
+      sync();
+      for (int64_t b : mine(B)) steps[b]->act_.set(steps[b]->attn_.data(), H * D);
+      sync();
       rows_times([&](int64_t) -> const quant::Matrix& { return L.o; }, [&](int64_t b) { return steps[b]->out_.data(); });
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) {
+      sync();
+      for (int64_t b : mine(B)) {
         DecodeStep& s = *steps[b];
         for (int64_t i = 0; i < d; ++i) s.x_[i] += s.out_[i] + (L.o_bias.empty() ? 0.0f : L.o_bias[i]);
         rms_norm(s.x_.data(), L.post_norm.data(), d, w.norm_eps, s.normed_.data());
@@ -526,32 +546,33 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
           std::copy(source, source + d, s.ttt_x_[l].begin());
         }
       }
+      sync();
       rows_times([&](int64_t) -> const quant::Matrix& { return L.gate; }, [&](int64_t b) { return steps[b]->gate_.data(); });
       rows_times([&](int64_t) -> const quant::Matrix& { return L.up; }, [&](int64_t b) { return steps[b]->up_.data(); });
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) {
+      sync();
+      for (int64_t b : mine(B)) {
         DecodeStep& s = *steps[b];
         for (int64_t i = 0; i < F; ++i) s.z_[i] = s.gate_[i] / (1.0f + std::exp(-s.gate_[i])) * s.up_[i];
         s.act_.set(s.z_.data(), F);
         if (uses_fast(b, l)) std::copy(s.z_.begin(), s.z_.end(), s.ttt_z_[l].begin());
       }
+      sync();
       // TTT layers multiply with each sequence's own fast weight; the rest share W_down.
       rows_times([&](int64_t b) -> const quant::Matrix& { return uses_fast(b, l) ? *(*inputs[b].io)[l].fast_down : L.down; },
                  [&](int64_t b) { return steps[b]->out_.data(); });
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b)
+      sync();
+      for (int64_t b : mine(B))
         for (int64_t i = 0; i < d; ++i) steps[b]->x_[i] += steps[b]->out_[i];
     }
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < B; ++b) {
+    sync();
+    for (int64_t b : mine(B)) {
       DecodeStep& s = *steps[b];
       rms_norm(s.x_.data(), w.final_norm.data(), d, w.norm_eps, s.normed_.data());
       s.act_.set(s.normed_.data(), d);
     }
+    sync();
     rows_times([&](int64_t) -> const quant::Matrix& { return w.head; }, [&](int64_t b) { return inputs[b].logits; });
-  }
+  });
 }
 
 }  // namespace ipt::model
