@@ -6,9 +6,11 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "ipt/common/error.h"
+#include "ipt/common/spin_pool.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/decode_step.h"
 #include "ipt/model/presets.h"
@@ -238,4 +240,31 @@ TEST(DecodeStep, BatchedSessionsEqualSessionsAlone) {
   full.append({1, 2});
   EXPECT_THROW(Session::decode_batch({together[0].get(), &full}, {1, 1}), Error);
   EXPECT_THROW(Session::decode_batch({together[0].get()}, {1, 2}), Error);
+}
+
+// The decode step's thread pool: every thread runs, barriers hold, the pool grows between runs.
+TEST(SpinPool, RunsEveryThreadAndBarriersHold) {
+  for (int threads : {1, 2, 3, 5, 2}) {
+    SCOPED_TRACE(threads);
+    std::vector<int> phase_seen(threads * 3, -1);
+    std::atomic<int> phase{0};
+    ipt::SpinBarrier barrier(threads);
+    ipt::spin_pool_run(threads, [&](int thread, int n) {
+      ASSERT_EQ(n, threads);
+      for (int p = 0; p < 3; ++p) {
+        if (thread == 0) phase.store(p);
+        barrier.wait();
+        phase_seen[thread * 3 + p] = phase.load();  // every thread sees thread 0's write of this phase
+        barrier.wait();
+      }
+    });
+    for (int t = 0; t < threads; ++t)
+      for (int p = 0; p < 3; ++p) EXPECT_EQ(phase_seen[t * 3 + p], p);
+  }
+  int64_t b = 0, e = 0;
+  ipt::static_range(10, 2, 3, b, e);
+  EXPECT_EQ(b, 8);
+  EXPECT_EQ(e, 10);
+  ipt::static_range(2, 2, 3, b, e);
+  EXPECT_EQ(b, e);  // no share left
 }

@@ -1,6 +1,7 @@
 #include "ipt/common/spin_pool.h"
 
 #include <immintrin.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -30,9 +31,15 @@ class Pool {
  public:
   void run(int threads, const std::function<void(int, int)>& fn) {
     std::lock_guard<std::mutex> one_run(run_mutex_);
+    if (pid_ != getpid()) {  // a forked child has none of its parent's workers: start its own
+      workers_.clear();
+      pid_ = getpid();
+    }
     while (static_cast<int>(workers_.size()) < threads - 1) {
       const int index = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, index] { work(index); });
+      // It waits for the next run (not the last one, whose job is gone).
+      const uint64_t current = generation_.load(std::memory_order_acquire);
+      workers_.emplace_back([this, index, current] { work(index, current); });
       workers_.back().detach();  // the pool lives as long as the process
     }
     job_ = &fn;
@@ -49,8 +56,7 @@ class Pool {
   }
 
  private:
-  void work(int index) {
-    uint64_t seen = 0;
+  void work(int index, uint64_t seen) {
     for (;;) {
       // Wait for the next run: spin a while (decode steps follow each other closely), then sleep.
       const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
@@ -76,6 +82,7 @@ class Pool {
   std::atomic<int> remaining_{0};
   const std::function<void(int, int)>* job_ = nullptr;
   int job_threads_ = 1;
+  pid_t pid_ = getpid();
 };
 
 }  // namespace
