@@ -65,12 +65,21 @@ int64_t Sampler::sample(const torch::Tensor& logits, const std::vector<int64_t>&
     // Greedy without a penalty: the first largest logit, in one pass (a decoded token's budget is
     // a few milliseconds; a [vocab] float64 probability tensor per token is not free).
     IPT_CHECK(logits.dim() == 1 && logits.size(0) > 0, "sampler logits must be [vocab]");
-    const torch::Tensor l = logits.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    const float* v = l.data_ptr<float>();
+    // bfloat16 and float32 read in place (a conversion would wake libtorch's OpenMP workers).
+    const bool bf16 = logits.scalar_type() == torch::kBFloat16;
+    const torch::Tensor l = logits.detach().to(torch::kCPU, bf16 ? torch::kBFloat16 : torch::kFloat32).contiguous();
+    const at::BFloat16* half = bf16 ? l.data_ptr<at::BFloat16>() : nullptr;
+    const float* full = bf16 ? nullptr : l.data_ptr<float>();
+    auto value = [&](int64_t i) { return half ? static_cast<float>(half[i]) : full[i]; };
     int64_t best = 0;
+    float best_value = value(0);
     for (int64_t i = 0; i < l.size(0); ++i) {
-      IPT_CHECK(std::isfinite(v[i]), "sampler logits contain NaN or infinity");
-      if (v[i] > v[best]) best = i;
+      const float v = value(i);
+      IPT_CHECK(std::isfinite(v), "sampler logits contain NaN or infinity");
+      if (v > best_value) {
+        best = i;
+        best_value = v;
+      }
     }
     return best;
   }

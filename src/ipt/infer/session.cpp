@@ -308,10 +308,16 @@ void Session::finish_step(int64_t token, bool decoding) {
     }
   }
   tokens_.push_back(token);
-  // float32, copied by hand: a libtorch copy of this size runs an OpenMP region, whose spinning
-  // workers would then compete with the decode step's threads for the cores.
-  last_logits_ = torch::empty({w.vocab}, torch::kFloat32);
-  std::memcpy(last_logits_.data_ptr<float>(), step_logits_.data(), w.vocab * sizeof(float));
+  // In the model's dtype, as the sequence path returns them, converted by hand: a libtorch copy of
+  // this size runs an OpenMP region, whose spinning workers would then compete with the decode
+  // step's threads for the cores.
+  last_logits_ = torch::empty({w.vocab}, torch::TensorOptions().dtype(dtype));
+  if (dtype == torch::kBFloat16) {
+    auto* out = reinterpret_cast<uint16_t*>(last_logits_.data_ptr<at::BFloat16>());
+    for (int64_t i = 0; i < w.vocab; ++i) out[i] = ops::quant::float_to_bf16(step_logits_[i]);
+  } else {
+    std::memcpy(last_logits_.data_ptr<float>(), step_logits_.data(), w.vocab * sizeof(float));
+  }
 }
 
 torch::Tensor Session::forward_step(int64_t token, bool decoding) {
