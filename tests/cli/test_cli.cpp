@@ -189,6 +189,30 @@ TEST(Cli, BenchPrefillContextParallel) {
   EXPECT_EQ(ipt("bench prefill -m " + (w / "m") + " --lengths 256 --cp-size 1 --window 16").status, 1);
 }
 
+// bench decode end to end: the decode step against the sequence path, quantized weights, and
+// concurrent streams with batching on and off (every stream's tokens counted).
+TEST(Cli, BenchDecodeStepsQuantizationAndStreams) {
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "m") + " --ttt-layers 1 --ttt-chunk 4").status, 0);
+  Result plain = ipt("bench decode -m " + (w / "m") + " --contexts 16 --tokens 8 --decode-quant q8_0 --json");
+  ASSERT_EQ(plain.status, 0) << plain.output;
+  const auto report = nlohmann::json::parse(plain.output);
+  ASSERT_EQ(report["results"].size(), 2u);  // TTT, no TTT
+  EXPECT_EQ(report["results"][0]["decode_quant"], "q8_0");
+  EXPECT_GT(report["results"][0]["decode_updates"].get<int64_t>(), 0);  // chunk 4: updates while decoding
+  Result streams = ipt("bench decode -m " + (w / "m") + " --streams 1,3 --tokens 6 --json");
+  ASSERT_EQ(streams.status, 0) << streams.output;
+  const auto rows = nlohmann::json::parse(streams.output)["results"];
+  ASSERT_EQ(rows.size(), 4u);  // {1, 3 streams} x {batching on, off}
+  EXPECT_EQ(rows[2]["tokens"].get<int64_t>(), 18);
+  EXPECT_EQ(rows[2]["batching"], "on");  // whether steps were shared depends on timing here;
+  EXPECT_EQ(rows[3]["mean_batch"].get<double>(), 1.0);  // tests/infer/test_batcher.cpp pins it down
+  EXPECT_EQ(ipt("bench decode -m " + (w / "m") + " --streams 0").status, 1);
+  Result bad = ipt("bench decode -m " + (w / "m") + " --decode-quant q5_0");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("--decode-quant"), std::string::npos) << bad.output;
+}
+
 // Every command that takes a model defaults -m the same way ($IPT_MODEL, else the bundled model):
 // pointed at a directory that does not exist, each one must fail on that directory, never with
 // "--model is required". And two of them run on the bundled default for real.

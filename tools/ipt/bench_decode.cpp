@@ -38,13 +38,26 @@ struct DecodeOptions {
   int worker_ttt = -1;         // internal
 };
 
-nlohmann::json worker(const DecodeOptions& o) {
-  torch::NoGradGuard no_grad;
-  model::LoadOptions load;
+// The model as a worker runs it (device, dtype and decode weights as the parent chose).
+model::CausalLM load_worker_model(const DecodeOptions& o, model::LoadOptions& load) {
   load.device = o.device.resolve("bench decode", false);
   load.dtype = o.dtype.resolve(o.model, "bench decode", load.device, false);
   load.decode_quantization = o.decode_quant.resolve();
-  model::CausalLM lm = model::load_model(o.model, load);
+  return model::load_model(o.model, load);
+}
+
+// What every worker command line carries besides its own flags.
+std::string worker_args(const DecodeOptions& o, const char* dtype) {
+  std::ostringstream args;
+  args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --dtype " << dtype << " --decode-quant "
+       << o.decode_quant.name << " --decode-step " << o.decode_step;
+  return args.str();
+}
+
+nlohmann::json worker(const DecodeOptions& o) {
+  torch::NoGradGuard no_grad;
+  model::LoadOptions load;
+  model::CausalLM lm = load_worker_model(o, load);
   infer::SessionOptions so;
   so.ttt = o.worker_ttt == 1;
   so.decode_step = o.decode_step == "on";
@@ -87,10 +100,7 @@ nlohmann::json worker(const DecodeOptions& o) {
 nlohmann::json streams_worker(const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
-  load.device = o.device.resolve("bench decode", false);
-  load.dtype = o.dtype.resolve(o.model, "bench decode", load.device, false);
-  load.decode_quantization = o.decode_quant.resolve();
-  model::CausalLM lm = model::load_model(o.model, load);
+  model::CausalLM lm = load_worker_model(o, load);
   const int streams = o.worker_streams;
   const bool batching = o.worker_batching == "on";
   infer::SessionOptions so;
@@ -137,11 +147,8 @@ int run_streams(const DecodeOptions& o) {
   for (int streams : o.streams) {
     IPT_CHECK(streams > 0, "--streams must be positive, got ", streams);
     for (const char* batching : {"on", "off"}) {
-      std::ostringstream args;
-      args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --worker-streams " << streams
-           << " --worker-batching " << batching << " --dtype " << dtype << " --decode-quant " << o.decode_quant.name
-           << " --decode-step " << o.decode_step;
-      report["results"].push_back(run_worker(args.str()));
+      report["results"].push_back(run_worker(worker_args(o, dtype) + " --worker-streams " + std::to_string(streams) +
+                                             " --worker-batching " + batching));
     }
   }
   if (o.json) {
@@ -185,11 +192,8 @@ int run(const DecodeOptions& o) {
   for (int64_t context : o.contexts) {
     IPT_CHECK(context > 0, "--contexts must be positive");
     for (int ttt : has_ttt ? std::vector<int>{1, 0} : std::vector<int>{0}) {
-      std::ostringstream args;
-      args << "bench decode -m '" << o.model << "' --tokens " << o.tokens << " --worker-context " << context
-           << " --worker-ttt " << ttt << " --dtype " << dtype << " --decode-quant " << o.decode_quant.name
-           << " --decode-step " << o.decode_step;
-      report["results"].push_back(run_worker(args.str()));
+      report["results"].push_back(run_worker(worker_args(o, dtype) + " --worker-context " + std::to_string(context) +
+                                             " --worker-ttt " + std::to_string(ttt)));
     }
   }
   if (o.json) {
