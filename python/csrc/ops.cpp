@@ -172,7 +172,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> build_target_backward(
   size_t next = 1;
   if (w.defined()) dw = grads[next++];
   if (P.defined()) dP = grads[next++];
-  if (w.defined() && !dw.defined()) dw = at::zeros_like(w);
+  // Absent inputs (no conv weight, no projection) get empty placeholders; Python maps them to None.
+  if (!dw.defined()) dw = w.defined() ? at::zeros_like(w) : at::empty({0}, X.options());
+  if (!dP.defined()) dP = at::empty({0}, X.options());
   return {dX, dw, dP};
 }
 
@@ -192,7 +194,7 @@ TORCH_LIBRARY(inplace_ttt, m) {
       "int[] cu_seqlens) -> Tensor");
   m.def(
       "build_target_backward(Tensor grad_out, Tensor X, Tensor? conv_weight, Tensor? proj, int chunk_size, "
-      "str kind, str padding, int[] cu_seqlens) -> (Tensor, Tensor?, Tensor?)");
+      "str kind, str padding, int[] cu_seqlens) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(inplace_ttt, CPU, m) {

@@ -96,9 +96,14 @@ def _check_ttt(Z, V, W0):
 def _check_hyper(chunk_size, lr, clip):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be an int > 0, got {chunk_size!r}")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, torch.SymFloat)):
         raise ValueError(f"lr must be a finite number, got {lr!r}")
-    if not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip < 0:
+    if isinstance(clip, bool) or not isinstance(clip, (int, float, torch.SymFloat)):
+        raise ValueError(f"clip must be a finite number >= 0 (0 = off), got {clip!r}")
+    # Comparisons, not math.isfinite: torch.compile(dynamic=True) hands in symbolic floats. NaN fails both.
+    if not abs(lr) < math.inf:
+        raise ValueError(f"lr must be a finite number, got {lr!r}")
+    if not (0 <= clip < math.inf):
         raise ValueError(f"clip must be a finite number >= 0 (0 = off), got {clip!r}")
     return chunk_size, float(lr), float(clip)
 
@@ -164,8 +169,8 @@ def _target_fake(X, conv_weight, proj, chunk_size, kind, padding, cu_seqlens):
 
 @torch.library.register_fake("inplace_ttt::build_target_backward")
 def _target_backward_fake(grad_out, X, conv_weight, proj, chunk_size, kind, padding, cu_seqlens):
-    return (torch.empty_like(X), None if conv_weight is None else torch.empty_like(conv_weight),
-            None if proj is None else torch.empty_like(proj))
+    return (torch.empty_like(X), X.new_empty((0,)) if conv_weight is None else torch.empty_like(conv_weight),
+            X.new_empty((0,)) if proj is None else torch.empty_like(proj))
 
 
 def _target_setup(ctx, inputs, output):
@@ -178,7 +183,7 @@ def _target_backward(ctx, grad_out):
     X, conv_weight, proj = ctx.saved_tensors
     dX, dw, dP = torch.ops.inplace_ttt.build_target_backward(grad_out.contiguous(), X, conv_weight, proj,
                                                               *ctx.options)
-    return dX, dw, dP, None, None, None, None
+    return dX, dw if conv_weight is not None else None, dP if proj is not None else None, None, None, None, None
 
 
 torch.library.register_autograd("inplace_ttt::build_target", _target_backward, setup_context=_target_setup)

@@ -30,13 +30,16 @@ def _read_tensors(directory):
 
 
 def from_pretrained(directory, *, dtype=torch.float32, ttt: bool = True, attn_implementation: str = "sdpa",
-                    **overrides):
+                    config_overrides: dict = None, **overrides):
     """Loads `directory` as a transformers causal LM; TTT layers as config.json says (ttt_mode,
     ttt_layers, ttt_chunk, ...). ttt=False loads the same weights without TTT (TTT tensors skipped).
+    config_overrides: config.json keys replaced before the model is built (ttt_mode, ttt_layers, ...).
     overrides: settings of convert() that replace the config's (chunk, lr, clip, algorithm, ...)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(directory)
+    for key, value in (config_overrides or {}).items():
+        setattr(config, key, value)
     layers = list(getattr(config, "ttt_layers", []) or []) if getattr(config, "ttt_mode", False) else []
     if "ttt_layers" not in config.to_dict() and getattr(config, "ttt_mode", False):
         layers = [i for i in (0, 6, 12, 18, 24, 30) if i < config.num_hidden_layers]  # the official default
