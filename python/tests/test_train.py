@@ -43,12 +43,13 @@ def run(config, tmp_path, nproc, name, extra=()):
 
 
 def config_for(dataset, micro):
+    """Global batch 4 (micro-batches of `micro` rows per rank); 4 validation rows either way."""
     return {
         "model": {"init_preset": "test", "foundation": {"ttt_mode": True, "ttt_layers": [1], "ttt_chunk": 16,
                                                          "ttt_lr": 0.3}},
         "data": {"train_path": str(dataset), "val_path": str(dataset / "val"), "max_seq_len": 64},
         "train": {"global_batch_size": 4, "micro_batch_size": micro, "lr": 3e-3, "lr_warmup_ratio": 0.1,
-                  "max_steps": STEPS, "save_steps": 10, "eval_steps": 10, "eval_batches": 2, "seed": 0,
+                  "max_steps": STEPS, "save_steps": 10, "eval_steps": 10, "eval_batches": 4 // micro, "seed": 0,
                   "max_grad_norm": 1.0, "enable_full_shard": True},
     }
 
