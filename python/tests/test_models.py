@@ -116,3 +116,13 @@ def test_ipt_init_checkpoint_loads_and_scores_alike(ipt, tmp_path):
     with torch.no_grad():
         got = _our_nll(loaded, ids)
     assert (got - want).abs().max() / want.abs().max() < 1e-5
+
+
+def test_cached_decoding_is_refused_not_silently_wrong():
+    model = tiny_qwen3(dtype=torch.float32)
+    models.convert(model, layers=[0], chunk=4)
+    ids = torch.randint(0, 96, (1, 9))
+    with pytest.raises(NotImplementedError, match="use_cache=False"):
+        model.generate(ids, max_new_tokens=2, do_sample=False)
+    out = model.generate(ids, max_new_tokens=2, do_sample=False, use_cache=False)
+    assert out.shape == (1, 11)

@@ -27,8 +27,13 @@ def _install_embedding_hooks(base: nn.Module, source: TargetSource):
         source.embeddings = output
 
     def from_call(module, args, kwargs):
-        embeds = kwargs.get("inputs_embeds")
-        source.embeddings = embeds  # None until embed_tokens runs (input_ids given)
+        cache = kwargs.get("past_key_values")
+        if cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0:
+            # A continuation would start the fast weights from W0 again instead of from the prefix's.
+            raise NotImplementedError("inplace_ttt.models runs whole sequences: decoding with a KV cache would "
+                                      "drop the fast weights of the prefix (pass use_cache=False to generate, "
+                                      "or decode with `ipt generate`, which streams them)")
+        source.embeddings = kwargs.get("inputs_embeds")  # None until embed_tokens runs (input_ids given)
 
     base.register_forward_pre_hook(from_call, with_kwargs=True)
     base.embed_tokens.register_forward_hook(from_embedding)
