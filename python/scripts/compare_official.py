@@ -77,6 +77,29 @@ def compare(official_dir, arch="qwen3", dtype=torch.float64, target="hidden_stat
             "worst_grad": max(grads, key=grads.get), "ttt_grad_norm": float(ttt_grad_norm)}
 
 
+def official_checkpoint(official_dir, directory, arch="qwen3"):
+    """An official model saved with save_pretrained (its config.json and ttt_* tensors), loaded by
+    inplace_ttt.models.from_pretrained: -> max relative logits difference (float32)."""
+    config_class, model_class = load_official(official_dir, arch)
+    extra = {"head_dim": 8} if arch == "qwen3" else {}
+    config = config_class(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                          ttt_mode=True, ttt_layers=[1], ttt_chunk=8, ttt_lr=0.3, **extra)
+    torch.manual_seed(0)
+    official = model_class(config).eval()
+    with torch.no_grad():
+        for name, p in official.named_parameters():
+            if ".mlp.ttt_" in name:
+                p.copy_(torch.randn_like(p) * 0.3)
+    official.save_pretrained(directory)
+    ours = models.from_pretrained(directory)
+    assert models.ttt_layers(ours) == [1]
+    ids = torch.randint(0, 96, (1, 37), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want, got = official(ids).logits, ours(ids).logits
+    return ((got - want).abs().max() / want.abs().max()).item()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("official_dir", nargs="?", default=os.environ.get("IPT_OFFICIAL_DIR"))
@@ -87,6 +110,11 @@ def main():
         for dtype in (torch.float64, torch.float32):
             for target in ("hidden_states", "input_embed"):
                 print(json.dumps(compare(a.official_dir, arch, dtype, target)))
+    import tempfile
+    for arch in ("qwen3", "llama"):
+        with tempfile.TemporaryDirectory() as directory:
+            print(json.dumps({"official checkpoint -> from_pretrained": arch,
+                              "logits": official_checkpoint(a.official_dir, directory, arch)}))
 
 
 if __name__ == "__main__":

@@ -67,3 +67,11 @@ def test_direct_op_calls_raise_instead_of_crashing():
         ops.build_target(torch.randn(1, 8, 4), torch.randn(4, 1, 5), torch.randn(3, 3), 4, "conv", "same", [])
     with pytest.raises(RuntimeError, match="unknown TTT target kind"):
         ops.build_target(torch.randn(1, 8, 4), torch.randn(4, 1, 5), None, 4, "other", "same", [])
+
+
+def test_old_torch_is_refused_at_import():
+    import subprocess
+    import sys
+    code = "import torch; torch.__version__ = '2.3.1'; import inplace_ttt"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1 and "ImportError: inplace_ttt needs torch >= 2.4" in out.stderr, out.stderr[-500:]

@@ -26,3 +26,9 @@ def test_float32_logits_within_1e5():
     from compare_official import compare
     r = compare(OFFICIAL, "qwen3", torch.float32)
     assert r["logits"] < 1e-5, r
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+def test_official_checkpoint_loads_with_from_pretrained(arch, tmp_path):
+    from compare_official import official_checkpoint
+    assert official_checkpoint(OFFICIAL, tmp_path, arch) < 1e-6

@@ -43,7 +43,7 @@ def from_pretrained(directory, *, dtype=torch.float32, ttt: bool = True, attn_im
     layers = list(getattr(config, "ttt_layers", []) or []) if getattr(config, "ttt_mode", False) else []
     if "ttt_layers" not in config.to_dict() and getattr(config, "ttt_mode", False):
         layers = [i for i in (0, 6, 12, 18, 24, 30) if i < config.num_hidden_layers]  # the official default
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=dtype, attn_implementation=attn_implementation)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
     if ttt and layers:
         s = TTTSettings.from_config(config)
         settings = dict(chunk=s.chunk, lr=s.lr, proj=s.proj, target=s.target, clip=s.clip, padding=s.padding,

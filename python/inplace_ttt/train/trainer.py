@@ -56,7 +56,7 @@ def build_model(c: Config, vocab_size: int):
     if config.vocab_size < vocab_size:
         raise ValueError(f"the model's vocabulary ({config.vocab_size}) does not cover the dataset's ({vocab_size})")
     torch.manual_seed(c.train.seed)
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
     if f.get("ttt_mode", False):
         layers = f.get("ttt_layers") or [i for i in (0, 6, 12, 18, 24, 30) if i < config.num_hidden_layers]
         names = {"ttt_chunk": "chunk", "ttt_lr": "lr", "ttt_proj": "proj", "ttt_target": "target",
