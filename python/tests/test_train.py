@@ -89,3 +89,20 @@ def test_config_errors_name_the_key():
         parse({"model": {"init_preset": "test"}, "data": {"train_path": "x"}, "train": {"lrr": 1}})
     with pytest.raises(ValueError, match="train.max_steps must be an integer"):
         parse({"model": {"init_preset": "test"}, "data": {}, "train": {"max_steps": "many"}})
+
+
+def test_checkpoint_scores_with_ipt(dataset, tmp_path, ipt):
+    """The trainer's checkpoint is a model directory the engine loads: same NLL as from_pretrained."""
+    cfg = config_for(dataset, 4)
+    cfg["train"] = dict(cfg["train"], max_steps=3, save_steps=0, eval_steps=0)
+    run(cfg, tmp_path, 1, "short")
+    directory = tmp_path / "short" / "checkpoint-3"
+    ids = torch.randint(0, 4096, (50,)).tolist()
+    (tmp_path / "ids.txt").write_text(" ".join(map(str, ids)))
+    out = subprocess.run([ipt, "score", "-m", str(directory), "--ids", str(tmp_path / "ids.txt"), "--json",
+                          "--dtype", "float32", "--device", "cpu"], check=True, capture_output=True, text=True)
+    model = models.from_pretrained(directory)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, :-1]
+    ours = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:])).item()
+    assert abs(ours - json.loads(out.stdout)["mean_nll"]) / ours < 1e-5

@@ -124,6 +124,8 @@ def train(c: Config, resume: str = None, device=torch.device("cpu")):
             start_step = json.load(f)["step"]
         c.model.model_path, c.model.init_preset, c.model.init_config = resume, None, None
     model = build_model(c, vocab_size)
+    # Checkpoints name the class (ipt and transformers read it); fully_shard renames it FSDP<class>.
+    model.config.architectures = [type(model).__name__]
     if t.trainable == "ttt":
         for name, p in model.named_parameters():
             p.requires_grad_(".mlp.ttt_" in name)
