@@ -106,3 +106,22 @@ def test_checkpoint_scores_with_ipt(dataset, tmp_path, ipt):
         logits = model(torch.tensor([ids])).logits[0, :-1]
     ours = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:])).item()
     assert abs(ours - json.loads(out.stdout)["mean_nll"]) / ours < 1e-5
+
+
+def test_gradient_checkpointing_and_mixed_precision(dataset, tmp_path):
+    """Recomputing layers in the backward changes nothing; bf16 compute (FSDP2's MixedPrecisionPolicy,
+    float32 masters) follows the float32 curve closely."""
+    def short(**train):
+        cfg = config_for(dataset, 2)
+        cfg["train"] = dict(cfg["train"], max_steps=6, save_steps=0, eval_steps=0, **train)
+        return cfg
+
+    plain = run(short(), tmp_path, 1, "plain")
+    recomputed = run(short(enable_gradient_checkpointing=True), tmp_path, 1, "recomputed")
+    bf16 = run(short(enable_mixed_precision=True), tmp_path, 1, "bf16")
+    a, b, c = (torch.tensor([m["loss"] for m in r]) for r in (plain, recomputed, bf16))
+    assert ((a - b).abs() / a).max() < 1e-6, (a.tolist(), b.tolist())
+    assert ((a - c).abs() / a).max() < 2e-2, (a.tolist(), c.tolist())
+    from safetensors.torch import load_file
+    weights = load_file(tmp_path / "bf16" / "checkpoint-6" / "model.safetensors")
+    assert all(w.dtype == torch.float32 for w in weights.values())
