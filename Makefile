@@ -67,4 +67,4 @@ test-python: build-ipt venv-python
 	IPT=$(CURDIR)/$(BUILD_DIR)/ipt .venv/bin/python -m pytest -q python/tests
 
 clean:
-	rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR) python/build
