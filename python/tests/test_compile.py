@@ -32,3 +32,25 @@ def test_compile_inductor_dynamic_length():
     for L in (9, 17):
         Z, V = torch.randn(1, L, 5), torch.randn(1, L, 3)
         torch.testing.assert_close(f(Z, V, W0), inplace_ttt.ttt(Z, V, W0, chunk_size=4, lr=0.3) * 2)
+
+
+def test_compile_converted_model_fullgraph():
+    """A whole converted transformers model (both target sources) traces in one graph; same logits and
+    gradients as eager."""
+    from inplace_ttt import models
+    from tiny import randomize_ttt, tiny_qwen3
+
+    for target in ("hidden_states", "input_embed"):
+        torch._dynamo.reset()
+        model = tiny_qwen3(dtype=torch.float32)
+        models.convert(model, [0, 1], chunk=8, target=target)
+        randomize_ttt(model)
+        ids = torch.randint(0, 96, (1, 40))
+        loss = lambda: model(ids, use_cache=False).logits.square().mean()  # noqa: E731
+        eager = loss()
+        eager_grads = torch.autograd.grad(eager, list(model.parameters()))
+        compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")()
+        compiled_grads = torch.autograd.grad(compiled, list(model.parameters()))
+        torch.testing.assert_close(compiled, eager)
+        for a, b in zip(compiled_grads, eager_grads):
+            torch.testing.assert_close(a, b)
