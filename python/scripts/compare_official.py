@@ -57,7 +57,7 @@ def compare(official_dir, arch="qwen3", dtype=torch.float64, target="hidden_stat
     base_config._attn_implementation = "eager"
     ours = (Qwen3ForCausalLM if arch == "qwen3" else LlamaForCausalLM)(base_config).to(dtype)
     models.convert(ours, layers=[0, 2], chunk=chunk, lr=0.3, target=target)
-    missing, unexpected = ours.load_state_dict(official.state_dict(), strict=True), None
+    ours.load_state_dict(official.state_dict(), strict=True)  # same names: ttt_conv, ttt_proj
     ids = torch.randint(0, 96, (2, length), generator=torch.Generator().manual_seed(seed + 1))
 
     def run(model):
