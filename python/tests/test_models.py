@@ -126,3 +126,26 @@ def test_cached_decoding_is_refused_not_silently_wrong():
         model.generate(ids, max_new_tokens=2, do_sample=False)
     out = model.generate(ids, max_new_tokens=2, do_sample=False, use_cache=False)
     assert out.shape == (1, 11)
+
+
+@pytest.mark.parametrize("target", ["hidden_states", "input_embed"])
+def test_packed_documents_equal_separate_forwards(target):
+    """position_ids that restart mark packed documents (transformers keeps attention inside them; the
+    TTT layers restart their fast weights and keep the convolution inside them): logits equal the
+    documents run one by one."""
+    model = tiny_qwen3(dtype=torch.float64)
+    models.convert(model, layers=[0, 1], chunk=4, lr=0.3, target=target)
+    randomize_ttt(model)
+    lengths = [7, 1, 12]
+    docs = [torch.randint(0, 96, (1, n)) for n in lengths]
+    ids = torch.cat(docs, 1)
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    with torch.no_grad():
+        packed = model(ids, position_ids=positions, use_cache=False).logits
+        separate = torch.cat([model(d, use_cache=False).logits for d in docs], 1)
+        torch.testing.assert_close(packed, separate, rtol=1e-10, atol=1e-10)
+        # Two packed rows in one batch: each row's documents on their own.
+        two = model(torch.cat([ids, ids]), position_ids=torch.cat([positions, positions]), use_cache=False).logits
+        torch.testing.assert_close(two, torch.cat([separate, separate]), rtol=1e-10, atol=1e-10)
+        unpacked = model(ids, use_cache=False).logits
+        assert (unpacked - separate).abs().max() > 1e-3  # the boundaries matter

@@ -125,3 +125,16 @@ def test_gradient_checkpointing_and_mixed_precision(dataset, tmp_path):
     from safetensors.torch import load_file
     weights = load_file(tmp_path / "bf16" / "checkpoint-6" / "model.safetensors")
     assert all(w.dtype == torch.float32 for w in weights.values())
+
+
+def test_packed_rows_labels_and_positions():
+    import numpy as np
+    from inplace_ttt.train.data import PackedRows
+    rows = PackedRows([np.arange(100, 105), np.arange(200, 203), np.arange(300, 310)], 6, shuffle=False)
+    ids, labels, positions = rows.rows(0, 3)
+    assert ids.tolist() == [[100, 101, 102, 103, 104, 200], [201, 202, 300, 301, 302, 303],
+                            [304, 305, 306, 307, 308, 309]]
+    assert labels.tolist() == [[101, 102, 103, 104, -100, 201], [202, -100, 301, 302, 303, 304],
+                               [305, 306, 307, 308, 309, -100]]
+    assert positions.tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]]
+    assert rows.rows(3, 1)[0].tolist() == [[100, 101, 102, 103, 104, 200]]  # epoch 2, same order unshuffled

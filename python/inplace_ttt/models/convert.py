@@ -18,6 +18,22 @@ def _decoder(model: nn.Module):
     return base
 
 
+def packed_offsets(position_ids, tokens):
+    """Document offsets over the rows laid end to end when position_ids restart inside a row (packed
+    documents, as transformers reads them for attention), else None. Every row starts a document."""
+    if position_ids is None or tokens is None or position_ids.shape[-1] < 2:
+        return None
+    B, L = tokens.shape[:2]
+    restarts = position_ids[..., 1:] != position_ids[..., :-1] + 1
+    if not bool(restarts.any()):
+        return None
+    restarts = restarts.expand(B, L - 1)
+    offsets = []
+    for b in range(B):
+        offsets += [b * L] + [b * L + 1 + int(i) for i in restarts[b].nonzero().flatten()]
+    return offsets + [B * L]
+
+
 def _install_embedding_hooks(base: nn.Module, source: TargetSource):
     """Hands the token embeddings of each forward to the TTT MLPs (ttt_target: input_embed)."""
     if getattr(base, "_ipt_target_source", None) is not None:
@@ -34,6 +50,8 @@ def _install_embedding_hooks(base: nn.Module, source: TargetSource):
                                       "drop the fast weights of the prefix (pass use_cache=False to generate, "
                                       "or decode with `ipt generate`, which streams them)")
         source.embeddings = kwargs.get("inputs_embeds")  # None until embed_tokens runs (input_ids given)
+        tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        source.cu_seqlens = packed_offsets(kwargs.get("position_ids"), tokens)
 
     base.register_forward_pre_hook(from_call, with_kwargs=True)
     base.embed_tokens.register_forward_hook(from_embedding)

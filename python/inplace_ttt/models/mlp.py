@@ -54,11 +54,13 @@ class TTTSettings:
 
 
 class TargetSource:
-    """What the TTT MLPs of one model read when ttt_target is input_embed: the token embeddings of
-    the current forward, set by hooks on the model (convert.py)."""
+    """What the TTT MLPs of one model read from the current forward, set by hooks on the model
+    (convert.py): the token embeddings (ttt_target input_embed) and, for packed rows (position_ids
+    that restart), the document offsets of the rows laid end to end."""
 
     def __init__(self):
         self.embeddings = None
+        self.cu_seqlens = None  # [0, ..., B*L] over the flattened batch, or None: one document per row
 
 
 class TTTMLP(nn.Module):
@@ -100,8 +102,16 @@ class TTTMLP(nn.Module):
             X = X.to(x.dtype)
         conv = self.ttt_conv.weight if self.ttt_conv is not None else None
         proj = self.ttt_proj.weight if self.ttt_proj is not None else None
-        V = build_target(X, conv, proj, chunk_size=s.chunk, kind=s.kind, padding=s.padding)
-        return ttt(Z, V, self.down_proj.weight, chunk_size=s.chunk, lr=s.lr, clip=s.clip, algorithm=s.algorithm)
+        cu = self._source.cu_seqlens
+        if cu is not None:  # packed documents: one row of B*L tokens, fast weights restart per document
+            B, L = x.shape[:2]
+            if cu[-1] != B * L:
+                raise RuntimeError(f"packed rows: document offsets end at {cu[-1]}, the batch holds {B * L} tokens")
+            Z, X = Z.reshape(1, B * L, -1), X.reshape(1, B * L, -1)
+        V = build_target(X, conv, proj, chunk_size=s.chunk, kind=s.kind, padding=s.padding, cu_seqlens=cu)
+        out = ttt(Z, V, self.down_proj.weight, chunk_size=s.chunk, lr=s.lr, clip=s.clip, algorithm=s.algorithm,
+                  cu_seqlens=cu)
+        return out if cu is None else out.reshape(x.shape[0], x.shape[1], -1)
 
     def extra_repr(self):
         s = self.settings

@@ -39,7 +39,7 @@ def read_dataset(path):
 
 class PackedRows:
     """Row r of the stream, deterministically: epochs of (seeded) document order, concatenated and
-    cut into rows; a row holds pieces of several documents (attention sees the whole row)."""
+    cut into rows; a row holds pieces of several documents, told apart by its position_ids."""
 
     def __init__(self, documents, seq_len, seed=0, shuffle=True):
         self.documents, self.seq_len, self.seed, self.shuffle = documents, seq_len, seed, shuffle
@@ -55,16 +55,25 @@ class PackedRows:
             docs = [self.documents[i] for i in order.tolist()]
             ids = np.concatenate(docs)
             labels = np.concatenate([np.append(d[1:], -100) for d in docs])
-            self._epochs = {e: (ids, labels)}  # one epoch in memory at a time
+            starts = np.zeros(len(ids), dtype=bool)
+            starts[np.cumsum([0] + [len(d) for d in docs[:-1]])] = True
+            self._epochs = {e: (ids, labels, starts)}  # one epoch in memory at a time
         return self._epochs[e]
 
     def rows(self, first, count):
-        """input_ids, labels [count, seq_len] for rows first .. first + count - 1."""
-        ids, labels = [], []
+        """input_ids, labels, position_ids [count, seq_len] for rows first .. first + count - 1. Positions
+        restart at every document start and at the row's start (a document cut by the row's end
+        continues in the next row as a new piece), so the model keeps the pieces apart."""
+        ids, labels, positions = [], [], []
         per_epoch = self.epoch_tokens // self.seq_len  # an epoch's last partial row is dropped
         for r in range(first, first + count):
             e, row = divmod(r, per_epoch)
-            epoch_ids, epoch_labels = self._epoch(e)
-            ids.append(epoch_ids[row * self.seq_len:(row + 1) * self.seq_len])
-            labels.append(epoch_labels[row * self.seq_len:(row + 1) * self.seq_len])
-        return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(labels))
+            epoch_ids, epoch_labels, epoch_starts = self._epoch(e)
+            piece = slice(row * self.seq_len, (row + 1) * self.seq_len)
+            ids.append(epoch_ids[piece])
+            labels.append(epoch_labels[piece])
+            starts = epoch_starts[piece].copy()
+            starts[0] = True
+            index = np.arange(self.seq_len)
+            positions.append(index - np.maximum.accumulate(np.where(starts, index, 0)))
+        return tuple(torch.from_numpy(np.stack(x)) for x in (ids, labels, positions))

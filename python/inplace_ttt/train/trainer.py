@@ -152,12 +152,14 @@ def train(c: Config, resume: str = None, device=torch.device("cpu")):
         for group in optimizer.param_groups:
             group["lr"] = lr
         first = step * t.global_batch_size
-        _, all_labels = rows.rows(first, t.global_batch_size)
+        all_labels = rows.rows(first, t.global_batch_size)[1]
         counted = int((all_labels != -100).sum())  # the loss is the mean over the global batch's tokens
         total = torch.zeros((), dtype=torch.float64, device=device)
         for a in range(accumulation):
-            ids, labels = (x.to(device) for x in rows.rows(first + (a * world + rank) * micro, micro))
-            logits = model(input_ids=ids).logits.float()
+            ids, labels, positions = (x.to(device) for x in rows.rows(first + (a * world + rank) * micro, micro))
+            # Restarting position_ids keep documents apart: attention (transformers' packed-sequence
+            # masks, which need use_cache=False) and the TTT layers' fast weights and convolution.
+            logits = model(input_ids=ids, position_ids=positions, use_cache=False).logits.float()
             loss_sum = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
                                                          reduction="sum")
             # FSDP averages gradients over ranks; scaling by the world size makes that the global mean.
@@ -191,14 +193,14 @@ def evaluate(model, val, t, rank, world, device):
     total = torch.zeros(2, dtype=torch.float64, device=device)
     count = t.eval_batches * t.micro_batch_size
     for r in range(rank, count, world):
-        ids, labels = (x.to(device) for x in val.rows(r, 1))
-        logits = model(input_ids=ids).logits.float()
+        ids, labels, positions = (x.to(device) for x in val.rows(r, 1))
+        logits = model(input_ids=ids, position_ids=positions, use_cache=False).logits.float()
         total[0] += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
                                                       reduction="sum").double()
         total[1] += (labels != -100).sum()
     if count % world:  # every rank must run the same number of forwards under FSDP
         for _ in range(world - count % world if rank >= count % world else 0):
-            model(input_ids=val.rows(0, 1)[0].to(device))
+            model(input_ids=val.rows(0, 1)[0].to(device), use_cache=False)
     dist.all_reduce(total)
     model.train()
     return float(total[0] / total[1])
