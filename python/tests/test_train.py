@@ -28,6 +28,13 @@ def dataset(tmp_path_factory):
     return out
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run(config, tmp_path, nproc, name, extra=()):
     cfg = dict(config)
     cfg["train"] = dict(cfg["train"], output_dir=str(tmp_path / name))
@@ -35,9 +42,9 @@ def run(config, tmp_path, nproc, name, extra=()):
     path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1", IPT_DEVICE="cpu")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-           str(29400 + nproc + len(name)), "-m", "inplace_ttt.train", str(path), *extra]
+           str(free_port()), "-m", "inplace_ttt.train", str(path), *extra]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, f"{name}: " + result.stderr[-4000:]
     with open(tmp_path / name / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
 
