@@ -17,7 +17,7 @@ const char* kChatML =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const char* kLlama3 =
-    "{{ '<|begin_of_text|>' }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+    "{{ bos_token if bos_token is defined else '<|begin_of_text|>' }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
     "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
 
@@ -95,7 +95,7 @@ void ChatTemplate::learn_turn_end(const tok::Tokenizer& tokenizer) {
   closed.add_generation_prompt = false;
   std::vector<int32_t> common;
   try {
-    const std::string a = render(exchange, closed), b = render(continued, closed);
+    const std::string a = render_json(exchange, closed), b = render_json(continued, closed);
     const size_t at_a = a.find(mark), at_b = b.find(mark);
     if (at_a != std::string::npos && at_b != std::string::npos) {
       // The tokens both renderings share after the reply (a final eos of the first one is not
@@ -124,7 +124,7 @@ std::string ChatTemplate::bos_text() const {
   return it == special_tokens_.end() ? "" : it->second;
 }
 
-std::string ChatTemplate::render(const nlohmann::ordered_json& messages, const ChatRenderOptions& options) const {
+std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages, const ChatRenderOptions& options) const {
   IPT_CHECK(messages.is_array(), "chat: messages must be a JSON array");
   IPT_CHECK(options.variables.is_object(), "chat: template variables must be a JSON object");
   jinja::Dict vars;
@@ -143,7 +143,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
   for (const auto& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
   ChatRenderOptions options;
   options.add_generation_prompt = add_generation_prompt;
-  return render(list, options);
+  return render_json(list, options);
 }
 
 }  // namespace ipt::infer

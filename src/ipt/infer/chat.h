@@ -46,7 +46,7 @@ class ChatTemplate {
                              const std::string& origin);
 
   // messages: a JSON array of message objects, passed to the template as they are.
-  std::string render(const nlohmann::ordered_json& messages, const ChatRenderOptions& options = {}) const;
+  std::string render_json(const nlohmann::ordered_json& messages, const ChatRenderOptions& options = {}) const;
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
 
   // "template" (the model's own) or the fallback's name ("chatml", "llama3").

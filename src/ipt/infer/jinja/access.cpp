@@ -136,7 +136,7 @@ Value dict_method(const Value& d, const std::string& name, CallArgs& args) {
     check_arguments(args, m, 0, {});
     std::vector<Value> out;
     for (const auto& [k, v] : d.dict().items)
-      out.push_back(name == "items" ? Value(std::vector<Value>{Value(k), v}) : name == "keys" ? Value(k) : v);
+      out.push_back(name == "items" ? Value::tuple({Value(k), v}) : name == "keys" ? Value(k) : v);
     return Value(std::move(out));
   }
   if (name == "get") {

@@ -16,7 +16,7 @@ struct Expr {
   enum class Kind {
     kLiteral,    // value
     kName,       // name
-    kList,       // items
+    kList,       // items (name "tuple": a tuple)
     kDict,       // items: key, value, key, value ...
     kAttribute,  // items[0].name
     kIndex,      // items[0][items[1]]

@@ -201,7 +201,7 @@ class Interpreter {
       case Expr::Kind::kList: {
         std::vector<Value> items;
         for (const auto& item : e.items) items.push_back(eval(*item));
-        return Value(std::move(items));
+        return e.name == "tuple" ? Value::tuple(std::move(items)) : Value(std::move(items));
       }
       case Expr::Kind::kDict: {
         Dict d;

@@ -132,7 +132,7 @@ Value f_items(const Value& v, CallArgs& a) {
   if (v.is_undefined()) return Value(std::vector<Value>{});
   if (!v.is_dict()) template_error(std::string("items: expected a mapping, got ") + v.type_name());
   std::vector<Value> out;
-  for (const auto& [k, item] : v.dict().items) out.emplace_back(std::vector<Value>{Value(k), item});
+  for (const auto& [k, item] : v.dict().items) out.push_back(Value::tuple({Value(k), item}));
   return Value(std::move(out));
 }
 

@@ -1,5 +1,6 @@
 #include "ipt/infer/jinja/lexer.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 
@@ -124,25 +125,30 @@ class Lexer {
   void tag(bool print, size_t open) {
     push(print ? Token::Kind::kPrintOpen : Token::Kind::kBlockOpen, print ? "{{" : "{%", open);
     const char close = print ? '}' : '%';
+    int depth = 0;  // open brackets: `{{ {'a': {}} }}` ends at the last "}}", as Jinja balances them
     for (;;) {
       while (pos_ < s_.size() && is_space(s_[pos_])) ++pos_;
       if (pos_ >= s_.size()) fail(open, std::string("unterminated tag: '") + (print ? "{{" : "{%") + "' has no '" + close + "}'");
       const char c = s_[pos_];
       const char n = pos_ + 1 < s_.size() ? s_[pos_ + 1] : '\0';
       const char n2 = pos_ + 2 < s_.size() ? s_[pos_ + 2] : '\0';
-      if (c == close && n == '}') {
+      if (depth == 0 && c == close && n == '}') {
         push(print ? Token::Kind::kPrintClose : Token::Kind::kBlockClose, "", pos_);
         pos_ += 2;
         after_close(false, !print);
         break;
       }
-      if ((c == '-' || c == '+') && n == close && n2 == '}') {
+      if (depth == 0 && (c == '-' || c == '+') && n == close && n2 == '}') {
         push(print ? Token::Kind::kPrintClose : Token::Kind::kBlockClose, "", pos_);
         pos_ += 3;
         after_close(c == '-', !print && c != '+');
         break;
       }
       expression_token();
+      const Token& last = tokens_.back();
+      if (last.kind == Token::Kind::kOperator && (last.text == "(" || last.text == "[" || last.text == "{")) ++depth;
+      if (last.kind == Token::Kind::kOperator && (last.text == ")" || last.text == "]" || last.text == "}"))
+        depth = std::max(0, depth - 1);
     }
     if (!print && tokens_.size() >= 3 && tokens_[tokens_.size() - 2].kind == Token::Kind::kName &&
         tokens_[tokens_.size() - 2].text == "raw" && tokens_[tokens_.size() - 3].kind == Token::Kind::kBlockOpen)

@@ -213,6 +213,7 @@ class Parser {
     ExprPtr first = expression();
     if (!is_op(",")) return first;
     auto list = make<Expr>(Expr::Kind::kList, at);
+    list->name = "tuple";
     list->items.push_back(std::move(first));
     while (accept_op(",")) list->items.push_back(expression());
     return list;
@@ -403,6 +404,7 @@ class Parser {
         node = subscript(std::move(node), at);
       } else if (accept_op("(")) {
         auto c = make<Expr>(Expr::Kind::kCall, at);
+        c->line = node->line, c->column = node->column;  // errors point at the callee's name
         c->items.push_back(std::move(node));
         call_arguments(*c);
         node = std::move(c);
@@ -462,10 +464,15 @@ class Parser {
       }
       case K::kOperator:
         if (accept_op("(")) {
-          if (accept_op(")")) return make<Expr>(Expr::Kind::kList, at);  // () : an empty tuple
+          if (accept_op(")")) {  // () : an empty tuple
+            auto empty = make<Expr>(Expr::Kind::kList, at);
+            empty->name = "tuple";
+            return empty;
+          }
           ExprPtr first = expression();
           if (accept_op(")")) return first;
           auto tuple = make<Expr>(Expr::Kind::kList, at);
+          tuple->name = "tuple";
           tuple->items.push_back(std::move(first));
           while (accept_op(",")) {
             if (is_op(")")) break;

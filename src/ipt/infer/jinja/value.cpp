@@ -26,6 +26,12 @@ void Dict::set(const std::string& key, Value value) {
 }
 
 Value::Value(std::vector<Value> list) : kind_(Kind::kList), list_(std::make_shared<std::vector<Value>>(std::move(list))) {}
+Value Value::tuple(std::vector<Value> items) {
+  Value v(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
+
 Value::Value(Dict dict) : kind_(Kind::kDict), dict_(std::make_shared<Dict>(std::move(dict))) {}
 
 Value Value::function(std::string name, Function f) {
@@ -87,7 +93,7 @@ bool Value::operator==(const Value& o) const {
     case Kind::kUndefined:
     case Kind::kNone: return true;
     case Kind::kString: return text_ == o.text_;
-    case Kind::kList: return *list_ == *o.list_;
+    case Kind::kList: return tuple_ == o.tuple_ && *list_ == *o.list_;  // Python: (1,) != [1]
     case Kind::kDict: {  // Python compares dicts ignoring order
       if (dict_->items.size() != o.dict_->items.size()) return false;
       for (const auto& [k, v] : dict_->items) {
@@ -181,8 +187,9 @@ std::string to_repr(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kString: return string_repr(v.as_string());
     case Value::Kind::kList: {
-      std::string out = "[";
+      std::string out = v.is_tuple() ? "(" : "[";
       for (size_t i = 0; i < v.list().size(); ++i) out += (i ? ", " : "") + to_repr(v.list()[i]);
+      if (v.is_tuple()) return out + (v.list().size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Value::Kind::kDict: {
