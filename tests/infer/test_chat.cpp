@@ -56,7 +56,7 @@ TEST(Chat, TheModelsTemplateTextIsRenderedWithItsDefaultSystemPrompt) {
 TEST(Chat, TurnEndAndStopTokensComeFromTheTemplate) {
   // Phi-3.5 writes <|end|> after a turn and its eos only at the very end of a closed conversation.
   const auto phi = tokenizer_with({"<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>", "<|system|>"},
-                                  R"({"bos_token": "<s>", "eos_token": "<|endoftext|>"})");
+                                  R"({"eos_token": "<|endoftext|>"})");
   const ChatTemplate chat = ChatTemplate::detect(phi, fixture("phi-3.5-mini-instruct.jinja"), "phi");
   EXPECT_EQ(chat.turn_end(), "<|end|>\n");
   EXPECT_EQ(chat.stop_ids(), (std::vector<int64_t>{4096, 4093}));  // <|end|>, then the eos <|endoftext|>
