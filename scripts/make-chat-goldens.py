@@ -4,7 +4,8 @@
 Each template in tests/fixtures/chat_templates/*.jinja is rendered by transformers'
 render_jinja_template (the function tokenizer.apply_chat_template(..., tokenize=False) calls, with
 its ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, tojson and raise_exception) on
-several conversations; where the real tokenizer is in the repository (Qwen3) the script also checks
+several conversations (goldens.json), and small templates through the same Jinja environment
+(jinja_goldens.json); where the real tokenizer is in the repository (Qwen3) the script also checks
 that apply_chat_template itself gives the same text. The cases, with the expected text or the
 error transformers raised, go to tests/fixtures/chat_templates/goldens.json.
 
@@ -14,7 +15,7 @@ import json
 import pathlib
 
 import transformers
-from transformers.utils.chat_template_utils import render_jinja_template
+from transformers.utils.chat_template_utils import _compile_jinja_template, render_jinja_template
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "chat_templates"
@@ -94,6 +95,46 @@ WITH_TOOLS = {"qwen2.5-7b-instruct", "qwen3", "llama-3.2-3b-instruct", "mistral-
 FIXED = {"llama-3.2-3b-instruct": {"date_string": "26 Jul 2024"}}
 
 
+# Small templates run through transformers' Jinja environment itself: expressions, filters, tests,
+# whitespace control and scoping with Python's semantics (test_jinja_goldens in test_chat_goldens.cpp).
+EXPRESSION_VARS = {"m": {"role": "user", "content": "Hé <b>", "n": None, "l": [3, 1, 2], "f": 2.5}, "xs": ["b", "a", "c"], "s": "  Hello World  ", "n": 7, "e": [], "d": {"z": 1, "a": {"k": [1, {"q": None}]}}}
+EXPRESSIONS = [
+ "{{ undefined_name.attr }}", "{{ 1 + 'a' }}", "{{ [1].append(2) }}", "{% if %}", "{{ raise_exception('no') }}",
+ "{{ m }}", "{{ m | tojson }}", "{{ d | tojson(indent=4) }}", "{{ d | tojson(indent=0) }}", "{{ m.l | sort(reverse=true) }}",
+ "{{ xs | sort | join('-') }}", "{{ xs | join }}", "{{ s.strip().lower().split(' ') }}", "{{ s | trim | length }}",
+ "{{ s | title }}", "{{ s.title() }}", "{{ 'hello-world foo_bar' | title }}", "{{ 'hello-world foo_bar'.title() }}", "{{ 'aBc'.capitalize() }}",
+ "{{ n / 2 }}", "{{ n // 2 }}", "{{ n % 4 }}", "{{ n * 1.5 }}", "{{ 10 / 4 }}", "{{ 1e20 }}", "{{ 0.1 + 0.2 }}", "{{ 1/3 }}", "{{ -0.0 }}", "{{ 123456789.0 * 1000000000 }}",
+ "{{ 2 ** -1 }}", "{{ 7 - 10 }}", "{{ n > 3 and n < 10 }}", "{{ xs[0] ~ xs[-1] }}", "{{ xs[5] }}", "{{ xs[1:] }}", "{{ xs[:-1] }}", "{{ xs[::-2] }}",
+ "{{ s[2:7] }}", "{{ s[-5:] }}", "{{ m.content[1] }}", "{{ m['content'][:2] }}", "{{ m.n is none }}", "{{ m.missing is defined }}",
+ "{{ m.items() | list }}", "{{ m | list }}", "{{ m.keys() | list | length }}", "{{ d.a.k[1].q }}", "{{ d['a']['k'] }}",
+ "{% for k, v in d | items %}{{ k }}{% endfor %}", "{% for x in m.l | sort %}{{ loop.index }}{{ x }}{% endfor %}",
+ "{{ e | first }}|{{ e | length }}|{{ e | join(',') }}", "{{ xs | map('upper') | list }}", "{{ [m, m] | map(attribute='role') | list }}",
+ "{{ [m] | selectattr('n', 'none') | list | length }}", "{{ [1,2,3,4] | select('odd') | list }}", "{{ [1,2,3,4] | reject('even') | list }}",
+ "{{ 'x' if e else 'y' }}", "{{ e or 'empty' }}", "{{ none ~ 1 }}", "{{ true + 1 }}", "{{ [1, [2, (3, 4)]] }}", "{{ (1,) }}", "{{ {'a': (1, 2)} | tojson }}",
+ "{{ 'a\\tb\\\\c\"d\\'' }}", "{{ ['a\\tb\\\\c\"d\\''] }}", "{{ 'é' | tojson }}", "{{ '\\u0001' | tojson }}", "{{ '🙂' | tojson(ensure_ascii=true) }}",
+ "{{ 1.0 | int }}{{ '3.7' | float }}{{ 'x' | int }}", "{{ [3, 1] | max }}{{ [3, 1] | min }}", "{{ 'abc' | reverse }}", "{{ 'a b' | replace(' ', '_') }}",
+ "{{ 'Hello' is upper }}{{ 'HI' is upper }}", "{{ 3 is integer }}{{ 3.0 is float }}{{ true is boolean }}{{ 3 is number }}",
+ "{{ m.content.startswith('H') }}{{ m.content.endswith('>') }}", "{{ 'a,b,,c'.split(',') }}", "{{ '  x  '.lstrip() }}|", "{{ 'xxhixx'.rstrip('x') }}",
+ "{{ 'a' < 'b' < 'c' }}", "{{ 1 == 1 == 1 }}", "{{ 'ab' in xs }}", "{{ 'Hé' in m.content }}",
+ "{% set ns = namespace(found=false) %}{% for x in xs %}{% if x == 'a' %}{% set ns.found = true %}{% endif %}{% endfor %}{{ ns.found }}",
+ "{% macro f(a, b=2) %}{{ a + b }}{% endmacro %}{{ f(1) }}{{ f(1, b=5) }}{{ f(b=1, a=3) }}",
+ "{%- for x in xs -%}\n  {{ x }}\n{%- endfor -%}", "{% for x in xs %}\n{{ x }}\n{% endfor %}", "  {% for x in xs %}\n  {{ x }}\n  {% endfor %}\n",
+ "{{ m.content | e }}", "{{ 'a\\nb\\n\\nc' | indent(2, true) }}", "{{ 'a\\nb\\n\\nc' | indent(2, blank=true) }}",
+ "{{ xs | unique | list }}", "{{ [1, 2, 3] | sum(start=10) }}",
+]
+
+
+def expression_goldens():
+    out = []
+    for source in EXPRESSIONS:
+        try:
+            out.append({"template": source, "expected": _compile_jinja_template(source).render(**EXPRESSION_VARS)})
+        except Exception as e:
+            out.append({"template": source, "error": f"{type(e).__name__}: {e}"})
+    return {"generator": "scripts/make-chat-goldens.py", "transformers": transformers.__version__,
+            "variables": EXPRESSION_VARS, "cases": out}
+
+
 def render(template, special, messages, add_generation_prompt, tools, extra):
     kwargs = {**special, **FIXED.get(template.stem, {}), **extra}
     try:
@@ -119,6 +160,10 @@ def main():
     out.write_text(json.dumps({"generator": "scripts/make-chat-goldens.py", "transformers": transformers.__version__,
                                "cases": cases}, indent=1, ensure_ascii=False) + "\n")
     print(f"{len(cases)} cases -> {out.relative_to(ROOT)}")
+    expressions = expression_goldens()
+    out = FIXTURES / "jinja_goldens.json"
+    out.write_text(json.dumps(expressions, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(expressions['cases'])} cases -> {out.relative_to(ROOT)}")
 
 
 def check_against_tokenizer(cases):

@@ -12,6 +12,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/infer/chat.h"
+#include "ipt/infer/jinja/template.h"
 #include "ipt/io/gguf.h"
 
 using namespace ipt;
@@ -90,6 +91,29 @@ TEST(ChatGoldens, CoverToolsThinkingAndTheSmolLMDefaultSystemPrompt) {
   EXPECT_TRUE(thinking_on);
   EXPECT_TRUE(thinking_off);
   EXPECT_TRUE(smol_default);
+}
+
+// Small templates (expressions, filters, tests, whitespace control, scoping) against transformers'
+// Jinja environment itself: the same text, or an error where it raised one.
+TEST(ChatGoldens, SmallTemplatesMatchTransformersJinjaEnvironment) {
+  const ojson g = ojson::parse(slurp(kDir / "jinja_goldens.json"));
+  const infer::jinja::Value vars = infer::jinja::Value::from_json(g["variables"]);
+  int errors = 0;
+  for (const auto& c : g["cases"]) {
+    const std::string source = c["template"].get<std::string>();
+    if (c.contains("expected")) {
+      try {
+        EXPECT_EQ(infer::jinja::Template(source, "t").render(vars.dict()), c["expected"].get<std::string>()) << source;
+      } catch (const Error& e) {
+        ADD_FAILURE() << source << ": " << e.what();
+      }
+    } else {
+      EXPECT_THROW(infer::jinja::Template(source, "t").render(vars.dict()), Error) << source << " (transformers: " << c["error"] << ")";
+      ++errors;
+    }
+  }
+  EXPECT_GE(g["cases"].size(), 90u);
+  EXPECT_GE(errors, 5);
 }
 
 // The SmolLM2 GGUF carries the template the fixture holds (so the goldens are that model's).

@@ -86,6 +86,7 @@ TEST(Jinja, ExpressionsWithPythonSemantics) {
   EXPECT_EQ(render("{{ 'a' ~ 1 ~ none }} {{ 'ab' * 2 }} {{ [1] + [2] }}"), "a1None abab [1, 2]");
   EXPECT_EQ(render("{{ 'b' in 'abc' }} {{ 2 not in [1, 2] }} {{ 'k' in {'k': 1} }} {{ 1 == 1.0 }} {{ 'a' < 'b' }}"),
             "True False True True True");
+  EXPECT_EQ(render("{{ 1 < 2 < 3 }} {{ 1 < 3 < 2 }} {{ 'a' < 'b' < 'c' }} {{ 1 == 1 == 1 }}"), "True False True True");
   EXPECT_EQ(render("{{ 'yes' if 1 > 2 else 'no' }}|{{ 'x' if false }}|{{ none or 'fallback' }}|{{ 0 and 1 }}"), "no||fallback|0");
   EXPECT_EQ(render("{{ not true }} {{ not 1 == 2 }} {{ -(3) }}"), "False True -3");
   const char* vars = R"({"m": {"role": "user", "content": "Hi"}, "xs": [1, 2, 3, 4]})";

@@ -25,7 +25,8 @@ struct Expr {
     kFilter,     // items[0] | name(items[1..], keyword)
     kTest,       // items[0] is [not] name(items[1..]); negate
     kUnary,      // name: "-", "+", "not"; items[0]
-    kBinary,     // name: the operator ("+", "and", "in", "not in", "~", ...); items[0], items[1]
+    kBinary,     // name: the operator ("+", "and", "or", "~", ...); items[0], items[1]
+    kCompare,    // items[0] operators[0] items[1] operators[1] items[2] ... (Python's chained comparisons)
     kConditional // items[0] if items[1] else items[2] (null: undefined)
   };
   Kind kind;
@@ -35,6 +36,7 @@ struct Expr {
   bool negate = false;
   std::vector<ExprPtr> items;
   std::vector<std::pair<std::string, ExprPtr>> keyword;
+  std::vector<std::string> operators;  // kCompare: "==", "<", "in", "not in", ...
 };
 
 struct Stmt;

@@ -254,6 +254,15 @@ class Interpreter {
         if (e.name == "or") return a.truthy() ? a : eval(*e.items[1]);
         return binary_operator(e.name, a, eval(*e.items[1]));
       }
+      case Expr::Kind::kCompare: {  // a < b < c is a < b and b < c, b evaluated once
+        Value left = eval(*e.items[0]);
+        for (size_t i = 0; i < e.operators.size(); ++i) {
+          Value right = eval(*e.items[i + 1]);
+          if (!binary_operator(e.operators[i], left, right).truthy()) return Value(false);
+          left = std::move(right);
+        }
+        return Value(true);
+      }
       case Expr::Kind::kConditional:
         if (eval(*e.items[1]).truthy()) return eval(*e.items[0]);
         return e.items[2] ? eval(*e.items[2]) : Value::undefined("conditional without else");

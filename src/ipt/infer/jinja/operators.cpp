@@ -25,7 +25,8 @@ Value repeat(const Value& seq, int64_t times) {
 }
 
 bool less(const Value& a, const Value& b, const std::string& op) {
-  if (a.is_number() && b.is_number()) return a.as_double() < b.as_double() || (a.is_int() && b.is_int() && a.as_int() < b.as_int());
+  if (a.is_int() && b.is_int()) return a.as_int() < b.as_int();
+  if (a.is_number() && b.is_number()) return a.as_double() < b.as_double();
   if (a.is_string() && b.is_string()) return a.as_string() < b.as_string();  // UTF-8 orders as code points
   if (a.is_list() && b.is_list()) {
     const auto &x = a.list(), &y = b.list();

@@ -272,7 +272,9 @@ class Parser {
   }
 
   ExprPtr comparison() {
-    ExprPtr left = sum();
+    const Token& start = peek();
+    ExprPtr first = sum();
+    ExprPtr chain;
     for (;;) {
       const Token& at = peek();
       std::string op;
@@ -281,8 +283,13 @@ class Parser {
         op = next().text;
       else if (is_name("in")) next(), op = "in";
       else if (is_name("not") && is_name("in", 1)) next(), next(), op = "not in";
-      else return left;
-      left = binary(at, op, std::move(left), sum());
+      else return chain ? std::move(chain) : std::move(first);
+      if (!chain) {
+        chain = make<Expr>(Expr::Kind::kCompare, start);
+        chain->items.push_back(std::move(first));
+      }
+      chain->operators.push_back(op);
+      chain->items.push_back(sum());
     }
   }
 
