@@ -28,6 +28,7 @@ MODELS = {
     "llama-3.2-3b-instruct": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
     "mistral-nemo-instruct-2407": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
     "phi-3.5-mini-instruct": {"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>"},
+    "functionary-medium-v3.1": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
     "deepseek-r1-distill-qwen-32b": {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>", "pad_token": "<｜end▁of▁sentence｜>"},
 }
 
@@ -90,7 +91,7 @@ EXTRA = {
         ("think_in_history", [USER, {"role": "assistant", "content": "<think>hmm</think>Paris."}, USER2], True, None, {}),
     ],
 }
-WITH_TOOLS = {"qwen2.5-7b-instruct", "qwen3", "llama-3.2-3b-instruct", "mistral-nemo-instruct-2407"}
+WITH_TOOLS = {"qwen2.5-7b-instruct", "qwen3", "llama-3.2-3b-instruct", "mistral-nemo-instruct-2407", "functionary-medium-v3.1"}
 # The Llama 3.2 template writes today's date unless given one: fix it for reproducible goldens.
 FIXED = {"llama-3.2-3b-instruct": {"date_string": "26 Jul 2024"}}
 
@@ -99,6 +100,8 @@ FIXED = {"llama-3.2-3b-instruct": {"date_string": "26 Jul 2024"}}
 # whitespace control and scoping with Python's semantics (test_jinja_goldens in test_chat_goldens.cpp).
 EXPRESSION_VARS = {"m": {"role": "user", "content": "Hé <b>", "n": None, "l": [3, 1, 2], "f": 2.5}, "xs": ["b", "a", "c"], "s": "  Hello World  ", "n": 7, "e": [], "d": {"z": 1, "a": {"k": [1, {"q": None}]}}}
 EXPRESSIONS = [
+ "{{ 'a<'|safe + '<b' }}", "{{ '<x' + '>'|safe }}", "{{ '<' | e }}{{ '<' | e | e }}", "{{ none | selectattr('x') | list }}",
+ "{{ none | map(attribute='x') | list }}", "{{ '' | reject('none') | list }}",
  "{{ undefined_name.attr }}", "{{ 1 + 'a' }}", "{{ [1].append(2) }}", "{% if %}", "{{ raise_exception('no') }}",
  "{{ m }}", "{{ m | tojson }}", "{{ d | tojson(indent=4) }}", "{{ d | tojson(indent=0) }}", "{{ m.l | sort(reverse=true) }}",
  "{{ xs | sort | join('-') }}", "{{ xs | join }}", "{{ s.strip().lower().split(' ') }}", "{{ s | trim | length }}",
@@ -141,8 +144,8 @@ def render(template, special, messages, add_generation_prompt, tools, extra):
         text, _ = render_jinja_template(conversations=[messages], tools=tools, chat_template=template.read_text(),
                                         add_generation_prompt=add_generation_prompt, **kwargs)
         return {"expected": text[0]}, kwargs
-    except Exception as e:  # the template refused the conversation (raise_exception)
-        return {"error": str(e)}, kwargs
+    except Exception as e:  # TemplateError: the template refused the conversation (raise_exception)
+        return {"error": str(e), "error_type": type(e).__name__}, kwargs
 
 
 def main():

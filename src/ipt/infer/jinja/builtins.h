@@ -33,6 +33,9 @@ bool has_test(const std::string& name);
 
 Dict global_functions();
 
+// HTML escaping as markupsafe.escape does it (& < > " ').
+std::string html_escape(const std::string& s);
+
 // Iterating: a list's items, a dict's keys, a string's characters; undefined iterates as empty.
 std::vector<Value> iterate(const Value& v);
 

@@ -10,6 +10,21 @@
 
 namespace ipt::infer::jinja {
 
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 using Filter = Value (*)(const Value&, CallArgs&);
@@ -144,7 +159,7 @@ Value select(const Value& v, CallArgs& a, bool by_attribute, bool keep) {
   const Value* test = argument(a, first, "");
   CallArgs test_args;
   for (size_t i = first + 1; i < a.positional.size(); ++i) test_args.positional.push_back(a.positional[i]);
-  for (const auto& item : iterate(v)) {
+  for (const auto& item : v.truthy() ? iterate(v) : std::vector<Value>{}) {  // Jinja skips a falsy input
     const Value subject = attribute ? attribute_of(item, *attribute) : item;
     CallArgs args = test_args;
     const bool passed = test ? apply_test(to_str(*test), subject, args) : subject.truthy();
@@ -161,7 +176,7 @@ Value f_map(const Value& v, CallArgs& a) {
   std::vector<Value> out;
   if (const Value* attribute = keyword(a, "attribute")) {
     const Value* fallback = keyword(a, "default");
-    for (const auto& item : iterate(v)) {
+    for (const auto& item : v.truthy() ? iterate(v) : std::vector<Value>{}) {  // Jinja skips a falsy input
       Value x = attribute_of(item, *attribute);
       out.push_back(x.is_undefined() && fallback ? *fallback : x);
     }
@@ -171,7 +186,7 @@ Value f_map(const Value& v, CallArgs& a) {
   CallArgs rest;
   rest.positional.assign(a.positional.begin() + 1, a.positional.end());
   rest.keyword = a.keyword;
-  for (const auto& item : iterate(v)) {
+  for (const auto& item : v.truthy() ? iterate(v) : std::vector<Value>{}) {
     CallArgs args = rest;
     out.push_back(apply_filter(to_str(filter), item, args));
   }
@@ -261,22 +276,14 @@ Value f_indent(const Value& v, CallArgs& a) {
   return Value(out);
 }
 
-Value f_safe(const Value& v, CallArgs& a) { check_arguments(a, "safe", 0, {}); return v; }
+Value f_safe(const Value& v, CallArgs& a) {
+  check_arguments(a, "safe", 0, {});
+  return Value::markup(to_str(v));
+}
 
 Value f_escape(const Value& v, CallArgs& a) {
   check_arguments(a, "escape", 0, {});
-  std::string out;
-  for (char c : to_str(v)) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return Value(out);
+  return Value::markup(v.is_markup() ? v.as_string() : html_escape(to_str(v)));
 }
 
 Value f_min_max(const Value& v, CallArgs& a, bool maximum) {

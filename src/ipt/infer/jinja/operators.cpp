@@ -82,7 +82,13 @@ Value binary_operator(const std::string& op, const Value& a, const Value& b) {
   if (op == "+") {
     if (ints) return Value(a.as_int() + b.as_int());
     if (numbers) return Value(a.as_double() + b.as_double());
-    if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
+    if (a.is_string() && b.is_string()) {
+      // markupsafe: Markup + str escapes the str (templates that mark literals |safe rely on it).
+      if (a.is_markup() || b.is_markup())
+        return Value::markup((a.is_markup() ? a.as_string() : html_escape(a.as_string())) +
+                             (b.is_markup() ? b.as_string() : html_escape(b.as_string())));
+      return Value(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list()) {
       std::vector<Value> out = a.list();
       out.insert(out.end(), b.list().begin(), b.list().end());

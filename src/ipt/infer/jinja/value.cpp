@@ -32,6 +32,12 @@ Value Value::tuple(std::vector<Value> items) {
   return v;
 }
 
+Value Value::markup(std::string s) {
+  Value v(std::move(s));
+  v.tuple_ = true;
+  return v;
+}
+
 Value::Value(Dict dict) : kind_(Kind::kDict), dict_(std::make_shared<Dict>(std::move(dict))) {}
 
 Value Value::function(std::string name, Function f) {

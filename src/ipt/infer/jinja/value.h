@@ -46,6 +46,7 @@ class Value {
   Value(const char* s) : Value(std::string(s)) {}
   Value(std::vector<Value> list);
   static Value tuple(std::vector<Value> items);  // a list that prints as Python's tuple
+  static Value markup(std::string s);            // a str marked safe (`|safe`): `+` escapes the other side
   Value(Dict dict);
   static Value function(std::string name, Function f);
   static Value from_json(const nlohmann::ordered_json& j);
@@ -61,6 +62,7 @@ class Value {
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_function() const { return kind_ == Kind::kFunction; }
   bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
+  bool is_markup() const { return kind_ == Kind::kString && tuple_; }
 
   int64_t as_int() const { return int_; }
   double as_double() const { return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_); }
@@ -78,7 +80,7 @@ class Value {
  private:
   explicit Value(Kind kind) : kind_(kind) {}
   Kind kind_ = Kind::kUndefined;
-  bool tuple_ = false;
+  bool tuple_ = false;  // a list: a tuple; a string: Markup
   int64_t int_ = 0;
   double float_ = 0;
   std::string text_;
