@@ -172,4 +172,6 @@ TEST(Jinja, MalformedTemplatesAreErrorsWithLineAndColumn) {
   expect_error("{{ undefined_thing.attr }}", "t:1:", "'undefined_thing' is undefined");
   expect_error("{{ [1].append(2) }}", "t:1:", "not allowed");
   expect_error("{% set x = 1 %}{% set x.a = 2 %}", "t:1:19:", "only namespace() objects");
+  expect_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "t:1:", "nested deeper than");
+  expect_error("{{ 'ab' * 100000000000 }}", "t:1:", "repetition");
 }

@@ -158,16 +158,21 @@ class Interpreter {
       for (const auto& [key, v] : args.keyword)
         if (std::none_of(macro->params.begin(), macro->params.end(), [&](const auto& p) { return p.first == key; }))
           template_error("macro '" + macro->text + "' has no parameter '" + key + "'");
+      if (macro_depth_ >= kMaxMacroDepth)
+        template_error("macro calls nested deeper than " + std::to_string(kMaxMacroDepth) + " (endless recursion?)");
       Frames saved = std::move(frames_);
       frames_ = closure;
       frames_.push_back(frame);
+      ++macro_depth_;
       std::string text;
       try {
         text = capture(macro->body);
       } catch (...) {
+        --macro_depth_;
         frames_ = std::move(saved);
         throw;
       }
+      --macro_depth_;
       frames_ = std::move(saved);
       return Value(text);
     }));
@@ -270,9 +275,12 @@ class Interpreter {
     return {};
   }
 
+  static constexpr int kMaxMacroDepth = 200;  // a template's recursion must not exhaust the stack
+
   const std::string& origin_;
   Frames frames_;
   std::string* out_ = nullptr;
+  int macro_depth_ = 0;
 };
 
 }  // namespace

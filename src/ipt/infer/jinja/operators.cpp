@@ -14,6 +14,9 @@ namespace {
 }
 
 Value repeat(const Value& seq, int64_t times) {
+  const size_t size = seq.is_string() ? seq.as_string().size() : seq.list().size();
+  if (times > 0 && size > 0 && static_cast<uint64_t>(times) > (64ull << 20) / size)
+    template_error("sequence repetition over 64 Mi items");
   if (seq.is_string()) {
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += seq.as_string();
