@@ -54,16 +54,21 @@ struct TttCase {
   std::vector<int64_t> cu;
   int64_t chunk;
   double clip;
+  double decay = 1.0;
 };
 
 TEST(ContextParallel, TttOperatorEqualsOneProcessWithGradients) {
   const std::vector<TttCase> cases = {{"one_doc", 2, 29, {}, 4, 0.0},
                                       {"one_doc_clip", 1, 31, {}, 3, 0.05},
                                       {"packed", 1, 41, {0, 1, 13, 30, 41}, 4, 0.0},
-                                      {"packed_clip", 1, 41, {0, 17, 41}, 5, 0.05}};
+                                      {"packed_clip", 1, 41, {0, 17, 41}, 5, 0.05},
+                                      // The carry crosses ranks decayed by decay^chunks per rank.
+                                      {"one_doc_decay", 2, 29, {}, 4, 0.0, 0.7},
+                                      {"one_doc_decay_clip", 1, 40, {}, 2, 0.05, 0.8},
+                                      {"packed_decay", 1, 41, {0, 1, 13, 30, 41}, 4, 0.0, 0.5}};
   const int64_t d = 6, h = 10;
   for (const TttCase& c : cases)
-    for (int ranks : {1, 2, 3}) {
+    for (int ranks : {1, 2, 3, 4}) {
       torch::manual_seed(ranks);
       torch::Tensor Z = torch::randn({c.B, c.L, h}, f64()), V = torch::randn({c.B, c.L, d}, f64()),
                     W0 = torch::randn({d, h}, f64()), up = torch::randn({c.B, c.L, d}, f64());
@@ -71,6 +76,7 @@ TEST(ContextParallel, TttOperatorEqualsOneProcessWithGradients) {
       o.chunk_size = c.chunk;
       o.lr = 0.1;
       o.clip = c.clip;
+      o.decay = c.decay;
       o.cu_seqlens = c.cu;
       o.algorithm = ttt::Algorithm::kReference;
       torch::Tensor Zr = Z.clone().requires_grad_(), Vr = V.clone().requires_grad_(), Wr = W0.clone().requires_grad_();

@@ -1,7 +1,8 @@
 // The HTTP server on loopback with a real client (httplib::Client): completions and chat equal a
 // direct Session, streaming equals non-streaming, parallel equals sequential, sessions continue
-// (also after eviction to disk) and stay isolated, every bad request gets its 4xx, and `ipt serve`
-// stops cleanly on SIGTERM.
+// (also after eviction to disk) and stay isolated, every bad request gets its 4xx, `ipt serve`
+// stops cleanly on SIGTERM, and the OpenAI fields (logprobs, stream_options, stop) are honoured
+// or refused by name.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -181,7 +182,6 @@ TEST(Server, ChatMatchesTheTemplateAndStreams) {
   EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
   const tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
   const auto chat = infer::ChatTemplate::detect(tokenizer, model_dir());
-  EXPECT_EQ(chat.format(), infer::ChatFormat::kChatML);
   infer::Session s(shared_model());
   EXPECT_EQ(body["choices"][0]["message"]["content"],
             direct(s, encode(chat.render({{"system", "Be brief."}, {"user", "Hello"}})), 10, chat.stop_ids()));
@@ -318,7 +318,8 @@ TEST(Server, BadRequestsGetOpenAiErrors) {
       {"/v1/completions", R"({"prompt": "a", "max_tokens": 9223372036854775807})", "max_tokens", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "a"}], "max_completion_tokens": 1000000000})",
        "max_completion_tokens", 400},
-      {"/v1/chat/completions", R"({"prompt": "a"})", "messages", 400},
+      {"/v1/chat/completions", R"({"prompt": "a"})", "prompt", 400},  // a completions field: not accepted here
+      {"/v1/chat/completions", R"({"max_tokens": 3})", "messages", 400},
       {"/v1/chat/completions", R"({"messages": []})", "messages", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "a"}]})", "messages", 400},
       {"/v1/chat/completions", R"({"messages": [{"content": "a"}]})", "messages", 400},
@@ -537,4 +538,207 @@ TEST(Server, RunningRequestsReserveTheirGrowthInTheBudget) {
   auto [large, large_body] = r.post("/v1/completions", greedy({{"prompt", "Hi"}, {"max_tokens", 80}}));
   ASSERT_EQ(large, 200) << large_body;
   EXPECT_EQ(use(id), 404) << "the long request's reservation should have evicted the idle session";
+}
+
+// ---- OpenAI fields: honoured (logprobs, stream_options.include_usage, stop) or refused by name ----
+
+namespace {
+
+const json kHello = json::array({{{"role", "user"}, {"content", "Hello there"}}});
+
+// The log-softmax of the model's logits after `prompt` (what the first logprob must equal).
+torch::Tensor first_logprobs(const std::vector<int64_t>& prompt) {
+  infer::Session s(shared_model());
+  return torch::log_softmax(s.append(prompt).to(torch::kFloat), 0);
+}
+
+}  // namespace
+
+TEST(Server, ChatLogprobsAreTheModelsLogSoftmaxAndStreamTheSame) {
+  Running r;
+  auto [status, body] = r.post("/v1/chat/completions", greedy({{"messages", kHello}, {"max_tokens", 6},
+                                                                {"logprobs", true}, {"top_logprobs", 3}}));
+  ASSERT_EQ(status, 200) << body;
+  const json& content = body["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), body["usage"]["completion_tokens"].get<size_t>());
+  std::string text;
+  for (const auto& t : content) {
+    ASSERT_EQ(t["top_logprobs"].size(), 3u);
+    // Greedy: the chosen token is the likeliest, and the alternatives come likeliest first.
+    EXPECT_EQ(t["top_logprobs"][0]["token"], t["token"]);
+    EXPECT_DOUBLE_EQ(t["top_logprobs"][0]["logprob"].get<double>(), t["logprob"].get<double>());
+    EXPECT_GE(t["top_logprobs"][0]["logprob"].get<double>(), t["top_logprobs"][1]["logprob"].get<double>());
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    std::string bytes;
+    for (const auto& b : t["bytes"]) bytes += static_cast<char>(b.get<int>());
+    EXPECT_EQ(bytes, t["token"].get<std::string>());
+    text += bytes;
+  }
+  EXPECT_EQ(text, body["choices"][0]["message"]["content"]);
+  // The first token's logprob is the model's own distribution after the rendered prompt.
+  const tok::Tokenizer tokenizer = tok::Tokenizer::load(model_dir());
+  const auto chat = infer::ChatTemplate::detect(tokenizer, model_dir());
+  const torch::Tensor logp = first_logprobs(encode(chat.render({{"user", "Hello there"}})));
+  const int32_t best = static_cast<int32_t>(logp.argmax().item<int64_t>());  // greedy picks it
+  EXPECT_EQ(content[0]["token"], tokenizer.decode_bytes({best}));
+  EXPECT_NEAR(content[0]["logprob"].get<double>(), logp[best].item<double>(), 1e-4);
+  const double second = std::get<0>(logp.topk(2))[1].item<double>();
+  EXPECT_NEAR(content[0]["top_logprobs"][1]["logprob"].get<double>(), second, 1e-4);
+
+  // Streaming: the same tokens and numbers, spread over the chunks that carry their text.
+  auto res = r.client().Post("/v1/chat/completions",
+                             greedy({{"messages", kHello}, {"max_tokens", 6}, {"logprobs", true}, {"top_logprobs", 3},
+                                     {"stream", true}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  json streamed = json::array();
+  for (const auto& c : events(res->body)) {
+    const json& lp = c["choices"][0]["logprobs"];
+    if (lp.is_null()) continue;
+    for (const auto& t : lp["content"]) streamed.push_back(t);
+  }
+  EXPECT_EQ(streamed, content);
+  // Without logprobs the field is null, as OpenAI sends it.
+  auto [plain_status, plain] = r.post("/v1/chat/completions", greedy({{"messages", kHello}, {"max_tokens", 2}}));
+  EXPECT_TRUE(plain["choices"][0]["logprobs"].is_null());
+}
+
+TEST(Server, CompletionLogprobsInTheLegacyShape) {
+  Running r;
+  const json request = greedy({{"prompt", "The state of the union"}, {"max_tokens", 8}, {"logprobs", 2}});
+  auto [status, body] = r.post("/v1/completions", request);
+  ASSERT_EQ(status, 200) << body;
+  const json& lp = body["choices"][0]["logprobs"];
+  const size_t n = body["usage"]["completion_tokens"].get<size_t>();
+  ASSERT_EQ(lp["tokens"].size(), n);
+  ASSERT_EQ(lp["token_logprobs"].size(), n);
+  ASSERT_EQ(lp["top_logprobs"].size(), n);
+  ASSERT_EQ(lp["text_offset"].size(), n);
+  std::string text;
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(lp["text_offset"][i].get<size_t>(), text.size());  // ASCII here: characters = bytes
+    text += lp["tokens"][i].get<std::string>();
+    EXPECT_LE(lp["top_logprobs"][i].size(), 2u);
+    EXPECT_TRUE(lp["top_logprobs"][i].contains(lp["tokens"][i].get<std::string>()));  // greedy: the best is it
+  }
+  EXPECT_EQ(text, body["choices"][0]["text"]);
+  EXPECT_NEAR(lp["token_logprobs"][0].get<double>(), first_logprobs(encode("The state of the union")).max().item<double>(), 1e-4);
+
+  json stream_request = request;
+  stream_request["stream"] = true;
+  auto res = r.client().Post("/v1/completions", stream_request.dump(), "application/json");
+  ASSERT_TRUE(res);
+  json tokens = json::array(), logprobs = json::array();
+  for (const auto& c : events(res->body)) {
+    const json& part = c["choices"][0]["logprobs"];
+    if (part.is_null()) continue;
+    for (const auto& t : part["tokens"]) tokens.push_back(t);
+    for (const auto& v : part["token_logprobs"]) logprobs.push_back(v);
+  }
+  EXPECT_EQ(tokens, lp["tokens"]);
+  EXPECT_EQ(logprobs, lp["token_logprobs"]);
+}
+
+TEST(Server, StopStringsTrimTheTextAndItsLogprobs) {
+  Running r;
+  auto [s0, full] = r.post("/v1/completions", greedy({{"prompt", "The state of the union"}, {"max_tokens", 12}, {"logprobs", 0}}));
+  ASSERT_EQ(s0, 200);
+  const std::string text = full["choices"][0]["text"];
+  ASSERT_GE(text.size(), 6u);
+  const std::string stop = text.substr(3, 3);
+  const std::string kept = text.substr(0, text.find(stop));
+  // The tokens kept are those whose text starts before the stop string (one may run into it).
+  json expected_tokens = json::array();
+  const json& lp = full["choices"][0]["logprobs"];
+  for (size_t i = 0; i < lp["tokens"].size(); ++i)
+    if (lp["text_offset"][i].get<size_t>() < kept.size()) expected_tokens.push_back(lp["tokens"][i]);
+  ASSERT_LT(expected_tokens.size(), lp["tokens"].size());
+  for (bool stream : {false, true}) {
+    const json request = greedy({{"prompt", "The state of the union"}, {"max_tokens", 12}, {"stop", json::array({"zzzz", stop})},
+                                 {"logprobs", 0}, {"stream", stream}});
+    auto res = r.client().Post("/v1/completions", request.dump(), "application/json");
+    ASSERT_TRUE(res);
+    std::string got, finish;
+    json tokens = json::array();
+    auto take = [&](const json& choice) {
+      got += choice["text"].get<std::string>();
+      if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
+      if (!choice["logprobs"].is_null())
+        for (const auto& t : choice["logprobs"]["tokens"]) tokens.push_back(t);
+    };
+    if (stream) {
+      for (const auto& c : events(res->body)) take(c["choices"][0]);
+    } else {
+      take(json::parse(res->body)["choices"][0]);
+    }
+    EXPECT_EQ(got, kept) << stream;
+    EXPECT_EQ(finish, "stop") << stream;
+    EXPECT_EQ(tokens, expected_tokens) << stream;
+  }
+}
+
+TEST(Server, StreamOptionsIncludeUsageSendsAFinalUsageChunk) {
+  Running r;
+  auto res = r.client().Post("/v1/chat/completions",
+                             greedy({{"messages", kHello}, {"max_tokens", 4}, {"stream", true},
+                                     {"stream_options", {{"include_usage", true}}}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  const auto chunks = events(res->body);
+  ASSERT_GE(chunks.size(), 3u);
+  for (size_t i = 0; i + 1 < chunks.size(); ++i) {
+    EXPECT_TRUE(chunks[i].contains("usage") && chunks[i]["usage"].is_null()) << chunks[i];
+    EXPECT_EQ(chunks[i]["choices"].size(), 1u);
+  }
+  const json& last = chunks.back();
+  EXPECT_TRUE(last["choices"].empty());
+  EXPECT_EQ(last["usage"]["completion_tokens"], 4);
+  EXPECT_GT(last["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(last["usage"]["total_tokens"], last["usage"]["prompt_tokens"].get<int>() + 4);
+  // Without include_usage no chunk has the field.
+  auto plain = r.client().Post("/v1/completions", greedy({{"prompt", "Hi"}, {"max_tokens", 2}, {"stream", true}}).dump(),
+                               "application/json");
+  for (const auto& c : events(plain->body)) EXPECT_FALSE(c.contains("usage")) << c;
+}
+
+TEST(Server, FieldsNotImplementedAreRefusedByName) {
+  Running r;
+  struct Case {
+    std::string path;
+    json extra;
+    std::string param;
+  };
+  const json m = kHello;
+  const std::vector<Case> cases = {
+      {"/v1/chat/completions", {{"tools", json::array({{{"type", "function"}}})}}, "tools"},
+      {"/v1/chat/completions", {{"tool_choice", "auto"}}, "tool_choice"},
+      {"/v1/chat/completions", {{"response_format", {{"type", "json_object"}}}}, "response_format"},
+      {"/v1/chat/completions", {{"logit_bias", {{"5", 10}}}}, "logit_bias"},
+      {"/v1/chat/completions", {{"top_logprobs", 2}}, "top_logprobs"},                        // without logprobs
+      {"/v1/chat/completions", {{"logprobs", true}, {"top_logprobs", 21}}, "top_logprobs"},   // OpenAI's limit is 20
+      {"/v1/chat/completions", {{"logprobs", 2}}, "logprobs"},                                // chat takes a boolean
+      {"/v1/chat/completions", {{"stream_options", {{"include_usage", true}}}}, "stream_options"},  // without stream
+      {"/v1/chat/completions", {{"n", 3}}, "n"},
+      {"/v1/chat/completions", {{"chat_template_kwargs", {{"messages", 1}}}}, "chat_template_kwargs"},
+      {"/v1/chat/completions", {{"chat_template_kwargs", "x"}}, "chat_template_kwargs"},
+      {"/v1/completions", {{"suffix", "x"}}, "suffix"},
+      {"/v1/completions", {{"echo", true}}, "echo"},
+      {"/v1/completions", {{"best_of", 2}}, "best_of"},
+      {"/v1/completions", {{"logprobs", 6}}, "logprobs"},
+      {"/v1/completions", {{"logprobs", true}}, "logprobs"},
+      {"/v1/completions", {{"max_completion_tokens", 3}}, "max_completion_tokens"},
+  };
+  for (const Case& c : cases) {
+    json body = c.path == "/v1/completions" ? json{{"prompt", "a"}} : json{{"messages", m}};
+    for (const auto& [k, v] : c.extra.items()) body[k] = v;
+    auto [status, reply] = r.post(c.path, body);
+    EXPECT_EQ(status, 400) << body << " -> " << reply;
+    EXPECT_EQ(reply["error"]["param"], c.param) << body << " -> " << reply;
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find(c.param), std::string::npos) << reply;
+  }
+  // Accepted at their defaults, and null counts as absent.
+  for (const json& extra : {json{{"n", 1}}, json{{"logprobs", false}}, json{{"tools", nullptr}}, json{{"user", "u1"}},
+                            json{{"frequency_penalty", 0}}, json{{"logit_bias", json::object()}}}) {
+    json body = {{"messages", m}, {"max_tokens", 1}};
+    for (const auto& [k, v] : extra.items()) body[k] = v;
+    EXPECT_EQ(r.post("/v1/chat/completions", body).first, 200) << body;
+  }
 }

@@ -17,6 +17,7 @@ struct Case {
   int64_t B, L, d, h, C;
   double clip;
   std::vector<int64_t> cu_seqlens;
+  double decay = 1.0;
 };
 
 std::vector<Case> cases() {
@@ -29,6 +30,10 @@ std::vector<Case> cases() {
       {"packed_with_length_1_docs", 1, 30, 5, 7, 4, 0.0, {0, 1, 10, 11, 23, 30}},
       {"clip", 2, 27, 6, 10, 4, 0.05, {}},
       {"clip_packed", 1, 30, 5, 7, 4, 0.05, {0, 9, 10, 30}},
+      {"decay", 2, 27, 6, 10, 4, 0.0, {}, 0.7},
+      {"decay_clip_packed", 1, 30, 5, 7, 4, 0.05, {0, 1, 10, 11, 30}, 0.5},
+      // 60 chunks: the decayed backward's checkpoints (every 8 chunks) and a partial last block.
+      {"decay_many_chunks", 1, 121, 4, 6, 2, 0.0, {}, 0.9},
   };
 }
 
@@ -47,6 +52,7 @@ ttt::Options options_for(const Case& c, Algorithm algorithm, int64_t group = 0) 
   o.chunk_size = c.C;
   o.lr = 0.3;
   o.clip = c.clip;
+  o.decay = c.decay;
   o.algorithm = algorithm;
   o.scan_group = group;
   o.cu_seqlens = c.cu_seqlens;
@@ -55,6 +61,15 @@ ttt::Options options_for(const Case& c, Algorithm algorithm, int64_t group = 0) 
 
 double max_rel_error(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item<double>();
+}
+
+void expect_error(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
 }
 
 struct Variant {
@@ -142,6 +157,61 @@ TEST(TttOperator, EqualsAttentionForm) {
   EXPECT_LE(max_rel_error(out, expected), 1e-12);
 }
 
+// With a decay the attention form weighs chunk j's contribution to chunk i by decay^(i - 1 - j).
+TEST(TttOperator, DecayEqualsDecayedAttentionForm) {
+  Case c{"decay", 1, 26, 5, 7, 4, 0.0, {}, 0.6};
+  Inputs in = random_inputs(c, torch::kFloat64, 15);
+  torch::Tensor chunk = torch::arange(c.L, torch::kInt64).div(c.C, "floor").to(torch::kFloat64);
+  torch::Tensor gap = chunk.unsqueeze(1) - chunk.unsqueeze(0) - 1;  // i - 1 - j
+  torch::Tensor weight = torch::where(gap >= 0, torch::pow(c.decay, gap.clamp_min(0)), torch::zeros_like(gap));
+  torch::Tensor Z = in.Z[0], V = in.V[0];
+  torch::Tensor expected = torch::mm(Z, in.W0.t()) + 0.3 * torch::mm(torch::mm(Z, Z.t()) * weight, V);
+  for (Algorithm a : {Algorithm::kReference, Algorithm::kRecurrent, Algorithm::kScan}) {
+    torch::Tensor out = ttt::apply(in.Z, in.V, in.W0, options_for(c, a, 2)).out[0];
+    EXPECT_LE(max_rel_error(out, expected), 1e-12) << ttt::to_string(a);
+  }
+}
+
+// The point of the decay: with clipped updates, ||W - W0|| <= clip / (1 - decay) at any length,
+// where the undecayed sum keeps growing.
+TEST(TttOperator, DecayBoundsTheFastWeight) {
+  Case c{"long", 1, 800, 6, 10, 4, 0.5, {}, 0.8};
+  Inputs in = random_inputs(c, torch::kFloat64, 16);
+  auto drift = [&](double decay) {
+    Case k = c;
+    k.decay = decay;
+    auto opt = options_for(k, Algorithm::kRecurrent);
+    opt.return_state = true;
+    return (ttt::apply(in.Z, in.V, in.W0, opt).states[0].weight - in.W0).norm().item<double>();
+  };
+  const double bound = c.clip / (1.0 - c.decay);
+  EXPECT_LE(drift(c.decay), bound);
+  EXPECT_GT(drift(c.decay), 0.5 * c.clip);  // the updates still happen
+  EXPECT_GT(drift(1.0), 2.0 * bound);       // without the decay, 200 clipped steps drift far
+}
+
+// The drift monitor records ||W - W0|| / ||W0|| after every update, whichever algorithm is asked for.
+TEST(TttOperator, DriftTraceRecordsEveryUpdate) {
+  Case c{"trace", 1, 30, 5, 7, 4, 0.05, {0, 11, 30}, 0.7};
+  Inputs in = random_inputs(c, torch::kFloat64, 19);
+  for (Algorithm a : {Algorithm::kAuto, Algorithm::kScan, Algorithm::kRecurrent}) {
+    std::vector<double> drift;
+    auto opt = options_for(c, a, 2);
+    opt.drift = &drift;
+    opt.return_state = true;
+    auto out = ttt::apply(in.Z, in.V, in.W0, opt);
+    ASSERT_EQ(drift.size(), 2u + 4u) << ttt::to_string(a);  // 11 rows: 2 updates; 19 rows: 4
+    const double norm0 = in.W0.norm().item<double>();
+    EXPECT_NEAR(drift[1], (out.states[0].weight - in.W0).norm().item<double>() / norm0, 1e-12);
+    EXPECT_NEAR(drift[5], (out.states[1].weight - in.W0).norm().item<double>() / norm0, 1e-12);
+    EXPECT_GT(drift[0], 0.0);
+  }
+  std::vector<double> drift;
+  auto opt = options_for(c, Algorithm::kReference);
+  opt.drift = &drift;
+  expect_error([&] { ttt::apply(in.Z, in.V, in.W0, opt); }, "drift trace needs the recurrent or scan");
+}
+
 TEST(TttOperator, PackedEqualsSeparateAndBatchedEqualsPerSample) {
   Case packed{"packed", 1, 30, 5, 7, 4, 0.05, {0, 1, 10, 11, 23, 30}};
   Inputs in = random_inputs(packed, torch::kFloat64, 5);
@@ -193,8 +263,8 @@ TEST(TttOperator, GradientsMatchReferenceAutograd) {
 
 // Central finite differences on a tiny case, clip included (the clip factor's derivative).
 TEST(TttOperator, GradientsMatchFiniteDifferences) {
-  for (double clip : {0.0, 0.5}) {
-    Case c{"tiny", 1, 7, 3, 4, 2, clip, {}};
+  for (auto [clip, decay] : {std::pair{0.0, 1.0}, std::pair{0.5, 1.0}, std::pair{0.0, 0.6}, std::pair{0.5, 0.6}}) {
+    Case c{"tiny", 1, 7, 3, 4, 2, clip, {}, decay};
     Inputs in = random_inputs(c, torch::kFloat64, 9);
     for (Algorithm a : {Algorithm::kRecurrent, Algorithm::kScan}) {
       torch::Tensor Z = in.Z.clone().requires_grad_(), V = in.V.clone().requires_grad_(),
@@ -217,11 +287,31 @@ TEST(TttOperator, GradientsMatchFiniteDifferences) {
           double numeric = (up - down) / (2 * eps);
           double exact = analytic[p].view(-1)[i].item<double>();
           EXPECT_NEAR(exact, numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
-              << "clip " << clip << " " << ttt::to_string(a) << " param " << p << " index " << i;
+              << "clip " << clip << " decay " << decay << " " << ttt::to_string(a) << " param " << p << " index " << i;
         }
       }
     }
   }
+}
+
+// bfloat16 with a decay: the float32-master forward and the checkpointed backward against float32.
+TEST(TttOperator, HalfPrecisionWithDecay) {
+  Case c{"bf16_decay", 1, 40, 6, 10, 4, 0.0, {}, 0.8};
+  Inputs in = random_inputs(c, torch::kFloat32, 17);
+  torch::manual_seed(18);
+  torch::Tensor upstream = torch::randn({c.B, c.L, c.d});
+  auto run = [&](torch::Dtype dtype, Algorithm a) {
+    torch::Tensor Z = in.Z.to(dtype).detach().requires_grad_(), V = in.V.to(dtype).detach().requires_grad_(),
+                  W0 = in.W0.to(dtype).detach().requires_grad_();
+    torch::Tensor out = ttt::apply(Z, V, W0, options_for(c, a)).out;
+    (out.to(torch::kFloat32) * upstream).sum().backward();
+    return std::vector<torch::Tensor>{out.to(torch::kFloat32), Z.grad().to(torch::kFloat32),
+                                      V.grad().to(torch::kFloat32), W0.grad().to(torch::kFloat32)};
+  };
+  auto ref = run(torch::kFloat32, Algorithm::kReference);
+  auto got = run(torch::kBFloat16, Algorithm::kRecurrent);
+  const char* names[] = {"out", "dZ", "dV", "dW0"};
+  for (int i = 0; i < 4; ++i) EXPECT_LE(max_rel_error(got[i], ref[i]), 0.05) << names[i];
 }
 
 TEST(TttOperator, HalfPrecisionIsComputedInFloat32) {
@@ -237,18 +327,18 @@ TEST(TttOperator, HalfPrecisionIsComputedInFloat32) {
 // Feeding rows one at a time (and in uneven pieces) into a stream equals the whole-sequence forward,
 // and the state `apply` returns continues a stream exactly.
 TEST(TttStream, RowByRowEqualsWholeSequence) {
-  for (double clip : {0.0, 0.05}) {
-    Case c{"stream", 1, 23, 5, 7, 4, clip, {}};
+  for (auto [clip, decay] : {std::pair{0.0, 1.0}, std::pair{0.05, 1.0}, std::pair{0.05, 0.7}}) {
+    Case c{"stream", 1, 23, 5, 7, 4, clip, {}, decay};
     Inputs in = random_inputs(c, torch::kFloat64, 11);
     torch::Tensor whole = ttt::apply(in.Z, in.V, in.W0, options_for(c, Algorithm::kRecurrent)).out[0];
-    ttt::Stream stream(in.W0, c.C, 0.3, clip);
+    ttt::Stream stream(in.W0, c.C, 0.3, clip, decay);
     std::vector<torch::Tensor> rows;
     for (int64_t t = 0; t < c.L; ++t) rows.push_back(stream.feed(in.Z[0].narrow(0, t, 1), in.V[0].narrow(0, t, 1)));
     EXPECT_LE(max_rel_error(torch::cat(rows), whole), 1e-12);
     EXPECT_EQ(stream.state().updates, 5);
     EXPECT_EQ(stream.pending(), 3);
 
-    ttt::Stream pieces(in.W0, c.C, 0.3, clip);
+    ttt::Stream pieces(in.W0, c.C, 0.3, clip, decay);
     torch::Tensor a = pieces.feed(in.Z[0].narrow(0, 0, 6), in.V[0].narrow(0, 0, 6));
     torch::Tensor b = pieces.feed(in.Z[0].narrow(0, 6, 17), in.V[0].narrow(0, 6, 17));
     EXPECT_LE(max_rel_error(torch::cat({a, b}), whole), 1e-12);
@@ -259,7 +349,7 @@ TEST(TttStream, RowByRowEqualsWholeSequence) {
     auto prefix = ttt::apply(in.Z.narrow(1, 0, 14), in.V.narrow(1, 0, 14), in.W0, opt);
     ASSERT_EQ(prefix.states.size(), 1u);
     EXPECT_EQ(prefix.states[0].pending_z.size(0), 2);
-    ttt::Stream resumed(prefix.states[0], c.C, 0.3, clip);
+    ttt::Stream resumed(prefix.states[0], c.C, 0.3, clip, std::nullopt, decay, in.W0);
     torch::Tensor rest = resumed.feed(in.Z[0].narrow(0, 14, 9), in.V[0].narrow(0, 14, 9));
     EXPECT_LE(max_rel_error(torch::cat({prefix.out[0], rest}), whole), 1e-12);
   }
@@ -284,16 +374,6 @@ TEST(TttStream, StatesAgreeAcrossAlgorithms) {
   EXPECT_EQ(all[0][1].pending_z.size(0), 1);
 }
 
-namespace {
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-}  // namespace
 
 TEST(TttOperator, BadInputNamesTheArgument) {
   Case c{"bad", 1, 8, 4, 6, 4, 0.0, {}};
@@ -314,6 +394,13 @@ TEST(TttOperator, BadInputNamesTheArgument) {
   bad = opt;
   bad.clip = INFINITY;
   expect_error([&] { ttt::apply(in.Z, in.V, in.W0, bad); }, "clip must be finite");
+  for (double decay : {0.0, -0.5, 1.5, std::nan("")}) {
+    bad = opt;
+    bad.decay = decay;
+    expect_error([&] { ttt::apply(in.Z, in.V, in.W0, bad); }, "decay must be in (0, 1]");
+  }
+  expect_error([&] { ttt::Stream(ttt::DocumentState{in.W0, {}, {}, 0}, 4, 0.3, 0.0, std::nullopt, 0.5); },
+               "needs the W0 it decays towards");
   bad = opt;
   bad.cu_seqlens = {0, 5, 5, 8};
   expect_error([&] { ttt::apply(in.Z, in.V, in.W0, bad); }, "strictly increasing");

@@ -151,7 +151,7 @@ Register generate_command("", [](CLI::App& parent) -> Action {
   cmd->add_option("--ttt-clip", o->clip, "clip each fast-weight update's norm (default: the model's ttt_clip)");
   cmd->add_option("--session", o->session_file, "session file: continue it if it exists, save it at the end");
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "tokens per prefill step (default 512)");
-  cmd->add_flag("--chat", o->chat, "wrap the prompt as one user message in the model's chat format");
+  cmd->add_flag("--chat", o->chat, "wrap the prompt as one user message in the model's chat template");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "do not stop at end-of-sequence tokens");
   return [o] { return run(*o); };
 });

@@ -52,6 +52,7 @@ int run(const std::string& dir) {
     for (int64_t l : c.ttt_layers) std::cout << " " << l;
     std::cout << "; chunk " << c.ttt_chunk << ", lr " << c.ttt_lr << ", target " << c.ttt_target << ", proj "
               << (c.ttt_proj ? "on" : "off") << ", conv padding " << c.ttt_conv_padding << ", clip " << c.ttt_clip
+              << (c.ttt_decay != 1.0 ? ", decay " + std::to_string(c.ttt_decay) : std::string())
               << ", decode update " << (c.ttt_decode_update ? "on" : "off") << "\n";
   }
   std::cout << "stored       " << bytes / 1048576.0 << " MiB in";

@@ -158,7 +158,7 @@ inline const char* dtype_name(torch::Dtype dtype) { return dtype == torch::kBFlo
 struct TttFlags {
   std::vector<int64_t> layers;
   std::optional<int64_t> chunk;
-  std::optional<double> lr, clip;
+  std::optional<double> lr, clip, decay;
   std::optional<std::string> target, proj, conv_padding, target_kind;
 
   void add_to(CLI::App* cmd) {
@@ -166,6 +166,7 @@ struct TttFlags {
     cmd->add_option("--ttt-chunk", chunk, "TTT chunk size");
     cmd->add_option("--ttt-lr", lr, "TTT learning rate");
     cmd->add_option("--ttt-clip", clip, "clip each update's norm (0 = off)");
+    cmd->add_option("--ttt-decay", decay, "decay each chunk's accumulated update towards W0, in (0, 1] (1 = off)");
     cmd->add_option("--ttt-target", target, "hidden_states or input_embed")->check(CLI::IsMember({"hidden_states", "input_embed"}));
     cmd->add_option("--ttt-proj", proj, "use the projection P: on or off")->check(CLI::IsMember({"on", "off"}));
     cmd->add_option("--ttt-conv-padding", conv_padding, "same or causal")->check(CLI::IsMember({"same", "causal"}));
@@ -180,6 +181,7 @@ struct TttFlags {
     if (chunk) c.ttt_chunk = *chunk;
     if (lr) c.ttt_lr = *lr;
     if (clip) c.ttt_clip = *clip;
+    if (decay) c.ttt_decay = *decay;
     if (target) c.ttt_target = *target;
     if (proj) c.ttt_proj = *proj == "on";
     if (conv_padding) c.ttt_conv_padding = *conv_padding;

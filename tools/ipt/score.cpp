@@ -1,6 +1,7 @@
 // ipt score: per-token negative log-likelihood of a sequence under a model, with or without TTT.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "launch.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
+#include "ipt/eval/fast_weight_trace.h"
 #include "ipt/eval/timing.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/score.h"
@@ -24,6 +26,8 @@ namespace {
 struct ScoreOptions {
   std::string model, ids_file, text_file, tokenizer;
   bool no_ttt = false, json = false, per_token = false;
+  std::string trace_json, trace_plot;  // the drift monitor
+  int64_t trace_stretch = 512;
   int cp_size = 1, nproc_per_node = 0;
   DtypeFlag dtype;
   DeviceFlag device;
@@ -47,7 +51,37 @@ std::vector<int64_t> tokenize_file(const ScoreOptions& o) {
   return ids;
 }
 
+// --trace-fast-weights / --trace-plot: the drift monitor instead of the plain score.
+int run_trace(const ScoreOptions& o, model::CausalLM& lm, const std::vector<int64_t>& ids, torch::Dtype dtype) {
+  IPT_CHECK(!o.no_ttt, "score: --trace-fast-weights needs the fast weights on (drop --no-ttt)");
+  const eval::FastWeightTrace trace = eval::trace_fast_weights(lm, ids, o.trace_stretch);
+  nlohmann::json out = eval::to_json(trace);
+  out["dtype"] = dtype_name(dtype);
+  if (!o.trace_json.empty()) {
+    std::ofstream file(o.trace_json);
+    file << out.dump(1) << "\n";
+    IPT_CHECK(file.good(), "score: cannot write ", o.trace_json);
+  }
+  if (!o.trace_plot.empty()) eval::plot_trace(trace, o.trace_plot, std::filesystem::path(o.model).filename().string());
+  if (o.json) {
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  std::cout << std::fixed << std::setprecision(4) << "tokens " << trace.tokens << "  mean NLL " << trace.mean_nll
+            << "  (TTT on; fast weights traced)\n";
+  for (const auto& [layer, drift] : trace.drift)
+    std::cout << "layer " << layer << ": " << drift.size() << " updates, ||W - W0|| / ||W0|| last "
+              << (drift.empty() ? 0.0 : drift.back()) << ", max "
+              << (drift.empty() ? 0.0 : *std::max_element(drift.begin(), drift.end())) << "\n";
+  std::cout << "loss per stretch:";
+  for (const eval::StretchLoss& s : trace.loss) std::cout << " " << s.mean_nll;
+  std::cout << "\n";
+  return 0;
+}
+
 int run(const ScoreOptions& o) {
+  const bool tracing = !o.trace_json.empty() || !o.trace_plot.empty();
+  IPT_CHECK(!tracing || o.cp_size == 1, "score: --trace-fast-weights runs in one process (drop --cp-size)");
   if (o.nproc_per_node > 0) {
     IPT_CHECK(o.nproc_per_node == o.cp_size, "score: --nproc-per-node ", o.nproc_per_node, " must equal --cp-size ",
               o.cp_size, " (scoring one sequence parallelises over context only)");
@@ -68,6 +102,7 @@ int run(const ScoreOptions& o) {
   model::CausalLM lm = model::load_model(o.model, load);
   IPT_CHECK(o.ids_file.empty() != o.text_file.empty(), "score: give exactly one of --ids FILE and --text FILE");
   std::vector<int64_t> ids = o.text_file.empty() ? read_ids(o.ids_file) : tokenize_file(o);
+  if (!o.trace_json.empty() || !o.trace_plot.empty()) return run_trace(o, lm, ids, load.dtype);
   model::ScoreOptions options;
   options.per_token = o.per_token;
   options.context_parallel = timed.get();
@@ -104,6 +139,12 @@ Register score_command("", [](CLI::App& parent) -> Action {
   cmd->add_flag("--no-ttt", o->no_ttt, "score with the fast weights frozen at W0");
   cmd->add_flag("--json", o->json, "print {\"tokens\", \"mean_nll\", \"ppl\"}");
   cmd->add_flag("--per-token", o->per_token, "also print every token's NLL");
+  cmd->add_option("--trace-fast-weights", o->trace_json,
+                  "drift monitor: write each TTT layer's ||W - W0|| / ||W0|| after every update and the loss per "
+                  "stretch to this JSON file");
+  cmd->add_option("--trace-plot", o->trace_plot, "drift monitor: draw the drift and the loss per stretch into this PNG");
+  cmd->add_option("--trace-stretch", o->trace_stretch, "drift monitor: tokens per loss stretch (default 512)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--cp-size", o->cp_size, "context parallelism: split the sequence over this many processes")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--nproc-per-node", o->nproc_per_node, "launch N local ranks (with --cp-size N)")

@@ -76,16 +76,20 @@ LocalView local_view(const SlicePlan& plan, const std::vector<int64_t>& cu_seqle
 
 namespace {
 
-// carry(r) = fold over q < r of (fresh(q) ? T_q : carry + T_q): the fast-weight offset that rank
-// r's first document starts with. Backward: T_q's gradient sums the carries it reaches.
+// carry(r) = fold over q < r of (fresh(q) ? T_q : decay^n(q) carry + T_q): the fast-weight offset
+// (W - W0) that rank r's first document starts with, where n(q) is the number of full chunks rank q
+// adds to the document open at its end. Backward: T_q's gradient sums the carries it reaches, each
+// scaled by the decay of the ranks in between.
 struct ScanAcrossRanks : public torch::autograd::Function<ScanAcrossRanks> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor T, Communicator* comm,
-                               std::vector<int64_t> fresh) {
+                               std::vector<int64_t> fresh, std::vector<double> carry_decay) {
     ctx->saved_data["fresh"] = fresh;
+    ctx->saved_data["carry_decay"] = carry_decay;
     ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
     std::vector<torch::Tensor> all = comm->all_gather(T.detach());
     torch::Tensor carry = torch::zeros_like(T);
-    for (int q = 0; q < comm->rank(); ++q) carry = fresh[q] ? all[q].clone() : carry.add_(all[q]);
+    for (int q = 0; q < comm->rank(); ++q)
+      carry = fresh[q] ? all[q].clone() : carry.mul_(carry_decay[q]).add_(all[q]);
     return carry;
   }
 
@@ -93,23 +97,26 @@ struct ScanAcrossRanks : public torch::autograd::Function<ScanAcrossRanks> {
                                                torch::autograd::tensor_list grads) {
     auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
     const std::vector<int64_t> fresh = ctx->saved_data["fresh"].toIntVector();
+    const std::vector<double> carry_decay = ctx->saved_data["carry_decay"].toDoubleVector();
     std::vector<torch::Tensor> all = comm->all_gather(grads[0].contiguous());
     torch::Tensor g = torch::zeros_like(grads[0]);
+    double reach = 1.0;  // d carry(r) / d T_rank
     for (int r = comm->rank() + 1; r < comm->size(); ++r) {
-      g.add_(all[r]);
+      g.add_(all[r], reach);
       if (fresh[r]) break;  // later carries restarted inside rank r
+      reach *= carry_decay[r];
     }
-    return {g, torch::Tensor(), torch::Tensor()};
+    return {g, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
-// The sum of the clipped updates of the complete chunks in rows [from, L) of Z, V (one document,
-// chunk grid starting at `from`), as [B, d, h]; connected to the graph even when empty, so that
-// every rank's backward reaches the same collectives.
+// The decayed sum of the clipped updates of the complete chunks in rows [from, L) of Z, V (one
+// document, chunk grid starting at `from`): sum_c decay^(chunks-1-c) s_c lr V_c^T Z_c, as [B, d, h];
+// connected to the graph even when empty, so that every rank's backward reaches the same collectives.
 torch::Tensor chunk_update_sum(const torch::Tensor& Z, const torch::Tensor& V, int64_t from, const ttt::Options& o) {
   const int64_t L = Z.size(1), chunks = (L - from) / o.chunk_size;
   torch::Tensor total = torch::bmm(V.narrow(1, from, 0).transpose(1, 2), Z.narrow(1, from, 0));  // zeros [B, d, h]
-  if (o.clip <= 0) {
+  if (o.clip <= 0 && o.decay == 1.0) {
     if (chunks > 0) {
       const int64_t rows = chunks * o.chunk_size;
       total = total + o.lr * torch::bmm(V.narrow(1, from, rows).transpose(1, 2), Z.narrow(1, from, rows));
@@ -119,12 +126,21 @@ torch::Tensor chunk_update_sum(const torch::Tensor& Z, const torch::Tensor& V, i
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t s = from + c * o.chunk_size;
     torch::Tensor delta = o.lr * torch::bmm(V.narrow(1, s, o.chunk_size).transpose(1, 2), Z.narrow(1, s, o.chunk_size));
-    // s = min(1, clip / ||delta||) per batch row, as the operator clips each chunk's update.
-    torch::Tensor norm = delta.flatten(1).norm(2, 1).view({-1, 1, 1});
-    torch::Tensor scale = torch::clamp_max(o.clip / norm.clamp_min(1e-30), 1.0);
-    total = total + delta * scale;
+    if (o.clip > 0) {
+      // s = min(1, clip / ||delta||) per batch row, as the operator clips each chunk's update.
+      torch::Tensor norm = delta.flatten(1).norm(2, 1).view({-1, 1, 1});
+      delta = delta * torch::clamp_max(o.clip / norm.clamp_min(1e-30), 1.0);
+    }
+    total = o.decay * total + delta;
   }
   return total;
+}
+
+// Rows [0, n) of a slice whose chunk grid starts at row 0: decay^(row / chunk), as [n, 1]. A fast
+// weight that starts at W0 + c outputs, in chunk i, what it would from W0 plus decay^i Z_i c^T.
+torch::Tensor offset_row_scales(int64_t n, const ttt::Options& o, const torch::TensorOptions& options) {
+  torch::Tensor chunk_index = torch::arange(n, torch::kInt64).div(o.chunk_size, "floor").to(torch::kFloat64);
+  return torch::pow(o.decay, chunk_index).to(options.dtype()).unsqueeze(1);
 }
 
 }  // namespace
@@ -147,24 +163,34 @@ torch::Tensor ttt_apply(const torch::Tensor& Z, const torch::Tensor& V, const to
               " starts inside a chunk (plan the slices with the TTT chunk size)");
   }
   std::vector<int64_t> fresh(static_cast<size_t>(plan.size()));
-  for (int r = 0; r < plan.size(); ++r) fresh[r] = local_view(plan, options.cu_seqlens, r).fresh;
+  std::vector<double> carry_decay(static_cast<size_t>(plan.size()));  // decay^n(r), ScanAcrossRanks
+  for (int r = 0; r < plan.size(); ++r) {
+    const LocalView v = local_view(plan, options.cu_seqlens, r);
+    fresh[r] = v.fresh;
+    const int64_t open_rows = plan.length(r) - (v.cu_seqlens.empty() ? 0 : v.cu_seqlens[v.cu_seqlens.size() - 2]);
+    carry_decay[r] = std::pow(options.decay, static_cast<double>(open_rows / options.chunk_size));
+  }
 
   // Phase 1: this rank's contribution, the updates of the document open at its end.
   const int64_t open_from = view.cu_seqlens.empty() ? 0 : view.cu_seqlens[view.cu_seqlens.size() - 2];
   torch::Tensor T = chunk_update_sum(Z, V, view.fresh ? open_from : 0, options);
   // Phase 2: the exclusive scan across ranks.
-  torch::Tensor carry = ScanAcrossRanks::apply(T, &comm, fresh);
+  torch::Tensor carry = ScanAcrossRanks::apply(T, &comm, fresh, carry_decay);
   // Phase 3: the ordinary operator on this rank's rows; the first document starts from W0 + carry
   // when it continues one begun earlier (carry * 0 otherwise keeps the graphs of all ranks alike).
+  // Its outputs are those from W0 plus decay^i Z_i carry^T in chunk i (the operator decays towards
+  // the W0 it is given, so the carry is added outside it).
   ttt::Options local = options;
   local.return_state = false;
   const int64_t B = Z.size(0), first = view.first_document_end, Lr = Z.size(1);
   std::vector<torch::Tensor> rows;
   for (int64_t b = 0; b < B; ++b) {
-    torch::Tensor W_first = W0 + (view.continues ? carry[b] : carry[b] * 0);
+    torch::Tensor offset = view.continues ? carry[b] : carry[b] * 0;
     local.cu_seqlens.clear();
-    torch::Tensor head = ttt::apply(Z.narrow(0, b, 1).narrow(1, 0, first), V.narrow(0, b, 1).narrow(1, 0, first),
-                                    W_first, local).out;
+    torch::Tensor Z_head = Z.narrow(0, b, 1).narrow(1, 0, first);
+    torch::Tensor head = ttt::apply(Z_head, V.narrow(0, b, 1).narrow(1, 0, first), W0, local).out;
+    torch::Tensor Z_scaled = options.decay == 1.0 ? Z_head[0] : Z_head[0] * offset_row_scales(first, options, Z.options());
+    head = head + torch::mm(Z_scaled, offset.t().to(Z.scalar_type())).unsqueeze(0);
     if (first == Lr) {
       rows.push_back(head);
       continue;

@@ -20,6 +20,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/infer/chat.h"
+#include "ipt/infer/openai.h"
 #include "ipt/tokenizer/utf8.h"
 
 namespace ipt::infer {
@@ -27,6 +28,7 @@ namespace ipt::infer {
 namespace {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
 // A request the client got wrong (or one the server cannot take now): status + OpenAI error body.
@@ -410,6 +412,9 @@ struct Server::Impl {
     std::vector<std::string> stops;
     std::vector<int64_t> stop_ids;
     bool stream = false, is_chat = false;
+    bool include_usage = false;  // stream_options.include_usage: a last chunk with the usage
+    int64_t logprobs = -1;       // -1: none; else how many top alternatives per token
+    ChatRenderOptions chat_options;
     std::string session_id;
     std::string appended_text;  // chat sessions: the prompt text appended (for the transcript)
   };
@@ -417,9 +422,12 @@ struct Server::Impl {
   struct Outcome {
     std::string text, finish_reason;
     int64_t prompt_tokens = 0, completion_tokens = 0;
+    std::vector<TokenLogprob> logprobs;  // with Generation::logprobs >= 0: the returned text's tokens
   };
 
   void parse_common(const json& body, Generation& g, bool chat_request) {
+    if (auto unknown = unaccepted_field(body, chat_request))
+      reject("'" + *unknown + "' is not supported by this server", *unknown, "unsupported_field");
     if (auto model = field(body, "model"); model && !model->is_string()) reject("'model' must be a string", "model", "invalid_type");
     auto max_tokens = integer_field(body, "max_tokens");
     if (max_tokens) g.max_tokens_field = "max_tokens";
@@ -456,6 +464,17 @@ struct Server::Impl {
       reject(e.what(), "", "invalid_value");
     }
     g.stream = bool_field(body, "stream").value_or(false);
+    if (const json* so = field(body, "stream_options")) {
+      if (!so->is_object()) reject("'stream_options' must be an object", "stream_options", "invalid_type");
+      if (!g.stream) reject("'stream_options' is only allowed with stream: true", "stream_options", "invalid_value");
+      for (const auto& [key, value] : so->items())
+        if (key != "include_usage" && !value.is_null())
+          reject("'stream_options." + key + "' is not supported by this server", "stream_options", "unsupported_field");
+      g.include_usage = bool_field(*so, "include_usage").value_or(false);
+    }
+    parse_logprobs(body, g, chat_request);
+    if (auto bias = field(body, "logit_bias"); bias && !(bias->is_object() && bias->empty()))
+      reject("'logit_bias' is not supported", "logit_bias", "unsupported");
     if (const json* stop = field(body, "stop")) {
       if (stop->is_string()) {
         g.stops.push_back(stop->get<std::string>());
@@ -471,6 +490,26 @@ struct Server::Impl {
         if (s.empty()) reject("'stop' strings must not be empty", "stop", "invalid_value");
     }
     g.session_id = string_field(body, "session_id").value_or("");
+  }
+
+  // Chat: logprobs (bool) + top_logprobs (0..20); completions: logprobs (int 0..5), as OpenAI has them.
+  void parse_logprobs(const json& body, Generation& g, bool chat_request) {
+    if (chat_request) {
+      const bool wanted = bool_field(body, "logprobs").value_or(false);
+      const auto top = integer_field(body, "top_logprobs");
+      if (top && (*top < 0 || *top > 20)) reject("'top_logprobs' must be in [0, 20]", "top_logprobs", "invalid_value");
+      if (top && !wanted) reject("'top_logprobs' needs 'logprobs': true", "top_logprobs", "invalid_value");
+      if (wanted) g.logprobs = top.value_or(0);
+      return;
+    }
+    if (const json* v = field(body, "logprobs")) {
+      if (!v->is_number_integer()) reject("'logprobs' must be an integer (0 to 5) on /v1/completions", "logprobs", "invalid_type");
+      const int64_t n = v->get<int64_t>();
+      if (n < 0 || n > 5) reject("'logprobs' must be in [0, 5]", "logprobs", "invalid_value");
+      g.logprobs = n;
+    }
+    if (bool_field(body, "echo").value_or(false)) reject("'echo' is not supported", "echo", "unsupported");
+    if (integer_field(body, "best_of").value_or(1) != 1) reject("only best_of = 1 is supported", "best_of", "unsupported");
   }
 
   std::vector<int64_t> encode(const std::string& text, bool first) const {
@@ -495,9 +534,12 @@ struct Server::Impl {
              g.max_tokens_field, "context_length_exceeded");
   }
 
-  // Runs one generation; `emit(text)` receives the text as it becomes final (stop strings held
-  // back until they can no longer match) and returns false when the client went away.
-  Outcome run(Session& session, const Generation& g, const std::function<bool(const std::string&)>& emit) {
+  // Text as it becomes final, with the scored tokens whose text starts in it; false = client gone.
+  using Emit = std::function<bool(const std::string& text, std::vector<TokenLogprob> tokens)>;
+
+  // Runs one generation; `emit` receives the text as it becomes final (stop strings held back
+  // until they can no longer match).
+  Outcome run(Session& session, const Generation& g, const Emit& emit) {
     Outcome out;
     out.prompt_tokens = static_cast<int64_t>(g.prompt.size());
     if (!g.prompt.empty()) session.append(g.prompt);
@@ -506,9 +548,26 @@ struct Server::Impl {
     for (const auto& s : g.stops) hold = std::max(hold, s.size() - 1);
     std::string bytes;
     size_t emitted = 0, scanned = 0;  // bytes sent to the client; bytes searched for stop strings
+    size_t characters = 0;            // code points in `bytes` (text_offset of the next token)
+    std::vector<TokenLogprob> scored;  // with logprobs: every generated token, and where its text starts
+    std::vector<size_t> starts;
+    size_t handed = 0;  // scored tokens given to emit so far
+    // The scored tokens not yet handed out whose text starts before byte `end`.
+    auto scored_before = [&](size_t end) {
+      std::vector<TokenLogprob> part;
+      while (handed < scored.size() && starts[handed] < end) part.push_back(scored[handed++]);
+      return part;
+    };
     bool stop_hit = false, client_gone = false;
     auto on_token = [&](int64_t token) {
-      bytes += tokenizer.decode_bytes({static_cast<int32_t>(token)}, true);
+      if (g.logprobs >= 0) {  // the logits this token was sampled from (decode runs after the callback)
+        scored.push_back(token_logprob(session.last_logits(), token, g.logprobs, options.session.sample_vocab));
+        scored.back().text_offset = characters;
+        starts.push_back(bytes.size());
+      }
+      const std::string piece = tokenizer.decode_bytes({static_cast<int32_t>(token)}, true);
+      for (unsigned char c : piece) characters += (c & 0xC0) != 0x80;
+      bytes += piece;
       size_t cut = std::string::npos;
       for (const auto& s : g.stops) cut = std::min(cut, bytes.find(s, scanned));
       if (cut != std::string::npos) {
@@ -520,18 +579,31 @@ struct Server::Impl {
       const size_t end = utf8_safe_end(bytes, scanned);
       if (emit && end > emitted) {
         // Invalid bytes (a model can emit any byte) become U+FFFD, as in the final text.
-        if (!emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted, end - emitted)))) client_gone = true;
+        if (!emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted, end - emitted)), scored_before(end)))
+          client_gone = true;
         emitted = end;
       }
       return !client_gone;
     };
     const auto tokens = session.generate(g.max_tokens, sampler, g.stop_ids, on_token, batcher.get());
     out.completion_tokens = static_cast<int64_t>(tokens.size());
+    // Tokens wholly inside a stop string are not part of the answer; the rest are.
+    std::vector<TokenLogprob> rest = scored_before(stop_hit ? bytes.size() : std::string::npos);
     // The final text with invalid UTF-8 repaired (a generation can stop inside a character).
-    if (emit && !client_gone && bytes.size() > emitted) emit(tok::to_valid_utf8(std::string_view(bytes).substr(emitted)));
+    if (emit && !client_gone && (bytes.size() > emitted || !rest.empty()))
+      emit(tok::to_valid_utf8(std::string_view(bytes).substr(std::min(emitted, bytes.size()))), rest);
     out.text = stop_hit ? tok::to_valid_utf8(bytes) : tokenizer.decode(std::vector<int32_t>(tokens.begin(), tokens.end()), true);
     out.finish_reason = stop_hit || session.stopped_at_stop() ? "stop" : "length";
+    if (g.logprobs >= 0) out.logprobs.assign(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(handed));
     return out;
+  }
+
+  std::string spell(int64_t id) const { return tokenizer.decode_bytes({static_cast<int32_t>(id)}, false); }
+
+  json logprobs_json(const Generation& g, const std::vector<TokenLogprob>& tokens) const {
+    if (g.logprobs < 0) return nullptr;
+    const Spell speller = [this](int64_t id) { return spell(id); };
+    return g.is_chat ? chat_logprobs(tokens, speller) : completion_logprobs(tokens, speller);
   }
 
   // Prepares, runs and answers one generation request (plain or streamed).
@@ -567,12 +639,19 @@ struct Server::Impl {
       };
       try {
         if (job->g.is_chat) send(chunk_body(*job, json{{"role", "assistant"}, {"content", ""}}, nullptr));
-        Outcome out = run(*job->session, job->g, [&](const std::string& text) {
-          return send(job->g.is_chat ? chunk_body(*job, json{{"content", text}}, nullptr)
-                                     : chunk_body(*job, text, nullptr));
+        Outcome out = run(*job->session, job->g, [&](const std::string& text, std::vector<TokenLogprob> tokens) {
+          const json logprobs = logprobs_json(job->g, tokens);
+          return send(job->g.is_chat ? chunk_body(*job, json{{"content", text}}, nullptr, logprobs)
+                                     : chunk_body(*job, text, nullptr, logprobs));
         });
         send(job->g.is_chat ? chunk_body(*job, json::object(), out.finish_reason)
                             : chunk_body(*job, "", out.finish_reason));
+        if (job->g.include_usage) {  // OpenAI's last chunk: no choices, the request's usage
+          json last = chunk_body(*job, "", nullptr);
+          last["choices"] = json::array();
+          last["usage"] = usage(out);
+          send(last);
+        }
         finish(*job, out);
       } catch (const std::exception& e) {
         send(error_body({500, e.what(), "", "internal_error", "server_error"}));
@@ -615,40 +694,39 @@ struct Server::Impl {
     return {{"id", job.g.session_id}, {"position", job.session->position()}, {"ttt_updates", job.session->ttt_updates()}};
   }
 
+  static json usage(const Outcome& out) {
+    return {{"prompt_tokens", out.prompt_tokens},
+            {"completion_tokens", out.completion_tokens},
+            {"total_tokens", out.prompt_tokens + out.completion_tokens}};
+  }
+
   json final_body(const Job& job, const Outcome& out) const {
     json choice = {{"index", 0}, {"finish_reason", out.finish_reason}};
-    if (job.g.is_chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", out.text}};
-    } else {
-      choice["text"] = out.text;
-      choice["logprobs"] = nullptr;
-    }
+    if (job.g.is_chat) choice["message"] = {{"role", "assistant"}, {"content", out.text}};
+    else choice["text"] = out.text;
+    choice["logprobs"] = logprobs_json(job.g, out.logprobs);
     json body = {{"id", job.id},
                  {"object", job.g.is_chat ? "chat.completion" : "text_completion"},
                  {"created", job.created},
                  {"model", options.model_name},
                  {"choices", json::array({choice})},
-                 {"usage",
-                  {{"prompt_tokens", out.prompt_tokens},
-                   {"completion_tokens", out.completion_tokens},
-                   {"total_tokens", out.prompt_tokens + out.completion_tokens}}}};
+                 {"usage", usage(out)}};
     if (!job.g.session_id.empty()) body["session"] = session_info(job);
     return body;
   }
 
-  json chunk_body(const Job& job, const json& delta_or_text, const json& finish_reason) const {
+  json chunk_body(const Job& job, const json& delta_or_text, const json& finish_reason,
+                  const json& logprobs = nullptr) const {
     json choice = {{"index", 0}, {"finish_reason", finish_reason}};
-    if (job.g.is_chat) {
-      choice["delta"] = delta_or_text;
-    } else {
-      choice["text"] = delta_or_text;
-      choice["logprobs"] = nullptr;
-    }
-    return {{"id", job.id},
-            {"object", job.g.is_chat ? "chat.completion.chunk" : "text_completion"},
-            {"created", job.created},
-            {"model", options.model_name},
-            {"choices", json::array({choice})}};
+    choice[job.g.is_chat ? "delta" : "text"] = delta_or_text;
+    choice["logprobs"] = logprobs;
+    json chunk = {{"id", job.id},
+                  {"object", job.g.is_chat ? "chat.completion.chunk" : "text_completion"},
+                  {"created", job.created},
+                  {"model", options.model_name},
+                  {"choices", json::array({choice})}};
+    if (job.g.include_usage) chunk["usage"] = nullptr;  // every chunk but the last, as OpenAI sends them
+    return chunk;
   }
 
   // ---- endpoints -----------------------------------------------------------------------------
@@ -686,20 +764,24 @@ struct Server::Impl {
     }, res);
   }
 
-  std::vector<ChatMessage> parse_messages(const json& body) const {
-    const json* messages = field(body, "messages");
-    if (!messages) reject("'messages' is required", "messages", "missing_field");
-    if (!messages->is_array() || messages->empty()) reject("'messages' must be a non-empty array", "messages", "invalid_type");
-    std::vector<ChatMessage> out;
-    for (const auto& m : *messages) {
+  // The messages as the template will see them: each object as sent (tool_calls, name, ... pass
+  // through, in their order), its content made one string (text parts joined; null = "").
+  static ojson parse_messages(const ojson& body) {
+    auto it = body.find("messages");
+    if (it == body.end() || it->is_null()) reject("'messages' is required", "messages", "missing_field");
+    if (!it->is_array() || it->empty()) reject("'messages' must be a non-empty array", "messages", "invalid_type");
+    ojson out = ojson::array();
+    for (const auto& m : *it) {
       if (!m.is_object()) reject("each message must be an object", "messages", "invalid_type");
-      auto role = string_field(m, "role");
-      if (!role || role->empty()) reject("each message needs a 'role' string", "messages", "invalid_type");
+      auto role = m.find("role");
+      if (role == m.end() || !role->is_string() || role->get<std::string>().empty())
+        reject("each message needs a 'role' string", "messages", "invalid_type");
       static const char* roles[] = {"system", "user", "assistant", "tool", "developer"};
       if (std::none_of(std::begin(roles), std::end(roles), [&](const char* r) { return *role == r; }))
-        reject("unknown message role '" + *role + "'", "messages", "invalid_value");
+        reject("unknown message role '" + role->get<std::string>() + "'", "messages", "invalid_value");
       std::string content;
-      if (const json* c = field(m, "content")) {
+      auto c = m.find("content");
+      if (c != m.end() && !c->is_null()) {
         if (c->is_string()) {
           content = c->get<std::string>();
         } else if (c->is_array()) {
@@ -712,9 +794,25 @@ struct Server::Impl {
           reject("message 'content' must be a string or an array of text parts", "messages", "invalid_type");
         }
       }
-      out.push_back({*role, content});
+      ojson message = m;
+      message["content"] = content;
+      out.push_back(std::move(message));
     }
     return out;
+  }
+
+  // chat_template_kwargs: more variables for the template (enable_thinking, ...), as vLLM takes them.
+  static ChatRenderOptions parse_chat_options(const json& body) {
+    ChatRenderOptions o;
+    if (const json* kwargs = field(body, "chat_template_kwargs")) {
+      if (!kwargs->is_object()) reject("'chat_template_kwargs' must be an object", "chat_template_kwargs", "invalid_type");
+      for (const auto& [key, value] : kwargs->items()) {
+        if (key == "messages" || key == "tools" || key == "documents" || key == "add_generation_prompt")
+          reject("'chat_template_kwargs' must not set '" + key + "'", "chat_template_kwargs", "invalid_value");
+        o.variables[key] = ojson::parse(value.dump());
+      }
+    }
+    return o;
   }
 
   void chat_completions(const httplib::Request& req, httplib::Response& res) {
@@ -722,29 +820,40 @@ struct Server::Impl {
     Generation g;
     g.is_chat = true;
     parse_common(body, g, true);
-    const auto messages = parse_messages(body);
+    const ojson messages = parse_messages(ojson::parse(req.body));
+    g.chat_options = parse_chat_options(body);
     if (!chat) reject("this model has no chat format: " + chat_error, "messages", "no_chat_format");
     g.stop_ids = chat->stop_ids();
+    for (int64_t id : lm->config().eos_token_ids)
+      if (std::find(g.stop_ids.begin(), g.stop_ids.end(), id) == g.stop_ids.end()) g.stop_ids.push_back(id);
     respond(g, [&](Session& session, Generation& gen) {
-      const std::string full = chat->render(messages, true);
+      const std::string full = render(messages, gen.chat_options);
       std::string text = full;
       if (!gen.session_id.empty() && session.position() > 0) {
-        // The session already holds the conversation so far: append only what is new.
-        const std::string close = chat->format() == ChatFormat::kChatML ? "<|im_end|>\n" : "<|eot_id|>";
-        const std::string open = session.note("turn_open") == "1" ? close : "";
+        // The session already holds the conversation so far: append only what is new. A turn the
+        // model ended with its stop token lacks the template's turn end (the token is not fed).
+        const std::string open = session.note("turn_open") == "1" ? chat->turn_end() : "";
         const std::string known = session.note("transcript") + open;
         if (!session.note("transcript").empty() && full.compare(0, known.size(), known) == 0) {
           text = open + full.substr(known.size());
-        } else {  // the client sent only the new messages
-          const std::string bos = "<|begin_of_text|>";
-          text = open + (full.compare(0, bos.size(), bos) == 0 ? full.substr(bos.size()) : full);
+        } else {  // the client sent only the new messages: rendered without the leading bos_token
+          ChatRenderOptions without_bos = gen.chat_options;
+          without_bos.variables["bos_token"] = "";
+          text = open + render(messages, without_bos);
         }
-        gen.prompt = encode(text, false);
-      } else {
-        gen.prompt = encode(text, false);  // the chat format carries its own begin token
       }
+      gen.prompt = encode(text, false);  // the template writes the begin token where the model wants one
       gen.appended_text = text;
     }, res);
+  }
+
+  // The chat template's text; its refusals (raise_exception, bad input) are the client's 400.
+  std::string render(const ojson& messages, const ChatRenderOptions& options) const {
+    try {
+      return chat->render_json(messages, options);
+    } catch (const Error& e) {
+      reject(std::string("the chat template could not render these messages: ") + e.what(), "messages", "invalid_value");
+    }
   }
 
   // Every route, for the HTTP server and for handle() alike; handlers throw RequestError.

@@ -36,7 +36,7 @@ struct ServerOptions {
 
 class Server {
  public:
-  // `model_dir` holds tokenizer.json (and tokenizer_config.json for the chat format).
+  // `model_dir` holds tokenizer.json (and tokenizer_config.json with the chat template).
   Server(const model::CausalLM& lm, const std::string& model_dir, ServerOptions options);
   ~Server();
 

@@ -150,6 +150,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   c.ttt_target = get<std::string>(j, "ttt_target", c.ttt_target, "a string");
   c.ttt_conv_padding = get<std::string>(j, "ttt_conv_padding", c.ttt_conv_padding, "a string");
   c.ttt_clip = get<double>(j, "ttt_clip", c.ttt_clip, "a number");
+  c.ttt_decay = get<double>(j, "ttt_decay", c.ttt_decay, "a number");
   c.ttt_decode_update = get<bool>(j, "ttt_decode_update", c.ttt_decode_update, "true or false");
   c.ttt_target_kind = get<std::string>(j, "ttt_target_kind", c.ttt_target_kind, "a string");
   c.validate();
@@ -167,6 +168,7 @@ void ModelConfig::validate() const {
   IPT_CHECK(ttt_chunk > 0, "config.json: ttt_chunk must be > 0, got ", ttt_chunk);
   IPT_CHECK(std::isfinite(ttt_lr), "config.json: ttt_lr must be finite");
   IPT_CHECK(std::isfinite(ttt_clip) && ttt_clip >= 0, "config.json: ttt_clip must be >= 0");
+  ttt::check_decay(ttt_decay, "config.json: ttt_decay");
   IPT_CHECK(ttt_target == "hidden_states" || ttt_target == "input_embed", "config.json: ttt_target '", ttt_target,
             "' (expected hidden_states or input_embed)");
   ttt::parse_conv_padding(ttt_conv_padding);
@@ -220,6 +222,7 @@ json ModelConfig::to_json() const {
   j["ttt_target"] = ttt_target;
   j["ttt_conv_padding"] = ttt_conv_padding;
   j["ttt_clip"] = ttt_clip;
+  if (ttt_decay != 1.0) j["ttt_decay"] = ttt_decay;  // absent = the official update
   j["ttt_decode_update"] = ttt_decode_update;
   j["ttt_target_kind"] = ttt_target_kind;
   return j;
@@ -258,6 +261,7 @@ TttSettings ModelConfig::ttt_settings(int64_t layer) const {
   s.chunk_size = ttt_chunk;
   s.lr = ttt_lr;
   s.clip = ttt_clip;
+  s.decay = ttt_decay;
   s.use_proj = ttt_proj;
   s.target_kind = ttt::parse_target_kind(ttt_target_kind);
   s.conv_padding = ttt::parse_conv_padding(ttt_conv_padding);

@@ -37,6 +37,7 @@ struct ModelConfig {
   std::string ttt_target = "hidden_states";  // hidden_states | input_embed
   std::string ttt_conv_padding = "same";     // same | causal
   double ttt_clip = 0.0;
+  double ttt_decay = 1.0;  // our extension: the update decays towards W0, (0, 1]; 1 = official
   bool ttt_decode_update = true;
   std::string ttt_target_kind = "conv";      // conv | reconstruction
 

@@ -15,6 +15,27 @@ ScoreResult score_tokens(CausalLM& lm, const std::vector<int64_t>& ids, const Sc
   ScoreResult result;
   result.tokens = n - 1;
   result.slice_end = n;
+  // The drift monitor: each TTT layer's MLP appends to its own list during the forward.
+  std::vector<GatedMlpImpl*> traced;
+  if (options.trace_fast_weights) {
+    const ModelConfig& config = lm->config();
+    IPT_CHECK(options.context_parallel == nullptr, "score: the fast-weight trace runs in one process (no --cp-size)");
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+      if (!config.is_ttt_layer(l)) continue;
+      GatedMlpImpl* mlp = lm->model->layers[l]->as<DecoderLayerImpl>()->mlp.get();
+      if (!mlp->ttt().enabled) continue;  // loaded with TTT off
+      mlp->set_drift_sink(&result.fast_weight_drift[l]);
+      traced.push_back(mlp);
+    }
+    IPT_CHECK(!traced.empty(), "score: the fast-weight trace needs a model with TTT layers (config ttt_mode, ",
+              "ttt_layers) loaded with TTT on");
+  }
+  struct Untrace {
+    std::vector<GatedMlpImpl*>& mlps;
+    ~Untrace() {
+      for (GatedMlpImpl* m : mlps) m->set_drift_sink(nullptr);
+    }
+  } untrace{traced};
   torch::Tensor hidden;
   if (dist::Communicator* comm = options.context_parallel) {
     // Cuts on the TTT chunk grid so that no chunk straddles two ranks.

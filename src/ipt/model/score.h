@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "ipt/dist/communicator.h"
@@ -19,11 +20,14 @@ struct ScoreResult {
   double mean_nll() const { return tokens ? total_nll / tokens : 0.0; }
   torch::Tensor token_nll;   // [tokens] float32 (only when asked for)
   int64_t slice_begin = 0, slice_end = 0;  // rows this rank computed (the whole sequence without CP)
+  // With ScoreOptions::trace_fast_weights: per TTT layer, ||W - W0||_F / ||W0||_F after each update.
+  std::map<int64_t, std::vector<double>> fast_weight_drift;
 };
 
 struct ScoreOptions {
   bool per_token = false;
   dist::Communicator* context_parallel = nullptr;  // split the sequence over its ranks
+  bool trace_fast_weights = false;  // fill ScoreResult::fast_weight_drift (one process, TTT model)
 };
 
 // ids: at least two tokens. No gradient.

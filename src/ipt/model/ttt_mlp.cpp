@@ -33,6 +33,7 @@ void GatedMlpImpl::set_ttt(const TttSettings& settings) {
   IPT_CHECK(settings.chunk_size > 0, "ttt_chunk must be > 0, got ", settings.chunk_size);
   IPT_CHECK(std::isfinite(settings.lr), "ttt_lr must be finite");
   IPT_CHECK(std::isfinite(settings.clip) && settings.clip >= 0.0, "ttt_clip must be finite and >= 0");
+  ttt::check_decay(settings.decay, "ttt_decay");
   ttt_ = settings;
 }
 
@@ -65,9 +66,11 @@ torch::Tensor GatedMlpImpl::forward(const torch::Tensor& H, const torch::Tensor&
   options.chunk_size = ttt_.chunk_size;
   options.lr = ttt_.lr;
   options.clip = ttt_.clip;
+  options.decay = ttt_.decay;
   options.algorithm = ttt_.algorithm;
   options.scan_group = ttt_.scan_group;
   options.cu_seqlens = cu_seqlens;
+  options.drift = drift_sink_;
   // The target is built from this rank's rows (slices are cut on chunk boundaries, and the
   // convolution never leaves a chunk); the fast weight crosses ranks.
   torch::Tensor V = target(X, cu_seqlens);
@@ -84,7 +87,7 @@ MlpStream::MlpStream(const GatedMlp& mlp, double clip, bool decode_update)
     : mlp_(mlp.get()),
       clip_(clip),
       decode_update_(decode_update),
-      stream_(mlp->down_proj->weight.detach(), mlp->ttt().chunk_size, mlp->ttt().lr, clip) {
+      stream_(mlp->down_proj->weight.detach(), mlp->ttt().chunk_size, mlp->ttt().lr, clip, mlp->ttt().decay) {
   IPT_CHECK(mlp->ttt().enabled, "an MLP stream needs a TTT layer");
   IPT_CHECK(std::isfinite(clip) && clip >= 0.0, "ttt_clip must be finite and >= 0, got ", clip);
   const auto options = mlp->down_proj->weight.options();
@@ -181,7 +184,7 @@ void MlpStream::restore(torch::Tensor weight, int64_t updates, torch::Tensor pen
             "] with r < ttt_chunk");
   ttt::DocumentState state{weight, torch::Tensor(), torch::Tensor(), updates};
   const torch::Dtype compute = mlp_->down_proj->weight.scalar_type();
-  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_, compute);
+  stream_ = ttt::Stream(state, ttt.chunk_size, ttt.lr, clip_, compute, ttt.decay, mlp_->down_proj->weight.detach());
   pending_ = 0;
   reserve_rows(pending_z.size(0));
   pending_ = pending_z.size(0);

@@ -14,6 +14,7 @@ struct TttSettings {
   int64_t chunk_size = 8192;  // ttt_chunk
   double lr = 0.3;            // ttt_lr
   double clip = 0.0;          // ttt_clip
+  double decay = 1.0;         // ttt_decay
   bool use_proj = true;       // ttt_proj
   ttt::TargetKind target_kind = ttt::TargetKind::kConv;
   ttt::ConvPadding conv_padding = ttt::ConvPadding::kSame;
@@ -41,6 +42,8 @@ class GatedMlpImpl : public torch::nn::Module {
 
   const TttSettings& ttt() const { return ttt_; }
   void set_ttt(const TttSettings& settings);  // chunk/lr/clip/... at run time (weights stay)
+  // Drift monitor (ttt::Options::drift): forwards append ||W - W0|| / ||W0|| per update here; null = off.
+  void set_drift_sink(std::vector<double>* sink) { drift_sink_ = sink; }
 
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
   torch::nn::Conv1d ttt_conv{nullptr};  // weight [d, 1, 5], depthwise, no bias
@@ -49,6 +52,7 @@ class GatedMlpImpl : public torch::nn::Module {
  private:
   TttSettings ttt_;
   int64_t hidden_;
+  std::vector<double>* drift_sink_ = nullptr;
 };
 TORCH_MODULE(GatedMlp);
 

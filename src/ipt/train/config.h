@@ -19,7 +19,7 @@ struct ModelSection {
   // model.foundation: the TTT keys; unset keeps what the checkpoint's config.json says.
   std::optional<bool> ttt_mode, ttt_proj;
   std::optional<std::vector<int64_t>> ttt_layers;
-  std::optional<double> ttt_lr, ttt_clip;
+  std::optional<double> ttt_lr, ttt_clip, ttt_decay;
   std::optional<int64_t> ttt_chunk;
   std::optional<std::string> ttt_target, ttt_conv_padding, ttt_target_kind;
 };

@@ -39,6 +39,7 @@ void apply_foundation(const ModelSection& m, model::ModelConfig& c) {
   if (m.ttt_proj) c.ttt_proj = *m.ttt_proj;
   if (m.ttt_lr) c.ttt_lr = *m.ttt_lr;
   if (m.ttt_clip) c.ttt_clip = *m.ttt_clip;
+  if (m.ttt_decay) c.ttt_decay = *m.ttt_decay;
   if (m.ttt_chunk) c.ttt_chunk = *m.ttt_chunk;
   if (m.ttt_target) c.ttt_target = *m.ttt_target;
   if (m.ttt_conv_padding) c.ttt_conv_padding = *m.ttt_conv_padding;

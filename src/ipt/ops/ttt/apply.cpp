@@ -39,6 +39,7 @@ void check_options(const Options& o) {
   IPT_CHECK(o.chunk_size > 0, "ttt chunk_size must be > 0, got ", o.chunk_size);
   IPT_CHECK(std::isfinite(o.lr), "ttt lr must be finite, got ", o.lr);
   IPT_CHECK(std::isfinite(o.clip) && o.clip >= 0.0, "ttt clip must be finite and >= 0 (0 = off), got ", o.clip);
+  check_decay(o.decay, "ttt decay");
   IPT_CHECK(o.scan_group >= 0, "ttt scan_group must be >= 0 (0 = all chunks), got ", o.scan_group);
 }
 
@@ -80,7 +81,11 @@ void check_tensors(const torch::Tensor& Z, const torch::Tensor& V, const torch::
             Z.device(), ", ", V.device(), ", ", W0.device());
 }
 
-Algorithm resolve(Algorithm requested, const torch::Tensor& Z) {
+Algorithm resolve(Algorithm requested, const torch::Tensor& Z, bool drift) {
+  if (drift) {
+    IPT_CHECK(requested != Algorithm::kReference, "the fast-weight drift trace needs the recurrent or scan algorithm");
+    return Algorithm::kRecurrent;
+  }
   if (requested != Algorithm::kAuto) return requested;
   // On a CPU the recurrent form runs full-size products already and needs the least memory;
   // a GPU wants the batched products of the scan.
@@ -116,6 +121,7 @@ struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction>
     ctx->saved_data["chunk_size"] = problem->chunk_size;
     ctx->saved_data["lr"] = problem->lr;
     ctx->saved_data["clip"] = problem->clip;
+    ctx->saved_data["decay"] = problem->decay;
     ctx->saved_data["scan_group"] = problem->scan_group;
     ctx->saved_data["use_scan"] = use_scan;
     ctx->saved_data["mixed"] = mixed;
@@ -130,9 +136,11 @@ struct FastWeightFunction : public torch::autograd::Function<FastWeightFunction>
     problem.chunk_size = ctx->saved_data["chunk_size"].toInt();
     problem.lr = ctx->saved_data["lr"].toDouble();
     problem.clip = ctx->saved_data["clip"].toDouble();
+    problem.decay = ctx->saved_data["decay"].toDouble();
     problem.scan_group = ctx->saved_data["scan_group"].toInt();
     torch::Tensor dO = grad_outputs[0].contiguous();
-    detail::Gradients g = ctx->saved_data["mixed"].toBool()
+    detail::Gradients g = problem.decays() ? detail::decayed_backward(problem, saved[0], saved[1], saved[2], saved[3], dO)
+                          : ctx->saved_data["mixed"].toBool()
                               ? detail::recurrent_backward_mixed(problem, saved[0], saved[1], saved[2], saved[3], dO)
                           : ctx->saved_data["use_scan"].toBool()
                               ? detail::scan_backward(problem, saved[0], saved[1], saved[2], saved[3], dO)
@@ -161,10 +169,12 @@ Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::
   problem.chunk_size = options.chunk_size;
   problem.lr = options.lr;
   problem.clip = options.clip;
+  problem.decay = options.decay;
   problem.scan_group = options.scan_group;
+  problem.drift = options.drift;
 
   Output result;
-  const Algorithm algorithm = resolve(options.algorithm, Z);
+  const Algorithm algorithm = resolve(options.algorithm, Z, options.drift != nullptr);
   if (algorithm == Algorithm::kReference) {
     result = detail::reference_forward(problem, Z, V, W0, options.return_state);
   } else {
@@ -187,6 +197,11 @@ Output apply(const torch::Tensor& Z_in, const torch::Tensor& V_in, const torch::
   // States stay in the compute type: a fast weight kept in half precision would lose its updates.
   if (upcast) result.out = result.out.to(out_type);
   return result;
+}
+
+void check_decay(double decay, const std::string& what) {
+  IPT_CHECK(std::isfinite(decay) && decay > 0.0 && decay <= 1.0, what, " must be in (0, 1] (1 = no decay), got ",
+            decay);
 }
 
 torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_chunk, double lr, double clip) {

@@ -3,6 +3,8 @@
 // Not part of the public interface (ttt.h).
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <vector>
 
 #include "ipt/ops/ttt/ttt.h"
@@ -28,10 +30,24 @@ struct Problem {
   int64_t chunk_size = 0;
   double lr = 0.0;
   double clip = 0.0;
+  double decay = 1.0;
   int64_t scan_group = 0;
+  std::vector<double>* drift = nullptr;  // Options::drift
+
+  bool decays() const { return decay < 1.0; }
 
   int64_t num_chunks(const Segment& s) const { return (s.length() + chunk_size - 1) / chunk_size; }
 };
+
+// W <- W0 + decay (W - W0): the pull towards W0 before a chunk's update (nothing when decay is 1).
+inline void decay_towards(torch::Tensor W, const torch::Tensor& W0, double decay) {
+  if (decay < 1.0) W.mul_(decay).add_(W0, 1.0 - decay);
+}
+
+// Options::drift's entry for the weight W after an update.
+inline void record_drift(const Problem& p, const torch::Tensor& W, const torch::Tensor& W0) {
+  if (p.drift) p.drift->push_back((W - W0).norm().item<double>() / std::max(W0.norm().item<double>(), 1e-30));
+}
 
 // Clip factor min(1, clip / ||U||_F) for an update U (1 when clip is off).
 double clip_scale(const torch::Tensor& update, double clip);
@@ -62,6 +78,11 @@ Gradients recurrent_backward_mixed(const Problem& p, const torch::Tensor& Z, con
                                    const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
 Gradients recurrent_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                              const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
+// Backward of recurrent and scan when the update decays (any dtype; float32 masters for half /
+// bfloat16). Stepping a weight back would divide by the decay once per chunk and amplify rounding by
+// decay^-n, so it rebuilds the weights forwards from checkpoints instead.
+Gradients decayed_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V, const torch::Tensor& W0,
+                           const torch::Tensor& scales, const torch::Tensor& dO);
 Gradients scan_backward(const Problem& p, const torch::Tensor& Z, const torch::Tensor& V,
                         const torch::Tensor& W0, const torch::Tensor& scales, const torch::Tensor& dO);
 

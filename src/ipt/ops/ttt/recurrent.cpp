@@ -72,6 +72,7 @@ ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const 
       mm_into(Oc, Zc, W.t());
       if (n < C) break;  // a partial chunk's update waits until the chunk is full
       torch::Tensor Vc = rows(V, s, begin, n);
+      decay_towards(W, W0, p.decay);
       if (p.clip > 0.0) {
         update.addmm_(Vc.t(), Zc, 0.0, p.lr);
         double scale = clip_scale(update, p.clip);
@@ -81,6 +82,7 @@ ForwardResult recurrent_forward(const Problem& p, const torch::Tensor& Z, const 
         W.addmm_(Vc.t(), Zc, 1.0, p.lr);
         scales.push_back(1.0);
       }
+      record_drift(p, W, W0);
     }
     if (keep_weights) result.weights.push_back(W.clone());
   }
@@ -107,6 +109,7 @@ ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, 
       mm_into(rows(O, s, begin, n), Zc, W_compute.t());
       if (n < C) break;  // a partial chunk's update waits until the chunk is full
       mm_into(delta, rows(V, s, begin, n).t(), Zc);
+      decay_towards(W, W0, p.decay);
       double scale = 1.0;
       if (p.clip > 0.0) {
         update.copy_(delta).mul_(p.lr);  // float32 from here on
@@ -117,6 +120,7 @@ ForwardResult recurrent_forward_mixed(const Problem& p, const torch::Tensor& Z, 
       }
       scales.push_back(scale);
       W_compute.copy_(W);
+      record_drift(p, W, W0);
     }
     if (keep_weights) result.weights.push_back(W.clone());
   }

@@ -58,12 +58,26 @@ ForwardResult scan_forward(const Problem& p, const torch::Tensor& Z, const torch
       torch::Tensor deltas = deltas_buf.narrow(0, 0, count), weights = weights_buf.narrow(0, 0, count);
       group_deltas(p, Zg, Vg, deltas, scales, true);
       scales += count;
-      // Exclusive prefix sum on top of the carried weight.
+      // Exclusive prefix sum on top of the carried weight (decayed towards W0 when asked).
       weights[0].copy_(carry);
-      for (int64_t j = 1; j < count; ++j) add_into(weights[j], weights[j - 1], deltas[j - 1]);
+      for (int64_t j = 1; j < count; ++j) {
+        if (p.decays()) {
+          weights[j].copy_(weights[j - 1]);
+          decay_towards(weights[j], W0, p.decay);
+          weights[j].add_(deltas[j - 1]);
+        } else {
+          add_into(weights[j], weights[j - 1], deltas[j - 1]);
+        }
+      }
       torch::Tensor Og = chunk_view(O, s, C, first, count);
       bmm_into(Og, Zg, weights.transpose(1, 2));
-      add_into(carry, weights[count - 1], deltas[count - 1]);
+      if (p.decays()) {
+        carry.copy_(weights[count - 1]);
+        decay_towards(carry, W0, p.decay);
+        carry.add_(deltas[count - 1]);
+      } else {
+        add_into(carry, weights[count - 1], deltas[count - 1]);
+      }
     }
     if (const int64_t tail = s.length() - full * C; tail > 0) {
       torch::Tensor Zt = Z[s.row].narrow(0, s.begin + full * C, tail);

@@ -7,11 +7,18 @@
 
 namespace ipt::ttt {
 
-Stream::Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip)
-    : Stream(DocumentState{W0, torch::Tensor(), torch::Tensor(), 0}, chunk_size, lr, clip) {}
+Stream::Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip, double decay)
+    : Stream(DocumentState{W0, torch::Tensor(), torch::Tensor(), 0}, chunk_size, lr, clip, std::nullopt, decay, W0) {}
 
-Stream::Stream(DocumentState state, int64_t chunk_size, double lr, double clip, std::optional<torch::Dtype> compute)
-    : state_(std::move(state)), chunk_size_(chunk_size), lr_(lr), clip_(clip) {
+Stream::Stream(DocumentState state, int64_t chunk_size, double lr, double clip, std::optional<torch::Dtype> compute,
+               double decay, torch::Tensor origin)
+    : state_(std::move(state)), chunk_size_(chunk_size), lr_(lr), clip_(clip), decay_(decay) {
+  check_decay(decay, "ttt decay");
+  if (decay < 1.0) {
+    IPT_CHECK(origin.defined() && origin.sizes() == state_.weight.sizes(),
+              "a decaying TTT stream needs the W0 it decays towards, shaped like its fast weight");
+    origin_ = origin.detach();
+  }
   IPT_CHECK(state_.weight.defined() && state_.weight.dim() == 2, "a TTT stream needs a [d, h] fast weight");
   const torch::Dtype compute_type = compute.value_or(state_.weight.scalar_type());
   const bool reduced = compute_type == torch::kHalf || compute_type == torch::kBFloat16;
@@ -57,6 +64,7 @@ void Stream::append(const torch::Tensor& z_rows, const torch::Tensor& v_rows) {
   state_.pending_z = torch::cat({state_.pending_z, z_rows.to(type)});
   state_.pending_v = torch::cat({state_.pending_v, v_rows.to(type)});
   if (pending() == chunk_size_) {
+    if (decay_ < 1.0) state_.weight.mul_(decay_).add_(origin_, 1.0 - decay_);
     state_.weight.add_(chunk_delta(state_.pending_z, state_.pending_v, lr_, clip_));
     if (!compute_weight_.is_same(state_.weight)) compute_weight_.copy_(state_.weight);
     state_.updates += 1;

@@ -6,6 +6,9 @@
 // fast weight, then the fast weight takes one step:
 //     O_i = Z_i W_i^T,     W_{i+1} = W_i + s_i * lr * V_i^T Z_i,     W_0 = W0,
 // where s_i = min(1, clip / ||lr V_i^T Z_i||_F) when clip > 0, else 1.
+// Our extension, off by default: a decay lambda in (0, 1] pulls the accumulated update back
+// towards W0 before each step, W_{i+1} = W0 + lambda (W_i - W0) + s_i lr V_i^T Z_i, so that
+// ||W_i - W0|| <= max_j ||update_j|| / (1 - lambda) however long the document (a decayed prefix sum).
 //
 // One entry point, `apply`, with three algorithms behind it that must agree (tests prove it):
 //   reference  materialises every chunk's weight (T x d x h numbers); obviously correct, for tests.
@@ -32,12 +35,16 @@ struct Options {
   int64_t chunk_size = 4096;  // C (config key ttt_chunk)
   double lr = 0.3;            // eta (ttt_lr)
   double clip = 0.0;          // tau > 0 clips each update's Frobenius norm (ttt_clip); 0 = off
+  double decay = 1.0;         // lambda in (0, 1] (ttt_decay); 1 = the official, undecayed sum
   Algorithm algorithm = Algorithm::kAuto;
   int64_t scan_group = 0;     // scan only: chunks in flight at once; 0 = all of a document
   // Packed documents, as in varlen attention: offsets [0, n1, ..., L] into the sequence of a
   // batch of one row (B == 1). Empty: every batch row is one document.
   std::vector<int64_t> cu_seqlens;
   bool return_state = false;  // fill Output::states (the stream's continuation, no gradient)
+  // Drift monitor: when set, receives ||W - W0||_F / ||W0||_F after every chunk update, document
+  // after document (no gradient). Recorded by the recurrent algorithm, which auto and scan become.
+  std::vector<double>* drift = nullptr;
 };
 
 // What a stream needs to continue one document: the fast weight after its last full chunk and
@@ -58,6 +65,9 @@ struct Output {
 // computed in float32 and returned in their own type. Differentiable in Z, V and W0.
 Output apply(const torch::Tensor& Z, const torch::Tensor& V, const torch::Tensor& W0, const Options& options);
 
+// Checks a decay lambda: finite and in (0, 1]; `what` names the setting in the error.
+void check_decay(double decay, const std::string& what);
+
 // One chunk's update s * lr * V_c^T Z_c (clipped as in Options), no gradient.
 torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_chunk, double lr, double clip);
 
@@ -68,10 +78,11 @@ torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_c
 // many bf16 deltas drops the small ones); outputs use a copy in the compute type, refreshed per update.
 class Stream {
  public:
-  Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip);
+  Stream(torch::Tensor W0, int64_t chunk_size, double lr, double clip, double decay = 1.0);
   // `compute`: the type outputs are computed and returned in; unset = the state weight's type.
+  // `origin`: the W0 a decay pulls towards (needed when decay < 1; the state holds only W_i).
   Stream(DocumentState state, int64_t chunk_size, double lr, double clip,
-         std::optional<torch::Dtype> compute = std::nullopt);
+         std::optional<torch::Dtype> compute = std::nullopt, double decay = 1.0, torch::Tensor origin = {});
 
   // z_rows [n, h], v_rows [n, d] -> [n, d]. No gradient.
   torch::Tensor feed(const torch::Tensor& z_rows, const torch::Tensor& v_rows);
@@ -91,9 +102,11 @@ class Stream {
  private:
   DocumentState state_;
   torch::Tensor compute_weight_;  // the master in the compute type (the master itself when equal)
+  torch::Tensor origin_;  // W0, kept when decay < 1
   int64_t chunk_size_;
   double lr_;
   double clip_;
+  double decay_;
 };
 
 // ---------------------------------------------------------------------------------------------
