@@ -28,8 +28,9 @@ build: deps configure
 build-ipt: deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target ipt
 
-test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+# The suite runs the OpenAI SDK test (Server.OpenAiPythonSdk) with .venv's Python, which has the SDK.
+test: build venv-python
+	cd $(BUILD_DIR) && IPT_TEST_PYTHON=$(CURDIR)/.venv/bin/python ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-python
 
 # The bundled TTT model's demo, then the real pretrained model when it can be fetched (scripts/run-main.sh).

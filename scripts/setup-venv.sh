@@ -18,7 +18,8 @@ GOLDENS=(transformers==4.57.3 tokenizers==0.22.2 safetensors==0.8.0 numpy==2.4.6
          gguf==0.19.0 accelerate==1.15.0)
 # The pip package (python/): pytest, ninja (parallel extension builds), PyYAML (the trainer's configs),
 # wheel (setuptools 65, the venv's own, builds wheels only with it; pip --no-build-isolation uses it).
-PYTHON=(pytest==9.2.0 ninja==1.13.2 PyYAML==6.0.4 wheel==0.48.0)
+# openai: the SDK that tests/infer/openai_sdk_test.py drives `ipt serve` with (make test).
+PYTHON=(pytest==9.2.0 ninja==1.13.2 PyYAML==6.0.4 wheel==0.48.0 openai==3.63.0)
 
 case "${1:-torch}" in
   torch) pins=("${TORCH[@]}") ;;
