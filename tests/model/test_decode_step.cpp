@@ -26,6 +26,7 @@ struct Shape {
   bool bias = false;
   int64_t window = 0;
   bool ttt = true;
+  double decay = 1.0;  // ttt_decay
 };
 
 // The `test` preset (4 query heads over 2 key/value heads) with random TTT tensors and a small
@@ -38,6 +39,7 @@ model::CausalLM make_model(uint64_t seed, const Shape& shape, torch::Dtype dtype
     c.ttt_layers = {0, 1};
     c.ttt_chunk = 5;
     c.ttt_lr = 0.5;
+    c.ttt_decay = shape.decay;
   }
   if (shape.window > 0) c.layer_window.assign(c.num_hidden_layers, shape.window);
   c.validate();
@@ -122,6 +124,20 @@ TEST(DecodeStep, TttUpdatesWhileDecodingMatter) {
   SessionOptions sequence_path = frozen;
   sequence_path.decode_step = false;
   EXPECT_LE(rel(official, stepped(lm, tokens, 6, sequence_path)), 2e-5);
+}
+
+// The decayed update (ttt_decay) through the fused step: each completed chunk's update pulls the
+// fast weight back towards W0 exactly as the sequence forward does.
+TEST(DecodeStep, DecayedUpdatesEqualTheSequenceForward) {
+  Shape decayed;
+  decayed.decay = 0.6;
+  model::CausalLM lm = make_model(5, decayed);
+  const auto tokens = random_tokens(31, 6);
+  const torch::Tensor reference = whole_forward(lm, tokens);
+  EXPECT_LE(rel(stepped(lm, tokens, 1), reference), 2e-5);
+  EXPECT_LE(rel(stepped(lm, tokens, 7), reference), 2e-5);
+  model::CausalLM undecayed = make_model(5, Shape{});  // same weights: the decay must show
+  EXPECT_GT(rel(stepped(undecayed, tokens, 7).narrow(0, 10, 21), reference.narrow(0, 10, 21)), 1e-3);
 }
 
 TEST(DecodeStep, ThreadCountDoesNotChangeTheNumbers) {
