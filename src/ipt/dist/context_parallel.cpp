@@ -178,8 +178,8 @@ torch::Tensor ttt_apply(const torch::Tensor& Z, const torch::Tensor& V, const to
   torch::Tensor carry = ScanAcrossRanks::apply(T, &comm, fresh, carry_decay);
   // Phase 3: the ordinary operator on this rank's rows; the first document starts from W0 + carry
   // when it continues one begun earlier (carry * 0 otherwise keeps the graphs of all ranks alike).
-  // Its outputs are those from W0 plus decay^i Z_i carry^T in chunk i (the operator decays towards
-  // the W0 it is given, so the carry is added outside it).
+  // With a decay its outputs are those from W0 plus decay^i Z_i carry^T in chunk i (the operator
+  // decays towards the W0 it is given, so the carry is added outside it).
   ttt::Options local = options;
   local.return_state = false;
   const int64_t B = Z.size(0), first = view.first_document_end, Lr = Z.size(1);
@@ -188,9 +188,16 @@ torch::Tensor ttt_apply(const torch::Tensor& Z, const torch::Tensor& V, const to
     torch::Tensor offset = view.continues ? carry[b] : carry[b] * 0;
     local.cu_seqlens.clear();
     torch::Tensor Z_head = Z.narrow(0, b, 1).narrow(1, 0, first);
-    torch::Tensor head = ttt::apply(Z_head, V.narrow(0, b, 1).narrow(1, 0, first), W0, local).out;
-    torch::Tensor Z_scaled = options.decay == 1.0 ? Z_head[0] : Z_head[0] * offset_row_scales(first, options, Z.options());
-    head = head + torch::mm(Z_scaled, offset.t().to(Z.scalar_type())).unsqueeze(0);
+    torch::Tensor V_head = V.narrow(0, b, 1).narrow(1, 0, first);
+    torch::Tensor head;
+    if (options.decay == 1.0) {
+      // Undecayed, the carry never shrinks: starting the operator from W0 + carry is the same sum
+      // and saves the extra product.
+      head = ttt::apply(Z_head, V_head, W0 + offset, local).out;
+    } else {
+      head = ttt::apply(Z_head, V_head, W0, local).out +
+             torch::mm(Z_head[0] * offset_row_scales(first, options, Z.options()), offset.t()).unsqueeze(0);
+    }
     if (first == Lr) {
       rows.push_back(head);
       continue;
