@@ -58,7 +58,7 @@ TEST(ContextParallelProcesses, ScoreEqualsOneProcess) {
     }
   }
   const double expected = model::score_tokens(lm, ids).mean_nll();
-  const std::string common = "score -m " + (dir / "model").string() + " --ids " + (dir / "ids.txt").string() + " --json";
+  const std::string common = "score -m " + (dir / "model").string() + " --ids " + (dir / "ids.txt").string() + " --json --dtype float32";
   for (int ranks : {2, 3}) {
     const auto [status, output] =
         run_ipt(common + " --cp-size " + std::to_string(ranks) + " --nproc-per-node " + std::to_string(ranks));

@@ -94,8 +94,8 @@ TEST(Rendezvous, BadEnvironmentsNameTheVariable) {
 
 TEST(GlooCommunicator, CollectivesOverLoopback) {
   const int port = dist::free_local_port();
-  std::vector<std::vector<torch::Tensor>> gathered(2), uneven(2);
-  std::vector<torch::Tensor> reduced(2);
+  std::vector<std::vector<torch::Tensor>> gathered(2), uneven(2), gathered_bf16(2);
+  std::vector<torch::Tensor> reduced(2), reduced_bf16(2);
   std::vector<std::string> errors(2);
   std::vector<std::thread> ranks;
   for (int rank = 0; rank < 2; ++rank)
@@ -112,6 +112,10 @@ TEST(GlooCommunicator, CollectivesOverLoopback) {
         reduced[rank] = torch::arange(5, torch::kFloat64) * (rank + 1);
         comm.all_reduce_sum(reduced[rank]);
         uneven[rank] = comm.all_gather_uneven(torch::ones({rank + 1, 2}), 0);
+        // bfloat16, which Gloo itself refuses ("Invalid scalar type"): carried as float32.
+        gathered_bf16[rank] = comm.all_gather(torch::full({2}, 1.5 * (rank + 1), torch::kBFloat16));
+        reduced_bf16[rank] = torch::full({3}, 0.25 * (rank + 1), torch::kBFloat16);
+        comm.all_reduce_sum(reduced_bf16[rank]);
       } catch (const std::exception& e) {
         errors[rank] = e.what();
       }
@@ -125,6 +129,11 @@ TEST(GlooCommunicator, CollectivesOverLoopback) {
     EXPECT_TRUE(torch::equal(reduced[rank], torch::arange(5, torch::kFloat64) * 3));
     EXPECT_EQ(uneven[rank][0].size(0), 1);
     EXPECT_EQ(uneven[rank][1].size(0), 2);
+    ASSERT_EQ(gathered_bf16[rank].size(), 2u);
+    EXPECT_EQ(gathered_bf16[rank][1].scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(gathered_bf16[rank][1], torch::full({2}, 3.0, torch::kBFloat16)));
+    EXPECT_EQ(reduced_bf16[rank].scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(reduced_bf16[rank], torch::full({3}, 0.75, torch::kBFloat16)));
   }
 }
 

@@ -131,8 +131,23 @@ GlooCommunicator::GlooCommunicator(GlooCommunicator& parent, const std::string& 
 
 GlooCommunicator::~GlooCommunicator() = default;
 
+namespace {
+
+// Gloo has no half or bfloat16 kernels ("Invalid scalar type"): those travel as float32, which
+// holds them exactly (and sums them more accurately).
+bool gloo_lacks(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf;
+}
+
+}  // namespace
+
 std::vector<torch::Tensor> GlooCommunicator::all_gather(const torch::Tensor& t) {
   if (t.is_cuda()) return impl_->nccl_group(rank_, size_).all_gather(t);
+  if (gloo_lacks(t)) {
+    std::vector<torch::Tensor> gathered = all_gather(t.detach().to(torch::kFloat32));
+    for (torch::Tensor& g : gathered) g = g.to(t.scalar_type());
+    return gathered;
+  }
   std::vector<torch::Tensor> inputs{t.detach().contiguous()};
   std::vector<std::vector<torch::Tensor>> outputs(1);
   for (int r = 0; r < size_; ++r) outputs[0].push_back(torch::empty_like(inputs[0]));
@@ -143,6 +158,12 @@ std::vector<torch::Tensor> GlooCommunicator::all_gather(const torch::Tensor& t) 
 void GlooCommunicator::all_reduce_sum(torch::Tensor& t) {
   if (t.is_cuda()) return impl_->nccl_group(rank_, size_).all_reduce_sum(t);
   torch::NoGradGuard no_grad;
+  if (gloo_lacks(t)) {
+    torch::Tensor wide = t.to(torch::kFloat32);
+    all_reduce_sum(wide);
+    t.copy_(wide);
+    return;
+  }
   std::vector<torch::Tensor> tensors{t.is_contiguous() ? t : t.contiguous()};
   impl_->group->allreduce(tensors)->wait();
   if (!tensors[0].is_same(t)) t.copy_(tensors[0]);
