@@ -1,5 +1,5 @@
-// ipt convert: add In-Place TTT to a checkpoint with SPEC.md's drop-in initialisation, or import a
-// llama.cpp GGUF file as a model directory (optionally with TTT layers the same way).
+// ipt convert: add In-Place TTT to a checkpoint with the drop-in initialisation (docs/operator.md),
+// or import a llama.cpp GGUF file as a model directory (optionally with TTT layers the same way).
 #include <filesystem>
 #include <fstream>
 #include <functional>
