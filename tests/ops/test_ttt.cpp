@@ -6,9 +6,12 @@
 
 #include "ipt/common/error.h"
 #include "ipt/ops/ttt/ttt.h"
+#include "support/expect_error.h"
 
 using namespace ipt;
 using ttt::Algorithm;
+
+using ipt::test::expect_error;
 
 namespace {
 
@@ -61,15 +64,6 @@ ttt::Options options_for(const Case& c, Algorithm algorithm, int64_t group = 0) 
 
 double max_rel_error(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item<double>();
-}
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 struct Variant {
