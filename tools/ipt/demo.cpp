@@ -19,7 +19,7 @@
 #include "ipt/common/error.h"
 #include "ipt/data/synth.h"
 #include "ipt/eval/ruler.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/infer/sampler.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"

@@ -11,7 +11,7 @@
 #include "model_flags.h"
 #include "inputs.h"
 #include "ipt/common/error.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/infer/chat.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"

@@ -1,4 +1,4 @@
-#include "ipt/eval/plot.h"
+#include "ipt/common/plot.h"
 
 #include <unistd.h>
 
