@@ -10,7 +10,7 @@ export CCACHE_BASEDIR ?= $(CURDIR)
 # cmake's generated makefiles recurse; a newcomer does not need to read every directory change.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: deps configure build build-ipt test run bench clean venv-torch build-torch2 test-torch2
+.PHONY: deps configure build build-ipt test run bench clean venv-torch build-torch2 test-torch2 venv-python test-python
 
 deps:
 	@bash scripts/install-deps.sh
@@ -28,8 +28,10 @@ build: deps configure
 build-ipt: deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target ipt
 
-test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+# The suite runs the OpenAI SDK test (Server.OpenAiPythonSdk) with .venv's Python, which has the SDK.
+test: build venv-python
+	cd $(BUILD_DIR) && IPT_TEST_PYTHON=$(CURDIR)/.venv/bin/python ctest --output-on-failure -j $(JOBS)
+	$(MAKE) test-python
 
 # The bundled TTT model's demo, then the real pretrained model when it can be fetched (scripts/run-main.sh).
 run: build-ipt
@@ -55,5 +57,15 @@ build-torch2: deps venv-torch $(TORCH2_BUILD_DIR)/CMakeCache.txt
 test-torch2: build-torch2
 	cd $(TORCH2_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
+# The pip package inplace_ttt (python/, docs/python.md): installed into .venv/ against its torch, then
+# its pytest suite, which also runs build/ipt (logits against `ipt score`, token data for the trainer).
+# ccache keeps a second build of the extension to seconds.
+venv-python:
+	@bash scripts/setup-venv.sh python
+
+test-python: build-ipt venv-python
+	CXX="ccache g++" MAX_JOBS=$(JOBS) .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation ./python
+	IPT=$(CURDIR)/$(BUILD_DIR)/ipt .venv/bin/python -m pytest -q python/tests
+
 clean:
-	rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR) python/build

@@ -62,6 +62,44 @@ TEST(Cli, InitConvertInfoScore) {
   EXPECT_NEAR(a["ppl"].get<double>(), std::exp(a["mean_nll"].get<double>()), 1e-6 * a["ppl"].get<double>());
 }
 
+// The drift monitor: one entry per chunk update per TTT layer, and clear errors where it cannot run.
+TEST(Cli, ScoreTracesTheFastWeights) {
+  Workspace w;
+  ASSERT_EQ(ipt("init --preset test -o " + (w / "base")).status, 0);
+  Result convert = ipt("convert --in " + (w / "base") + " --out " + (w / "ttt") +
+                       " --ttt-layers 0 1 --ttt-chunk 8 --ttt-decay 0.8");
+  ASSERT_EQ(convert.status, 0) << convert.output;
+  EXPECT_NE(ipt("info -m " + (w / "ttt")).output.find("decay 0.8"), std::string::npos);
+  {
+    std::ofstream ids(w / "ids.txt");
+    for (int i = 0; i < 40; ++i) ids << (i * 37) % 256 << " ";
+  }
+  const std::string score = "score -m " + (w / "ttt") + " --ids " + (w / "ids.txt");
+  Result traced = ipt(score + " --trace-fast-weights " + (w / "trace.json") + " --trace-stretch 16 --json");
+  ASSERT_EQ(traced.status, 0) << traced.output;
+  auto trace = nlohmann::json::parse(std::ifstream(w / "trace.json"));
+  EXPECT_EQ(trace["ttt_decay"], 0.8);
+  ASSERT_EQ(trace["drift"].size(), 2u);
+  for (const char* layer : {"0", "1"}) {
+    ASSERT_EQ(trace["drift"][layer].size(), 5u) << layer;  // 40 rows, chunk 8: five updates
+    for (double v : trace["drift"][layer]) EXPECT_EQ(v, 0.0);  // drop-in: every update is zero
+  }
+  ASSERT_EQ(trace["loss_per_stretch"].size(), 3u);  // 39 predictions in stretches of 16
+  EXPECT_EQ(trace["loss_per_stretch"][2]["end"], 39);
+  Result plain = ipt(score + " --json");
+  EXPECT_NEAR(trace["mean_nll"].get<double>(), nlohmann::json::parse(plain.output)["mean_nll"].get<double>(), 1e-6);
+
+  Result frozen = ipt(score + " --no-ttt --trace-fast-weights " + (w / "t2.json"));
+  EXPECT_EQ(frozen.status, 1);
+  EXPECT_NE(frozen.output.find("needs the fast weights on"), std::string::npos) << frozen.output;
+  Result no_ttt = ipt("score -m " + (w / "base") + " --ids " + (w / "ids.txt") + " --trace-fast-weights " + (w / "t3.json"));
+  EXPECT_EQ(no_ttt.status, 1);
+  EXPECT_NE(no_ttt.output.find("needs a model with TTT layers"), std::string::npos) << no_ttt.output;
+  Result bad = ipt("convert --in " + (w / "base") + " --out " + (w / "bad") + " --ttt-layers 0 --ttt-decay 1.5");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("ttt_decay must be in (0, 1]"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, ErrorsExitWithAMessage) {
   Workspace w;
   ASSERT_EQ(ipt("init --preset test -o " + (w / "m")).status, 0);

@@ -18,9 +18,11 @@ namespace {
 
 // The `test` preset with TTT in both layers, a small chunk and random (not drop-in) TTT tensors,
 // so every chunk update changes the outputs.
-model::CausalLM make_model(uint64_t seed, int64_t window = 0, int64_t chunk = 5, bool decode_update = true) {
+model::CausalLM make_model(uint64_t seed, int64_t window = 0, int64_t chunk = 5, bool decode_update = true,
+                           double decay = 1.0) {
   model::ModelConfig c = model::preset_config("test");
   c.ttt_mode = true;
+  c.ttt_decay = decay;
   c.ttt_layers = {0, 1};
   c.ttt_chunk = chunk;
   c.ttt_lr = 0.5;
@@ -96,6 +98,32 @@ TEST(Session, TeacherForcedDecodeEqualsOneForward) {
   EXPECT_LE(rel(plain.narrow(0, 0, 5), reference.narrow(0, 0, 5)), 1e-10);
   EXPECT_GT(rel(plain.narrow(0, 5, 18), reference.narrow(0, 5, 18)), 1e-4);
   EXPECT_EQ(no_ttt.ttt_updates(), 0);
+}
+
+// The decayed update (ttt_decay) streams exactly too: prefill pieces, token by token (the fused
+// decode step), and after save -> load (the stream decays towards the model's W0 again).
+TEST(Session, DecayedUpdatesStreamEqualOneForward) {
+  model::CausalLM lm = make_model(11, 0, 5, true, 0.6);
+  const auto tokens = random_tokens(27, 12);
+  const torch::Tensor reference = whole_forward(lm, tokens);
+  Session tokenwise(lm, small_blocks());
+  EXPECT_LE(rel(teacher_forced(tokenwise, tokens, 4), reference), 1e-10);
+  Session prefill(lm, small_blocks());
+  EXPECT_LE(rel(prefill.append(tokens, true), reference), 1e-10);
+
+  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-decay-" + std::to_string(getpid()))).string();
+  Session first(lm, small_blocks());
+  torch::Tensor head = first.append({tokens.begin(), tokens.begin() + 13}, true);
+  first.save(path);
+  Session second = Session::load(lm, path);
+  torch::Tensor tail = second.append({tokens.begin() + 13, tokens.end()}, true);
+  EXPECT_LE(rel(torch::cat({head, tail}), reference), 1e-10);
+  std::filesystem::remove(path);
+
+  // The decay matters: the same weights without it give other logits after the second update.
+  model::CausalLM undecayed = make_model(11, 0, 5, true, 1.0);
+  EXPECT_GT(rel(whole_forward(undecayed, tokens).narrow(0, 10, 17), reference.narrow(0, 10, 17)), 1e-4);
+  EXPECT_LE(rel(whole_forward(undecayed, tokens).narrow(0, 0, 10), reference.narrow(0, 0, 10)), 1e-12);
 }
 
 TEST(Session, DecodeUpdateOffIsTheOfficialBehaviour) {

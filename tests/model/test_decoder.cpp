@@ -59,6 +59,9 @@ TEST(ModelConfig, ParsesAndRoundTrips) {
   ModelConfig again = ModelConfig::from_json(back);
   EXPECT_EQ(again.layer_window, c.layer_window);
   EXPECT_EQ(again.to_json(), back);
+  EXPECT_FALSE(back.contains("ttt_decay"));  // the official update writes no key of ours
+  j["ttt_decay"] = 0.9;
+  EXPECT_EQ(ModelConfig::from_json(j).to_json()["ttt_decay"], 0.9);
 }
 
 // Without the key, the official default applies as the official code applies it (membership): a 30-layer
@@ -93,6 +96,11 @@ TEST(ModelConfig, ErrorsNameTheKey) {
   expect_config_error(j, "ttt_layers entry 4 is outside [0, 4)");
   j["ttt_layers"] = {1, 1};
   expect_config_error(j, "lists layer 1 twice");
+  for (double decay : {0.0, 1.5, -1.0}) {
+    j = tiny_json("LlamaForCausalLM");
+    j["ttt_decay"] = decay;
+    expect_config_error(j, "ttt_decay must be in (0, 1]");
+  }
   j = tiny_json("LlamaForCausalLM");
   j["ttt_chunk"] = "big";
   expect_config_error(j, "'ttt_chunk' must be an integer");

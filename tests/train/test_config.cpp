@@ -92,8 +92,10 @@ TEST(TrainConfig, OfficialRecipeLoads) {
 
 TEST(TrainConfig, Overrides) {
   TrainConfig c = parse_train_config(kOfficialRecipe, {"train.lr=1e-4", "model.foundation.ttt_chunk=512",
-                                                        "data.train_path=[a, b]", "train.trainable=ttt"});
+                                                        "data.train_path=[a, b]", "train.trainable=ttt",
+                                                        "model.foundation.ttt_decay=0.9"});
   EXPECT_DOUBLE_EQ(c.train.lr, 1e-4);
+  EXPECT_DOUBLE_EQ(*c.model.ttt_decay, 0.9);
   EXPECT_EQ(*c.model.ttt_chunk, 512);
   EXPECT_EQ(c.data.train_path, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(c.train.trainable, "ttt");
@@ -107,6 +109,7 @@ TEST(TrainConfig, ErrorsNameTheKey) {
   expect_error("train:\n  max_stepz: 3\n", "train.max_stepz: unknown key");
   expect_error("model:\n  foundation:\n    ttt_lr: [1]\n", "model.foundation.ttt_lr: expected a number");
   expect_error("model:\n  foundation:\n    ttt_target: tokens\n", "model.foundation.ttt_target: 'tokens' is not one of");
+  expect_error(kOfficialRecipe, "model.foundation.ttt_decay must be in (0, 1]", {"model.foundation.ttt_decay=0"});
   expect_error("optim:\n  lr: 1\n", "optim: unknown section");
   expect_error("train:\n  lr_decay_style: step\n", "train.lr_decay_style");
   expect_error("train:\n  ulysses_parallel_size: 2\n", "train.ulysses_parallel_size");

@@ -86,7 +86,10 @@ void parse_model(const YAML::Node& node, ModelSection& m) {
         else if (fk == "ttt_layers") m.ttt_layers = as<std::vector<int64_t>>(fv, fname, "a list of layer indices");
         else if (fk == "ttt_lr") m.ttt_lr = as<double>(fv, fname, "a number");
         else if (fk == "ttt_clip") m.ttt_clip = as<double>(fv, fname, "a number");
-        else if (fk == "ttt_decay") m.ttt_decay = as<double>(fv, fname, "a number");
+        else if (fk == "ttt_decay") {
+          m.ttt_decay = as<double>(fv, fname, "a number");
+          ttt::check_decay(*m.ttt_decay, fname);
+        }
         else if (fk == "ttt_chunk") m.ttt_chunk = as<int64_t>(fv, fname, "an integer");
         else if (fk == "ttt_target") m.ttt_target = one_of(fv, fname, {"hidden_states", "input_embed"});
         else if (fk == "ttt_conv_padding") m.ttt_conv_padding = one_of(fv, fname, {"same", "causal"});
@@ -255,7 +258,6 @@ void validate(const TrainConfig& c, int world_size) {
   if (c.model.ttt_chunk) IPT_CHECK(*c.model.ttt_chunk > 0, "model.foundation.ttt_chunk must be > 0");
   if (c.model.ttt_lr) IPT_CHECK(std::isfinite(*c.model.ttt_lr), "model.foundation.ttt_lr must be finite");
   if (c.model.ttt_clip) IPT_CHECK(*c.model.ttt_clip >= 0, "model.foundation.ttt_clip must be >= 0");
-  if (c.model.ttt_decay) ttt::check_decay(*c.model.ttt_decay, "model.foundation.ttt_decay");
   IPT_CHECK(!c.data.train_path.empty(), "data.train_path is required");
   for (const auto& p : c.data.train_path)
     IPT_CHECK(fs::exists(fs::path(p) / "meta.json"), "data.train_path: ", p,

@@ -40,8 +40,9 @@ struct Problem {
 };
 
 // W <- W0 + decay (W - W0): the pull towards W0 before a chunk's update (nothing when decay is 1).
+// Scaling the difference (not decay W + (1 - decay) W0) keeps W == W0 exactly when nothing moved it.
 inline void decay_towards(torch::Tensor W, const torch::Tensor& W0, double decay) {
-  if (decay < 1.0) W.mul_(decay).add_(W0, 1.0 - decay);
+  if (decay < 1.0) W.sub_(W0).mul_(decay).add_(W0);
 }
 
 // Options::drift's entry for the weight W after an update.

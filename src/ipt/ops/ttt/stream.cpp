@@ -64,7 +64,7 @@ void Stream::append(const torch::Tensor& z_rows, const torch::Tensor& v_rows) {
   state_.pending_z = torch::cat({state_.pending_z, z_rows.to(type)});
   state_.pending_v = torch::cat({state_.pending_v, v_rows.to(type)});
   if (pending() == chunk_size_) {
-    if (decay_ < 1.0) state_.weight.mul_(decay_).add_(origin_, 1.0 - decay_);
+    if (decay_ < 1.0) state_.weight.sub_(origin_).mul_(decay_).add_(origin_);  // as ttt::apply decays
     state_.weight.add_(chunk_delta(state_.pending_z, state_.pending_v, lr_, clip_));
     if (!compute_weight_.is_same(state_.weight)) compute_weight_.copy_(state_.weight);
     state_.updates += 1;

@@ -1,0 +1,48 @@
+"""Builds inplace_ttt._C against the torch that is installed (so: `pip install --no-build-isolation`).
+
+The extension compiles the engine's operator sources from the repository's src/ directly (no copy):
+src/ipt/ops/ttt/{apply,recurrent,scan,reference,target}.cpp plus python/csrc. Set CXX="ccache g++"
+to reuse objects between builds; MAX_JOBS bounds the parallel compiles.
+"""
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.normpath(os.path.join(HERE, "..", "src"))
+ENGINE_SOURCES = ["apply.cpp", "recurrent.cpp", "scan.cpp", "reference.cpp", "target.cpp"]
+MIN_TORCH = (2, 4)
+
+try:
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+except ImportError:
+    sys.exit("inplace_ttt builds against the torch you have installed, and none was found in this Python.\n"
+             "Install torch >= 2.4 first, then: pip install --no-build-isolation ./python")
+if tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < MIN_TORCH:
+    sys.exit(f"inplace_ttt needs torch >= 2.4, found {torch.__version__}")
+if not os.path.isdir(os.path.join(SRC, "ipt", "ops", "ttt")):
+    sys.exit(f"inplace_ttt compiles the engine's sources from {SRC}; build it from a checkout of the repository")
+
+sources = [os.path.join(HERE, "csrc", f) for f in ("ops.cpp", "module.cpp")]
+sources += [os.path.join(SRC, "ipt", "ops", "ttt", f) for f in ENGINE_SOURCES]
+
+setup(
+    name="inplace_ttt",
+    version="0.1.0",
+    description="In-Place Test-Time Training: the lean operator, Qwen3/LLaMA models and an FSDP2 trainer for PyTorch",
+    packages=find_packages(include=["inplace_ttt", "inplace_ttt.*"]),
+    python_requires=">=3.9",
+    install_requires=["torch>=2.4"],
+    extras_require={"models": ["transformers==4.57.3", "safetensors"], "train": ["pyyaml"]},
+    ext_modules=[
+        CppExtension(
+            "inplace_ttt._C",
+            sources,
+            include_dirs=[SRC],
+            extra_compile_args=["-O2", "-g0", "-std=c++17", "-Wno-unused-parameter"],
+        )
+    ],
+    cmdclass={"build_ext": BuildExtension},
+)
