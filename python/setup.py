@@ -1,7 +1,7 @@
 """Builds inplace_ttt._C against the torch that is installed (so: `pip install --no-build-isolation`).
 
 The extension compiles the engine's operator sources from the repository's src/ directly (no copy):
-src/ipt/ops/ttt/{apply,recurrent,scan,reference,target}.cpp plus python/csrc. Set CXX="ccache g++"
+src/ipt/ops/ttt/*.cpp but stream.cpp (decoding streams, which need ops/matvec) plus python/csrc. Set CXX="ccache g++"
 to reuse objects between builds; MAX_JOBS bounds the parallel compiles.
 """
 import os
@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.normpath(os.path.join(HERE, "..", "src"))
-ENGINE_SOURCES = ["apply.cpp", "recurrent.cpp", "scan.cpp", "reference.cpp", "target.cpp"]
+TTT_DIR = os.path.join(SRC, "ipt", "ops", "ttt")
 MIN_TORCH = (2, 4)
 
 try:
@@ -26,7 +26,7 @@ if not os.path.isdir(os.path.join(SRC, "ipt", "ops", "ttt")):
     sys.exit(f"inplace_ttt compiles the engine's sources from {SRC}; build it from a checkout of the repository")
 
 sources = [os.path.join(HERE, "csrc", f) for f in ("ops.cpp", "module.cpp")]
-sources += [os.path.join(SRC, "ipt", "ops", "ttt", f) for f in ENGINE_SOURCES]
+sources += sorted(os.path.join(TTT_DIR, f) for f in os.listdir(TTT_DIR) if f.endswith(".cpp") and f != "stream.cpp")
 
 setup(
     name="inplace_ttt",

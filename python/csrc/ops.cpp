@@ -39,11 +39,13 @@ void check_tensors(const at::Tensor& Z, const at::Tensor& V, const at::Tensor& W
               Z.device(), ", ", V.device(), ", ", W0.device());
 }
 
-Problem make_problem(const at::Tensor& Z, int64_t chunk_size, double lr, double clip,
+Problem make_problem(const at::Tensor& Z, int64_t chunk_size, double lr, double clip, double decay,
                      const std::vector<int64_t>& cu_seqlens, int64_t scan_group) {
   TORCH_CHECK(chunk_size > 0, "chunk_size must be > 0, got ", chunk_size);
   TORCH_CHECK(std::isfinite(lr), "lr must be finite, got ", lr);
   TORCH_CHECK(std::isfinite(clip) && clip >= 0.0, "clip must be finite and >= 0, got ", clip);
+  TORCH_CHECK(std::isfinite(decay) && decay > 0.0 && decay <= 1.0, "decay must be in (0, 1] (1 = no decay), got ",
+              decay);
   TORCH_CHECK(scan_group >= 0, "scan_group must be >= 0, got ", scan_group);
   const int64_t B = Z.size(0), L = Z.size(1);
   TORCH_CHECK(L > 0, "Z must hold at least one token (L > 0)");
@@ -51,6 +53,7 @@ Problem make_problem(const at::Tensor& Z, int64_t chunk_size, double lr, double 
   p.chunk_size = chunk_size;
   p.lr = lr;
   p.clip = clip;
+  p.decay = decay;
   p.scan_group = scan_group;
   if (cu_seqlens.empty()) {
     for (int64_t b = 0; b < B; ++b) p.segments.push_back({b, 0, L});
@@ -80,13 +83,13 @@ bool use_scan(const std::string& algorithm, const at::Tensor& Z) {
 // -> (out [B, L, d], scales float64 [full chunks]): the clip factor of every full chunk, which is
 // all the backward needs besides the inputs.
 std::tuple<at::Tensor, at::Tensor> ttt_forward(const at::Tensor& Z_in, const at::Tensor& V_in, const at::Tensor& W0_in,
-                                               int64_t chunk_size, double lr, double clip,
+                                               int64_t chunk_size, double lr, double clip, double decay,
                                                std::vector<int64_t> cu_seqlens, std::string algorithm,
                                                int64_t scan_group) {
   check_tensors(Z_in, V_in, W0_in);
   c10::DeviceGuard guard(Z_in.device());
   at::NoGradGuard no_grad;
-  const Problem p = make_problem(Z_in, chunk_size, lr, clip, cu_seqlens, scan_group);
+  const Problem p = make_problem(Z_in, chunk_size, lr, clip, decay, cu_seqlens, scan_group);
   const bool scan = use_scan(algorithm, Z_in);
   at::Tensor Z = Z_in.contiguous(), V = V_in.contiguous(), W0 = W0_in.contiguous();
   at::Tensor O = at::empty({Z.size(0), Z.size(1), W0.size(0)}, Z.options());
@@ -101,20 +104,22 @@ std::tuple<at::Tensor, at::Tensor> ttt_forward(const at::Tensor& Z_in, const at:
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttt_backward(const at::Tensor& grad_out, const at::Tensor& Z_in,
                                                             const at::Tensor& V_in, const at::Tensor& W0_in,
                                                             const at::Tensor& scales, int64_t chunk_size, double lr,
-                                                            double clip, std::vector<int64_t> cu_seqlens,
+                                                            double clip, double decay, std::vector<int64_t> cu_seqlens,
                                                             std::string algorithm, int64_t scan_group) {
   check_tensors(Z_in, V_in, W0_in);
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef({Z_in.size(0), Z_in.size(1), W0_in.size(0)}),
               "grad_out must be [B, L, d], got ", grad_out.sizes());
   c10::DeviceGuard guard(Z_in.device());
   at::NoGradGuard no_grad;
-  const Problem p = make_problem(Z_in, chunk_size, lr, clip, cu_seqlens, scan_group);
+  const Problem p = make_problem(Z_in, chunk_size, lr, clip, decay, cu_seqlens, scan_group);
   const bool scan = use_scan(algorithm, Z_in);
   at::Tensor Z = Z_in.contiguous(), V = V_in.contiguous(), W0 = W0_in.contiguous();
   at::Tensor dO = grad_out.to(Z.scalar_type()).contiguous();
   at::Tensor s = scales.to(at::kCPU, at::kDouble).contiguous();
   namespace d = ipt::ttt::detail;
-  d::Gradients g = is_reduced(Z) ? d::recurrent_backward_mixed(p, Z, V, W0, s, dO)
+  // A decaying update cannot step weights back (it would divide by the decay): its own backward.
+  d::Gradients g = p.decays()     ? d::decayed_backward(p, Z, V, W0, s, dO)
+                   : is_reduced(Z) ? d::recurrent_backward_mixed(p, Z, V, W0, s, dO)
                    : scan        ? d::scan_backward(p, Z, V, W0, s, dO)
                                  : d::recurrent_backward(p, Z, V, W0, s, dO);
   return {g.dZ, g.dV, g.dW0};
@@ -122,11 +127,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttt_backward(const at::Tensor& gr
 
 // The materialising reference (per-chunk weights, autograd through plain torch ops): for tests.
 at::Tensor ttt_reference(const at::Tensor& Z, const at::Tensor& V, const at::Tensor& W0, int64_t chunk_size, double lr,
-                         double clip, std::vector<int64_t> cu_seqlens) {
+                         double clip, double decay, std::vector<int64_t> cu_seqlens) {
   ipt::ttt::Options o;
   o.chunk_size = chunk_size;
   o.lr = lr;
   o.clip = clip;
+  o.decay = decay;
   o.cu_seqlens = std::move(cu_seqlens);
   o.algorithm = ipt::ttt::Algorithm::kReference;
   return ipt::ttt::apply(Z, V, W0, o).out;
@@ -182,12 +188,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> build_target_backward(
 
 TORCH_LIBRARY(inplace_ttt, m) {
   m.def(
-      "ttt_forward(Tensor Z, Tensor V, Tensor W0, int chunk_size, float lr, float clip, int[] cu_seqlens, "
+      "ttt_forward(Tensor Z, Tensor V, Tensor W0, int chunk_size, float lr, float clip, float decay, int[] cu_seqlens, "
       "str algorithm, int scan_group) -> (Tensor, Tensor)");
   m.def(
       "ttt_backward(Tensor grad_out, Tensor Z, Tensor V, Tensor W0, Tensor scales, int chunk_size, float lr, "
-      "float clip, int[] cu_seqlens, str algorithm, int scan_group) -> (Tensor, Tensor, Tensor)");
-  m.def("ttt_reference(Tensor Z, Tensor V, Tensor W0, int chunk_size, float lr, float clip, int[] cu_seqlens) -> Tensor",
+      "float clip, float decay, int[] cu_seqlens, str algorithm, int scan_group) -> (Tensor, Tensor, Tensor)");
+  m.def("ttt_reference(Tensor Z, Tensor V, Tensor W0, int chunk_size, float lr, float clip, float decay, int[] cu_seqlens) "
+        "-> Tensor",
         torch::dispatch(c10::DispatchKey::CompositeImplicitAutograd, TORCH_FN(ttt_reference)));
   m.def(
       "build_target(Tensor X, Tensor? conv_weight, Tensor? proj, int chunk_size, str kind, str padding, "

@@ -11,23 +11,28 @@ Seqlens = Optional[Union[Sequence[int], torch.Tensor]]
 
 
 def ttt(Z: torch.Tensor, V: torch.Tensor, W0: torch.Tensor, *, chunk_size: int, lr: float, clip: float = 0.0,
-        cu_seqlens: Seqlens = None, algorithm: str = "auto", scan_group: int = 0) -> torch.Tensor:
+        decay: float = 1.0, cu_seqlens: Seqlens = None, algorithm: str = "auto", scan_group: int = 0) -> torch.Tensor:
     """In-Place TTT: O_i = Z_i W_i^T, W_{i+1} = W_i + s_i lr V_i^T Z_i per chunk of `chunk_size` rows.
 
     Z [B, L, h] (the MLP's hidden activations), V [B, L, d] (the target), W0 [d, h] (down_proj.weight)
     -> [B, L, d]. clip > 0 scales each update to Frobenius norm <= clip. cu_seqlens [0, n1, ..., L]
-    packs documents into one row (B == 1); each starts from W0. Differentiable in Z, V and W0.
+    packs documents into one row (B == 1); each starts from W0. decay in (0, 1] pulls the fast weight
+    back before each update, W <- W0 + decay (W - W0) (1: the official update). Differentiable in Z, V, W0.
     """
     _check_ttt(Z, V, W0)
     chunk_size, lr, clip = _check_hyper(chunk_size, lr, clip)
     seqlens = _check_seqlens(cu_seqlens, Z.shape[0], Z.shape[1])
+    if isinstance(decay, bool) or not isinstance(decay, (int, float, torch.SymFloat)) or not (0 < decay <= 1):
+        raise ValueError(f"decay must be a number in (0, 1] (1 = no decay), got {decay!r}")
+    decay = float(decay)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if not isinstance(scan_group, int) or scan_group < 0:
         raise ValueError(f"scan_group must be an int >= 0 (0 = all chunks), got {scan_group!r}")
     if algorithm == "reference":
-        return torch.ops.inplace_ttt.ttt_reference(Z, V, W0, chunk_size, lr, clip, seqlens)
-    out, _ = torch.ops.inplace_ttt.ttt_forward(Z, V, W0, chunk_size, lr, clip, seqlens, algorithm, scan_group)
+        return torch.ops.inplace_ttt.ttt_reference(Z, V, W0, chunk_size, lr, clip, decay, seqlens)
+    out, _ = torch.ops.inplace_ttt.ttt_forward(Z, V, W0, chunk_size, lr, clip, decay, seqlens, algorithm,
+                                               scan_group)
     return out
 
 
@@ -134,7 +139,7 @@ def _full_chunks(L, chunk_size, seqlens, batch):
 
 
 @torch.library.register_fake("inplace_ttt::ttt_forward")
-def _ttt_forward_fake(Z, V, W0, chunk_size, lr, clip, cu_seqlens, algorithm, scan_group):
+def _ttt_forward_fake(Z, V, W0, chunk_size, lr, clip, decay, cu_seqlens, algorithm, scan_group):
     out = Z.new_empty((Z.shape[0], Z.shape[1], W0.shape[0]))
     scales = torch.empty((_full_chunks(Z.shape[1], chunk_size, cu_seqlens, Z.shape[0]),), dtype=torch.float64,
                          device="cpu")
@@ -142,7 +147,7 @@ def _ttt_forward_fake(Z, V, W0, chunk_size, lr, clip, cu_seqlens, algorithm, sca
 
 
 @torch.library.register_fake("inplace_ttt::ttt_backward")
-def _ttt_backward_fake(grad_out, Z, V, W0, scales, chunk_size, lr, clip, cu_seqlens, algorithm, scan_group):
+def _ttt_backward_fake(grad_out, Z, V, W0, scales, chunk_size, lr, clip, decay, cu_seqlens, algorithm, scan_group):
     return torch.empty_like(Z), torch.empty_like(V), torch.empty_like(W0)
 
 
@@ -156,7 +161,7 @@ def _ttt_setup(ctx, inputs, output):
 def _ttt_backward(ctx, grad_out, grad_scales):
     Z, V, W0, scales = ctx.saved_tensors
     dZ, dV, dW0 = torch.ops.inplace_ttt.ttt_backward(grad_out, Z, V, W0, scales, *ctx.hyper)
-    return dZ, dV, dW0, None, None, None, None, None, None
+    return (dZ, dV, dW0) + (None,) * len(ctx.hyper)
 
 
 torch.library.register_autograd("inplace_ttt::ttt_forward", _ttt_backward, setup_context=_ttt_setup)

@@ -2,8 +2,8 @@
 import torch
 
 
-def ttt_reference(Z, V, W0, chunk, lr, clip=0.0, cu_seqlens=None):
-    """Chunk by chunk: O_i = Z_i W_i^T, then W += s * lr * V_i^T Z_i (differentiable)."""
+def ttt_reference(Z, V, W0, chunk, lr, clip=0.0, cu_seqlens=None, decay=1.0):
+    """Chunk by chunk: O_i = Z_i W_i^T, then W = W0 + decay (W - W0) + s * lr * V_i^T Z_i (differentiable)."""
     B, L, _ = Z.shape
     bounds = [(b, 0, L) for b in range(B)] if cu_seqlens is None else [
         (0, a, e) for a, e in zip(cu_seqlens, cu_seqlens[1:])]
@@ -17,7 +17,7 @@ def ttt_reference(Z, V, W0, chunk, lr, clip=0.0, cu_seqlens=None):
                 U = lr * V[b, s:e].t() @ Z[b, s:e]
                 if clip > 0:
                     U = U * torch.clamp(clip / U.norm(), max=1.0)
-                W = W + U
+                W = W0 + decay * (W - W0) + U
     return torch.stack([torch.cat([rows[k] for k in sorted(rows) if k[0] == b]) for b in range(B)])
 
 

@@ -33,6 +33,8 @@ def call(**changes):
     (dict(cu_seqlens=[0, 5, 5, 8]), ValueError, "cu_seqlens must be strictly increasing"),
     (dict(Z=torch.randn(2, 8, 6), V=torch.randn(2, 8, 4), cu_seqlens=[0, 8]), ValueError, "batch of one packed row"),
     (dict(algorithm="fast"), ValueError, "algorithm must be one of"),
+    (dict(decay=0.0), ValueError, "decay must be a number in (0, 1]"),
+    (dict(decay=1.2), ValueError, "decay must be a number in (0, 1]"),
 ])
 def test_bad_arguments_name_the_argument(changes, error, words):
     with pytest.raises(error) as info:
@@ -56,13 +58,15 @@ def test_direct_op_calls_raise_instead_of_crashing():
     """The C++ checks behind the Python ones: a RuntimeError naming the argument."""
     ops = torch.ops.inplace_ttt
     with pytest.raises(RuntimeError, match="W0 must be"):
-        ops.ttt_forward(Z, V, torch.randn(5, 6), 4, 0.3, 0.0, [], "auto", 0)
+        ops.ttt_forward(Z, V, torch.randn(5, 6), 4, 0.3, 0.0, 1.0, [], "auto", 0)
     with pytest.raises(RuntimeError, match="chunk_size must be > 0"):
-        ops.ttt_forward(Z, V, W0, 0, 0.3, 0.0, [], "auto", 0)
+        ops.ttt_forward(Z, V, W0, 0, 0.3, 0.0, 1.0, [], "auto", 0)
     with pytest.raises(RuntimeError, match="cu_seqlens must run from 0"):
-        ops.ttt_forward(Z, V, W0, 4, 0.3, 0.0, [0, 3], "auto", 0)
+        ops.ttt_forward(Z, V, W0, 4, 0.3, 0.0, 1.0, [0, 3], "auto", 0)
     with pytest.raises(RuntimeError, match="algorithm"):
-        ops.ttt_forward(Z, V, W0, 4, 0.3, 0.0, [], "nope", 0)
+        ops.ttt_forward(Z, V, W0, 4, 0.3, 0.0, 1.0, [], "nope", 0)
+    with pytest.raises(RuntimeError, match="decay must be in"):
+        ops.ttt_forward(Z, V, W0, 4, 0.3, 0.0, 1.5, [], "auto", 0)
     with pytest.raises(RuntimeError, match="ttt_proj.weight must be"):
         ops.build_target(torch.randn(1, 8, 4), torch.randn(4, 1, 5), torch.randn(3, 3), 4, "conv", "same", [])
     with pytest.raises(RuntimeError, match="unknown TTT target kind"):

@@ -75,16 +75,17 @@ def _our_nll(model, ids):
     return torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none")
 
 
-@pytest.mark.parametrize("arch", ["qwen3", "llama"])
-def test_logits_equal_ipt_score_on_a_converted_model(ipt, tmp_path, arch):
+@pytest.mark.parametrize("arch,decay", [("qwen3", 1.0), ("llama", 1.0), ("qwen3", 0.8)])
+def test_logits_equal_ipt_score_on_a_converted_model(ipt, tmp_path, arch, decay):
     """convert + save_pretrained in Python, scored by the engine's CLI: the same per-token NLL."""
     model = tiny_qwen3(dtype=torch.float32, arch=arch)
-    models.convert(model, layers=[0, 1], chunk=8, lr=0.3)
+    models.convert(model, layers=[0, 1], chunk=8, lr=0.3, decay=decay)
     randomize_ttt(model)
     model.save_pretrained(tmp_path / "m")
     ids = torch.randint(0, 96, (61,)).tolist()
     want = _ipt_score(ipt, tmp_path / "m", ids, tmp_path)
     loaded = models.from_pretrained(tmp_path / "m")
+    assert loaded.model.layers[0].mlp.settings.decay == decay
     with torch.no_grad():
         got, direct = _our_nll(loaded, ids), _our_nll(model, ids)
     assert (got - want).abs().max() / want.abs().max() < 1e-5

@@ -30,6 +30,22 @@ def test_forward_equals_reference(B, L, d, h, chunk, algorithm, clip):
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("algorithm", ["recurrent", "scan", "reference"])
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_decay_equals_reference(algorithm, clip):
+    Z, V, W0 = inputs(2, 23, 4, 6)
+    got = inplace_ttt.ttt(Z, V, W0, chunk_size=4, lr=0.3, clip=clip, decay=0.7, algorithm=algorithm)
+    torch.testing.assert_close(got, ttt_reference(Z, V, W0, 4, 0.3, clip, decay=0.7), rtol=1e-10, atol=1e-10)
+    assert (got - inplace_ttt.ttt(Z, V, W0, chunk_size=4, lr=0.3, clip=clip)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("algorithm", ["recurrent", "scan"])
+def test_decay_gradcheck(algorithm):
+    Z, V, W0 = inputs(1, 10, 3, 4, requires_grad=True)
+    f = lambda z, v, w: inplace_ttt.ttt(z, v, w, chunk_size=3, lr=0.4, clip=0.8, decay=0.6, algorithm=algorithm)  # noqa
+    assert torch.autograd.gradcheck(f, (Z, V, W0))
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
 def test_lower_precision(dtype, tol):
     Z, V, W0 = inputs(1, 40, 8, 16)
@@ -104,8 +120,8 @@ def test_target_gradcheck():
 def test_opcheck():
     """torch.library's own test of the registrations: schema, fake kernel, autograd."""
     Z, V, W0 = inputs(1, 10, 3, 4, requires_grad=True)
-    torch.library.opcheck(torch.ops.inplace_ttt.ttt_forward, (Z, V, W0, 4, 0.3, 0.0, [], "auto", 0))
-    torch.library.opcheck(torch.ops.inplace_ttt.ttt_forward, (Z, V, W0, 3, 0.3, 0.5, [0, 4, 10], "scan", 2))
+    torch.library.opcheck(torch.ops.inplace_ttt.ttt_forward, (Z, V, W0, 4, 0.3, 0.0, 1.0, [], "auto", 0))
+    torch.library.opcheck(torch.ops.inplace_ttt.ttt_forward, (Z, V, W0, 3, 0.3, 0.5, 0.8, [0, 4, 10], "scan", 2))
     X = torch.randn(1, 10, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 1, 5, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.inplace_ttt.build_target, (X, w, W0[:, :3].detach().clone().requires_grad_(),

@@ -47,7 +47,7 @@ def from_pretrained(directory, *, dtype=torch.float32, ttt: bool = True, attn_im
     if ttt and layers:
         s = TTTSettings.from_config(config)
         settings = dict(chunk=s.chunk, lr=s.lr, proj=s.proj, target=s.target, clip=s.clip, padding=s.padding,
-                        kind=s.kind)
+                        kind=s.kind, decay=s.decay)
         settings.update(overrides)
         convert(model, layers, **settings)
     tensors = _read_tensors(directory)

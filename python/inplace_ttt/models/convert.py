@@ -61,7 +61,7 @@ def _install_embedding_hooks(base: nn.Module, source: TargetSource):
 
 def convert(model: nn.Module, layers: Iterable[int], chunk: int = 8192, lr: float = 0.3, *, clip: float = 0.0,
             proj: bool = True, target: str = "hidden_states", padding: str = "same", kind: str = "conv",
-            algorithm: str = "auto", init: bool = True, seed: Optional[int] = 0) -> nn.Module:
+            decay: float = 1.0, algorithm: str = "auto", init: bool = True, seed: Optional[int] = 0) -> nn.Module:
     """Replaces the MLP of each layer in `layers` with a TTT MLP (in place; returns the model).
 
     down_proj.weight becomes the fast weight's start W0; the new tensors get the drop-in
@@ -79,7 +79,7 @@ def convert(model: nn.Module, layers: Iterable[int], chunk: int = 8192, lr: floa
     if not layers or layers[0] < 0 or layers[-1] >= n:
         raise ValueError(f"layers must be a non-empty list of indices in [0, {n}), got {layers}")
     settings = TTTSettings(chunk=chunk, lr=lr, proj=proj, target=target, clip=clip, padding=padding, kind=kind,
-                           algorithm=algorithm)
+                           decay=decay, algorithm=algorithm)
     settings.validate()
     source = _install_embedding_hooks(base, getattr(base, "_ipt_target_source", None) or TargetSource())
     generator = torch.Generator().manual_seed(seed) if seed is not None else None

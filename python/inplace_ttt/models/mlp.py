@@ -27,6 +27,7 @@ class TTTSettings:
     clip: float = 0.0                 # ttt_clip
     padding: str = "same"             # ttt_conv_padding
     kind: str = "conv"                # ttt_target_kind
+    decay: float = 1.0                # ttt_decay (1 = the official, undecayed update)
     algorithm: str = "auto"
 
     def validate(self):
@@ -40,17 +41,23 @@ class TTTSettings:
             raise ValueError(f"kind (ttt_target_kind) must be 'conv' or 'reconstruction', got {self.kind!r}")
         if self.clip < 0:
             raise ValueError(f"clip (ttt_clip) must be >= 0, got {self.clip!r}")
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay (ttt_decay) must be in (0, 1], got {self.decay!r}")
 
     def config_keys(self):
-        return {"ttt_chunk": self.chunk, "ttt_lr": self.lr, "ttt_proj": self.proj, "ttt_target": self.target,
+        keys = {"ttt_chunk": self.chunk, "ttt_lr": self.lr, "ttt_proj": self.proj, "ttt_target": self.target,
                 "ttt_clip": self.clip, "ttt_conv_padding": self.padding, "ttt_target_kind": self.kind}
+        if self.decay != 1.0:  # absent = the official update, as ipt writes it
+            keys["ttt_decay"] = self.decay
+        return keys
 
     @classmethod
     def from_config(cls, config):
         get = lambda key, default: getattr(config, key, default)  # noqa: E731
         return cls(chunk=get("ttt_chunk", 8192), lr=get("ttt_lr", 0.3), proj=get("ttt_proj", True),
                    target=get("ttt_target", "hidden_states"), clip=get("ttt_clip", 0.0),
-                   padding=get("ttt_conv_padding", "same"), kind=get("ttt_target_kind", "conv"))
+                   padding=get("ttt_conv_padding", "same"), kind=get("ttt_target_kind", "conv"),
+                   decay=get("ttt_decay", 1.0))
 
 
 class TargetSource:
@@ -109,10 +116,10 @@ class TTTMLP(nn.Module):
                 raise RuntimeError(f"packed rows: document offsets end at {cu[-1]}, the batch holds {B * L} tokens")
             Z, X = Z.reshape(1, B * L, -1), X.reshape(1, B * L, -1)
         V = build_target(X, conv, proj, chunk_size=s.chunk, kind=s.kind, padding=s.padding, cu_seqlens=cu)
-        out = ttt(Z, V, self.down_proj.weight, chunk_size=s.chunk, lr=s.lr, clip=s.clip, algorithm=s.algorithm,
-                  cu_seqlens=cu)
+        out = ttt(Z, V, self.down_proj.weight, chunk_size=s.chunk, lr=s.lr, clip=s.clip, decay=s.decay,
+                  algorithm=s.algorithm, cu_seqlens=cu)
         return out if cu is None else out.reshape(x.shape[0], x.shape[1], -1)
 
     def extra_repr(self):
         s = self.settings
-        return f"chunk={s.chunk}, lr={s.lr}, clip={s.clip}, target={s.target}, proj={s.proj}"
+        return f"chunk={s.chunk}, lr={s.lr}, clip={s.clip}, decay={s.decay}, target={s.target}, proj={s.proj}"

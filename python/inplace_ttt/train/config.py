@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
 FOUNDATION_KEYS = ("ttt_mode", "ttt_layers", "ttt_proj", "ttt_lr", "ttt_chunk", "ttt_target", "ttt_clip",
-                   "ttt_conv_padding", "ttt_target_kind")
+                   "ttt_conv_padding", "ttt_target_kind", "ttt_decay")
 # Keys of the official recipes that neither trainer uses (accepted, reported).
 OFFICIAL_ONLY = {"data": ("train_size", "dataloader_type", "datasets_type", "data_type", "text_keys", "drop_last"),
                  "train": ("data_parallel_mode", "rmpad", "rmpad_with_pos_ids", "dyn_bsz", "dyn_bsz_margin",

@@ -60,7 +60,7 @@ def build_model(c: Config, vocab_size: int):
     if f.get("ttt_mode", False):
         layers = f.get("ttt_layers") or [i for i in (0, 6, 12, 18, 24, 30) if i < config.num_hidden_layers]
         names = {"ttt_chunk": "chunk", "ttt_lr": "lr", "ttt_proj": "proj", "ttt_target": "target",
-                 "ttt_clip": "clip", "ttt_conv_padding": "padding", "ttt_target_kind": "kind"}
+                 "ttt_clip": "clip", "ttt_conv_padding": "padding", "ttt_target_kind": "kind", "ttt_decay": "decay"}
         models.convert(model, layers, **{names[k]: v for k, v in overrides.items()}, seed=c.train.seed + 1)
     return model
 
