@@ -2,7 +2,7 @@
 """The official release's formulation of the In-Place TTT operator in PyTorch eager, timed beside
 `ipt bench op` on the same device (docs/benchmarks.md, "GPU").
 
-SPEC.md ("Equivalent forms"): the official training forward computes every chunk's update, takes
+docs/operator.md ("Equivalent forms"): the official training forward computes every chunk's update, takes
 their exclusive prefix sum and materialises W_0 + S_i for every chunk (T x d x h numbers), then
 O_i = Z_i (W_0 + S_i)^T; autograd differentiates it. Written here from that description (no code
 of the release is copied). Prints one JSON line: forward and forward+backward milliseconds (best of

@@ -9,8 +9,11 @@
 
 #include "ipt/common/error.h"
 #include "ipt/dist/gloo.h"
+#include "support/expect_error.h"
 
 using namespace ipt;
+
+using ipt::test::expect_error;
 
 namespace {
 
@@ -36,15 +39,6 @@ class ScopedEnv {
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 

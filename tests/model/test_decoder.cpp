@@ -112,7 +112,7 @@ TEST(ModelConfig, ErrorsNameTheKey) {
   expect_config_error(j, "'sliding_window' is not set");
 }
 
-// SPEC.md's drop-in property: converting a model (TTT in some layers, conv = 0, P diagonal)
+// The drop-in property (docs/operator.md): converting a model (TTT in some layers, conv = 0, P diagonal)
 // leaves its logits unchanged, over sequences spanning several chunks.
 TEST(Decoder, DropInConversionKeepsLogits) {
   for (const char* arch : {"Qwen3ForCausalLM", "LlamaForCausalLM"}) {

@@ -6,9 +6,12 @@
 
 #include "ipt/common/error.h"
 #include "ipt/ops/ttt/ttt.h"
+#include "support/expect_error.h"
 
 using namespace ipt;
 using ttt::Algorithm;
+
+using ipt::test::expect_error;
 
 namespace {
 
@@ -63,15 +66,6 @@ double max_rel_error(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item<double>();
 }
 
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-
 struct Variant {
   Algorithm algorithm;
   int64_t group;
@@ -115,7 +109,7 @@ TEST(TttOperator, ClipActuallyClips) {
   EXPECT_GT(max_rel_error(clipped.out, plain.out), 1e-3);
 }
 
-// SPEC.md's official formulation written out literally: pad to whole chunks, materialise every
+// The prefix-sum form (docs/operator.md) written out literally: pad to whole chunks, materialise every
 // chunk's delta, cumulative sum, drop the last chunk's delta (shift by one), add W0.
 TEST(TttOperator, EqualsOfficialFormulation) {
   for (int64_t L : {32, 29, 3}) {
@@ -139,7 +133,7 @@ TEST(TttOperator, EqualsOfficialFormulation) {
   }
 }
 
-// SPEC.md's attention form: O_i = Z_i W0^T + lr * sum_{j<i} s_j (Z_i Z_j^T) V_j, i.e. block-causal
+// The attention form (docs/operator.md): O_i = Z_i W0^T + lr * sum_{j<i} s_j (Z_i Z_j^T) V_j, i.e. block-causal
 // linear attention with q = k = Z and v = V, never forming a [d, h] matrix per chunk.
 TEST(TttOperator, EqualsAttentionForm) {
   Case c{"packed", 1, 30, 5, 7, 4, 0.0, {0, 1, 10, 11, 23, 30}};

@@ -18,9 +18,12 @@
 #include "ipt/tokenizer/tokenizer.h"
 #include "ipt/train/synthetic_mix.h"
 #include "ipt/train/trainer.h"
+#include "support/expect_error.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
+
+using ipt::test::expect_error;
 
 namespace {
 
@@ -89,15 +92,6 @@ std::map<std::string, torch::Tensor> weights(train::Trainer& t) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : t.model()->named_parameters()) out[p.key()] = p.value().detach().clone();
   return out;
-}
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 train::SyntheticRows make_rows(int64_t seq_len, train::SyntheticLoss loss) {

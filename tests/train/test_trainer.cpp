@@ -18,9 +18,12 @@
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
 #include "ipt/train/trainer.h"
+#include "support/expect_error.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
+
+using ipt::test::expect_error;
 
 namespace {
 
@@ -113,15 +116,6 @@ void replace_once(std::string& text, const std::string& from, const std::string&
   const size_t at = text.find(from);
   ASSERT_NE(at, std::string::npos) << from;
   text.replace(at, from.size(), to);
-}
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

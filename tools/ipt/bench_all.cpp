@@ -13,8 +13,9 @@
 #include "command.h"
 #include "model_flags.h"
 #include "worker.h"
+#include "ipt/bench/flops.h"
 #include "ipt/common/error.h"
-#include "ipt/eval/timing.h"
+#include "ipt/bench/gemm.h"
 #include "ipt/model/config.h"
 
 namespace ipt::cli {
@@ -29,39 +30,6 @@ struct AllOptions {
   DtypeFlag dtype;
   DeviceFlag device;
 };
-
-// The machine's measured matrix-product rate at this model's prefill shapes (pp rows through the
-// MLP's up and down projections), in `dtype`: the ceiling MFU is reported against, not a nominal peak.
-double gemm_gflops(const model::ModelConfig& c, int64_t rows, torch::Dtype dtype, const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  torch::manual_seed(0);
-  const torch::Tensor x = torch::randn({rows, c.hidden_size}).to(device, dtype);
-  const torch::Tensor up = torch::randn({c.intermediate_size, c.hidden_size}).to(device, dtype);
-  const torch::Tensor mid = torch::randn({rows, c.intermediate_size}).to(device, dtype);
-  const torch::Tensor down = torch::randn({c.hidden_size, c.intermediate_size}).to(device, dtype);
-  auto once = [&] {
-    torch::nn::functional::linear(x, up);
-    torch::nn::functional::linear(mid, down);
-  };
-  once();
-  double best = 0;
-  for (int trial = 0; trial < 5; ++trial) {
-    synchronize(device);
-    Stopwatch watch;
-    for (int i = 0; i < 4; ++i) once();
-    synchronize(device);
-    best = std::max(best, 4 * 4.0 * rows * c.hidden_size * c.intermediate_size / (watch.ms() / 1000) / 1e9);
-  }
-  return best;
-}
-
-// Matrix-product FLOPs of one token's forward: the linear maps (and the head) at 2 per weight, and
-// attention's two products over `context` keys.
-double flops_per_token(const model::ModelConfig& c, int64_t context) {
-  const double d = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
-  const double per_layer = 2 * (d * q + 2 * d * kv + q * d + 3 * d * c.intermediate_size) + 4 * q * context;
-  return c.num_hidden_layers * per_layer + 2 * d * c.vocab_size;
-}
 
 // One table row: a test, its numbers with and without TTT (either may be absent), a unit.
 nlohmann::json row(const std::string& test, const std::string& unit, const nlohmann::json& ttt,
@@ -104,8 +72,8 @@ int run(const AllOptions& o, const CLI::App* bench) {
                      pp_plain["peak_mb"]));
   // MFU against the GEMM rate measured here, now, in the same dtype (attention over the average
   // pp/2 keys of a causal prefill).
-  const double ceiling = gemm_gflops(config, o.pp, model::parse_dtype(dtype), device);
-  const double pp_flops = flops_per_token(config, o.pp / 2) / 1e9;
+  const double ceiling = bench::measure_mlp_gemm_gflops(config, o.pp, model::parse_dtype(dtype), device);
+  const double pp_flops = bench::forward_flops_per_token(config, o.pp / 2.0) / 1e9;
   rows.push_back(row("gemm ceiling (" + dtype + ", " + std::to_string(o.pp) + " rows)", "GFLOP/s", nullptr, ceiling));
   rows.push_back(row("pp" + std::to_string(o.pp) + " MFU vs that ceiling", "fraction",
                      pp_ttt.is_null() ? pp_ttt : nlohmann::json(pp_ttt["tokens_per_s"].get<double>() * pp_flops / ceiling),

@@ -14,7 +14,7 @@
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/infer/batcher.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"

@@ -12,7 +12,7 @@
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
-#include "ipt/eval/timing.h"
+#include "ipt/bench/gemm.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/ops/ttt/ttt.h"
 

@@ -15,7 +15,7 @@
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/eval/figures.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 
 namespace ipt::cli {

@@ -13,7 +13,7 @@
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/dist/context_parallel.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 
 namespace ipt::cli {

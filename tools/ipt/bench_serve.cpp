@@ -24,7 +24,7 @@
 #include "command.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/infer/server.h"
 #include "ipt/model/checkpoint.h"
 

@@ -10,9 +10,10 @@
 #include "command.h"
 #include "model_flags.h"
 #include "worker.h"
+#include "ipt/bench/flops.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
-#include "ipt/eval/timing.h"
+#include "ipt/bench/gemm.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/ops/loss/lm_loss.h"
 #include "ipt/train/optimizer.h"
@@ -28,19 +29,6 @@ struct BenchTrainOptions {
   int worker_ttt = -1, worker_checkpointing = -1, worker_mixed = 0;  // internal
   DeviceFlag device;
 };
-
-// Model FLOPs per trained token: 6 per weight used in a matrix product (forward 2, backward 4),
-// plus causal attention's score and value products: 6 · layers · heads · head_dim · L on average
-// per token (half of the full L × L square).
-double flops_per_token(const model::CausalLM& lm, int64_t L) {
-  const model::ModelConfig& c = lm->config();
-  int64_t matmul_weights = 0;
-  for (const auto& p : lm->named_parameters())
-    if (p.value().dim() == 2 && p.key().find("embed_tokens") == std::string::npos) matmul_weights += p.value().numel();
-  if (c.tie_word_embeddings) matmul_weights += c.vocab_size * c.hidden_size;  // the head is the embedding
-  const double attention = 6.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * static_cast<double>(L);
-  return 6.0 * static_cast<double>(matmul_weights) + attention;
-}
 
 nlohmann::json worker(const BenchTrainOptions& o) {
   model::LoadOptions load;
@@ -108,7 +96,7 @@ nlohmann::json worker(const BenchTrainOptions& o) {
           {"forward_ms", forward_ms / o.steps},
           {"backward_ms", backward_ms / o.steps},
           {"optimizer_ms", optimizer_ms / o.steps},
-          {"model_gflops_per_s", flops_per_token(lm, o.seq_len) * tokens_per_s / 1e9},
+          {"model_gflops_per_s", bench::training_flops_per_token(lm->config(), o.seq_len) * tokens_per_s / 1e9},
           {"device", describe_device(load.device)},
           {"peak_mb", load.device.is_cuda() ? cuda_peak_allocated_mb(load.device) : peak_rss_mb()}};
 }

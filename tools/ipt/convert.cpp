@@ -1,5 +1,5 @@
-// ipt convert: add In-Place TTT to a checkpoint with SPEC.md's drop-in initialisation, or import a
-// llama.cpp GGUF file as a model directory (optionally with TTT layers the same way).
+// ipt convert: add In-Place TTT to a checkpoint with the drop-in initialisation (docs/operator.md),
+// or import a llama.cpp GGUF file as a model directory (optionally with TTT layers the same way).
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "model_flags.h"
+#include "ipt/common/durable_write.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/gguf_import.h"
 
@@ -23,33 +24,21 @@ struct ConvertOptions {
 
 namespace fs = std::filesystem;
 
-void write_json(const fs::path& path, const nlohmann::json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    IPT_CHECK(out.good(), "cannot write ", tmp.string());
-  }
-  fs::rename(tmp, path);
-}
+void write_json(const fs::path& path, const nlohmann::json& j) { write_file_durably(path.string(), j.dump(2) + "\n"); }
 
-// Runs `write(dir)` on a directory next to `out_dir` and renames it into place only when it is
-// complete: a full disk or a kill leaves the model that was there (with --force) untouched.
+// Runs `write(dir)` on a directory next to `out_dir` and puts it in place only when it is complete:
+// a full disk or a kill leaves the model that was there (with --force) untouched.
 void write_model_dir(const std::string& out_dir, const std::function<void(const std::string&)>& write) {
   const fs::path out = fs::absolute(out_dir).lexically_normal(), parent = out.parent_path();
-  const fs::path tmp = parent / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const fs::path old = parent / ("." + out.filename().string() + ".old." + std::to_string(::getpid()));
+  const fs::path tmp = temp_path_for((parent / ("." + out.filename().string())).string());
   try {
     fs::create_directories(parent);
     fs::remove_all(tmp);
     write(tmp.string());
-    if (fs::exists(out)) fs::rename(out, old);
-    fs::rename(tmp, out);
-    fs::remove_all(old);
+    install_directory_durably(tmp.string(), out.string());
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);
-    if (!fs::exists(out) && fs::exists(old)) fs::rename(old, out, ignored);
     throw Error("cannot write " + out.string() + ": " + e.what() + " (is the disk full?); nothing there was changed");
   }
 }

@@ -19,7 +19,8 @@
 #include "ipt/common/error.h"
 #include "ipt/data/synth.h"
 #include "ipt/eval/ruler.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
+#include "ipt/infer/completion.h"
 #include "ipt/infer/sampler.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"
@@ -200,25 +201,19 @@ int run(const DemoOptions& o) {
   const int64_t cut = std::min<int64_t>(static_cast<int64_t>(ids.size()), o.prompt_tokens);
   std::vector<int64_t> prompt(ids.begin(), ids.begin() + cut);
   infer::Session session(ttt_model);
-  session.append(prompt);
-  infer::SamplerOptions sampling;
-  sampling.temperature = 0.7;
-  sampling.seed = o.seed;
-  sampling.repeat_penalty = 1.1;
-  infer::Sampler sampler(sampling);
   std::vector<int32_t> tail(prompt.end() - std::min<int64_t>(cut, 40), prompt.end());
   std::cout << "continuing the document after its first " << cut << " tokens (temperature 0.7, seed " << o.seed
             << "):\n...";
   std::cout << tokenizer.decode(tail) << "\033[1m" << std::flush;
-  std::vector<int64_t> stop;
-  if (auto eos = tokenizer.eos_id()) stop.push_back(*eos);
-  std::vector<int32_t> generated;
-  std::string shown;
-  session.generate(o.generate_tokens, sampler, stop, [&](int64_t token) {
-    generated.push_back(static_cast<int32_t>(token));
-    const std::string text = tokenizer.decode(generated);
-    if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) std::cout << text.substr(shown.size()) << std::flush;
-    shown = text;
+  infer::CompletionRequest request;
+  request.prompt = prompt;
+  request.max_tokens = o.generate_tokens;
+  request.sampling.temperature = 0.7;
+  request.sampling.seed = o.seed;
+  request.sampling.repeat_penalty = 1.1;
+  if (auto eos = tokenizer.eos_id()) request.stop_ids.push_back(*eos);
+  infer::complete(session, tokenizer, request, [](const std::string& text, auto) {
+    std::cout << text << std::flush;
     return true;
   });
   std::cout << "\033[0m\n\n" << session.ttt_updates() << " fast-weight updates while reading and writing; done in "

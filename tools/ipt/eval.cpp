@@ -16,7 +16,7 @@
 #include "ipt/data/prepare.h"
 #include "ipt/eval/figures.h"
 #include "ipt/eval/perplexity.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/tokenizer/tokenizer.h"
 

@@ -11,8 +11,9 @@
 #include "model_flags.h"
 #include "inputs.h"
 #include "ipt/common/error.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/infer/chat.h"
+#include "ipt/infer/completion.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/tokenizer/tokenizer.h"
@@ -77,9 +78,7 @@ int run(const GenerateOptions& o) {
       chat = infer::ChatTemplate::detect(*tokenizer, o.model);
       text = chat->render({{"user", text}});
     }
-    if (session.position() == 0 && !chat && tokenizer->config().add_bos_token && tokenizer->bos_id())
-      prompt.push_back(*tokenizer->bos_id());
-    for (int32_t id : tokenizer->encode(text)) prompt.push_back(id);
+    prompt = infer::prompt_ids(*tokenizer, text, session.position() == 0 && !chat);  // a template writes its BOS
   }
   IPT_CHECK(!prompt.empty(), "generate: the prompt is empty");
 
@@ -96,31 +95,34 @@ int run(const GenerateOptions& o) {
   const double prefill_s = prefill_watch.ms() / 1000;
   const int64_t updates_after_prompt = session.ttt_updates();
 
-  // Stream: print the bytes the new token completes (a token can end inside a UTF-8 character).
-  std::vector<int32_t> generated;
-  size_t printed = 0;
-  auto on_token = [&](int64_t token) {
-    if (!tokenizer) {
-      std::cout << (generated.empty() ? "" : " ") << token << std::flush;
-      generated.push_back(static_cast<int32_t>(token));
-      return true;
-    }
-    generated.push_back(static_cast<int32_t>(token));
-    const std::string bytes = tokenizer->decode_bytes(generated, true);
-    if (bytes.size() > printed) std::cout << bytes.substr(printed) << std::flush;
-    printed = std::max(printed, bytes.size());
-    return true;
-  };
-  infer::Sampler sampler(o.sampling);
+  // Stream: text through infer::complete (whole UTF-8 characters, each token decoded once); token
+  // ids as numbers without a tokenizer.
+  int64_t generated = 0;
   Stopwatch decode_watch;
-  const auto out = session.generate(o.n_predict, sampler, stops, on_token);
+  if (tokenizer) {
+    infer::CompletionRequest request;  // the prompt is already in the session
+    request.max_tokens = o.n_predict;
+    request.sampling = o.sampling;
+    request.stop_ids = stops;
+    generated = infer::complete(session, *tokenizer, request, [](const std::string& text, auto) {
+                  std::cout << text << std::flush;
+                  return true;
+                }).completion_tokens;
+  } else {
+    infer::Sampler sampler(o.sampling);
+    auto print_id = [&](int64_t token) {
+      std::cout << (generated++ == 0 ? "" : " ") << token << std::flush;
+      return true;
+    };
+    session.generate(o.n_predict, sampler, stops, print_id);
+  }
   const double decode_s = decode_watch.ms() / 1000;
   std::cout << std::endl;
   if (!o.session_file.empty()) session.save(o.session_file);
 
   std::cerr << std::fixed << std::setprecision(1) << "prompt " << prompt.size() << " tokens, "
-            << prompt.size() / std::max(prefill_s, 1e-9) << " tok/s | generated " << out.size() << " tokens, "
-            << out.size() / std::max(decode_s, 1e-9) << " tok/s | fast-weight updates " << updates_after_prompt - updates_before
+            << prompt.size() / std::max(prefill_s, 1e-9) << " tok/s | generated " << generated << " tokens, "
+            << generated / std::max(decode_s, 1e-9) << " tok/s | fast-weight updates " << updates_after_prompt - updates_before
             << " in prefill, " << session.ttt_updates() - updates_after_prompt << " while decoding"
             << (session.stopped_at_stop() ? " | stopped at end-of-turn" : "") << "\n";
   return 0;

@@ -15,7 +15,7 @@
 #include "model_flags.h"
 #include "ipt/common/error.h"
 #include "ipt/eval/fast_weight_trace.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/score.h"
 #include "ipt/tokenizer/tokenizer.h"

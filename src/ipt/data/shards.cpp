@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 
 namespace ipt::data {
@@ -39,37 +40,11 @@ std::string shard_name(size_t index) {
   return name.str();
 }
 
-// Writes bytes to path atomically: temporary file, fsync, rename.
+// Writes the parts, in order, to path durably (common/durable_write.h).
 void write_atomically(const fs::path& path, const std::vector<std::pair<const void*, size_t>>& parts) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  IPT_CHECK(fd >= 0, "cannot create ", tmp.string(), ": ", std::strerror(errno));
-  auto fail = [&](const char* what) {
-    const std::string reason = std::strerror(errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(std::string(what) + " " + tmp.string() + ": " + reason);
-  };
-  for (auto [data, bytes] : parts) {
-    const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-      ssize_t n = ::write(fd, p, bytes);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail("cannot write");
-      p += n;
-      bytes -= static_cast<size_t>(n);
-    }
-  }
-  if (::fsync(fd) != 0) fail("cannot flush");
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error("cannot close " + tmp.string() + ": " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error("cannot rename " + tmp.string() + " to " + path.string() + ": " + reason);
-  }
+  DurableFile file(path.string());
+  for (auto [data, bytes] : parts) file.write(data, bytes);
+  file.commit();
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "ipt/common/error.h"
-#include "ipt/eval/plot.h"
+#include "ipt/common/plot.h"
 #include "ipt/model/score.h"
 
 namespace ipt::eval {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "ipt/eval/plot.h"
+#include "ipt/common/plot.h"
 
 namespace ipt::eval {
 

@@ -1,7 +1,7 @@
 #pragma once
 // One conversation's inference state over a loaded model: per layer a key/value cache (grown in
 // blocks; sliding-window layers keep only their window), per TTT layer the streaming fast-weight
-// state (SPEC.md "streaming": the current W and the rows of the pending chunk), the position and
+// state (docs/operator.md, "Streaming": the current W and the rows of the pending chunk), the position and
 // the token history. Sessions read the model's weights and never change them, so any number of
 // sessions can share one model, each with its own memory (isolation).
 //

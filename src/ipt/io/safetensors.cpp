@@ -15,6 +15,7 @@
 #include <sstream>
 #include <vector>
 
+#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 
 namespace ipt::io {
@@ -60,19 +61,8 @@ struct Mapping {
   }
 };
 
-void write_all(int fd, const void* data, size_t bytes, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    ssize_t n = ::write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    IPT_CHECK(n > 0, "cannot write ", path, ": ", std::strerror(errno));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-}
-
-// Writes the file under `tmp_path` and fsyncs it; the caller renames.
-void write_file(const std::string& tmp_path, const TensorMap& tensors, const std::map<std::string, std::string>& metadata) {
+// The safetensors bytes of `tensors` into `file` (synced, not yet in place: the caller commits).
+void write_file(DurableFile& file, const TensorMap& tensors, const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> contiguous;
@@ -89,42 +79,12 @@ void write_file(const std::string& tmp_path, const TensorMap& tensors, const std
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t header_size = text.size();
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  IPT_CHECK(fd >= 0, "cannot create ", tmp_path, ": ", std::strerror(errno));
-  try {
-    uint8_t size_bytes[8];
-    for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<uint8_t>(header_size >> (8 * i));
-    write_all(fd, size_bytes, 8, tmp_path);
-    write_all(fd, text.data(), text.size(), tmp_path);
-    for (const auto& t : contiguous) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), tmp_path);
-    IPT_CHECK(::fsync(fd) == 0, "cannot flush ", tmp_path, ": ", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp_path.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp_path.c_str());
-    throw Error("cannot close " + tmp_path + ": " + std::strerror(errno));
-  }
-}
-
-std::string temp_name(const std::string& path) { return path + ".tmp." + std::to_string(getpid()); }
-
-void rename_into_place(const std::string& tmp, const std::string& path) {
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error("cannot rename " + tmp + " to " + path + ": " + reason);
-  }
-}
-
-void sync_directory(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  uint8_t size_bytes[8];
+  for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<uint8_t>(header_size >> (8 * i));
+  file.write(size_bytes, 8);
+  file.write(text);
+  for (const auto& t : contiguous) file.write(t.data_ptr(), t.numel() * t.element_size());
+  file.sync();
 }
 
 }  // namespace
@@ -205,10 +165,9 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
 
 void write_safetensors(const std::string& path, const TensorMap& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  const std::string tmp = temp_name(path);
-  write_file(tmp, tensors, metadata);
-  rename_into_place(tmp, path);
-  sync_directory(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string());
+  DurableFile file(path);
+  write_file(file, tensors, metadata);
+  file.commit();
 }
 
 TensorMap load_checkpoint(const std::string& dir) {
@@ -256,42 +215,29 @@ void save_checkpoint(const std::string& dir, const TensorMap& tensors, uint64_t 
     current += bytes;
     total += bytes;
   }
-  std::vector<std::pair<std::string, std::string>> renames;  // tmp -> final
-  auto cleanup = [&] {
-    for (const auto& r : renames) ::unlink(r.first.c_str());
-  };
-  try {
-    if (shards.size() == 1) {
-      const std::string path = (fs::path(dir) / "model.safetensors").string();
-      write_file(temp_name(path), shards[0], {{"format", "pt"}});
-      renames.emplace_back(temp_name(path), path);
-    } else {
-      json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
-      for (size_t i = 0; i < shards.size(); ++i) {
-        std::ostringstream name;
-        name << "model-" << std::setw(5) << std::setfill('0') << i + 1 << "-of-" << std::setw(5) << shards.size()
-             << ".safetensors";
-        const std::string path = (fs::path(dir) / name.str()).string();
-        write_file(temp_name(path), shards[i], {{"format", "pt"}});
-        renames.emplace_back(temp_name(path), path);
-        for (const auto& kv : shards[i]) index["weight_map"][kv.first] = name.str();
-      }
-      const std::string path = (fs::path(dir) / "model.safetensors.index.json").string();
-      std::ofstream out(temp_name(path));
-      out << index.dump(2) << "\n";
-      out.close();
-      IPT_CHECK(out.good(), "cannot write ", temp_name(path));
-      renames.emplace_back(temp_name(path), path);
+  // Every file is written and synced before any is put in place; an exception removes them all.
+  std::vector<DurableFile> files;
+  if (shards.size() == 1) {
+    files.emplace_back((fs::path(dir) / "model.safetensors").string());
+    write_file(files.back(), shards[0], {{"format", "pt"}});
+  } else {
+    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
+    for (size_t i = 0; i < shards.size(); ++i) {
+      std::ostringstream name;
+      name << "model-" << std::setw(5) << std::setfill('0') << i + 1 << "-of-" << std::setw(5) << shards.size()
+           << ".safetensors";
+      files.emplace_back((fs::path(dir) / name.str()).string());
+      write_file(files.back(), shards[i], {{"format", "pt"}});
+      for (const auto& kv : shards[i]) index["weight_map"][kv.first] = name.str();
     }
-  } catch (...) {
-    cleanup();
-    throw;
+    files.emplace_back((fs::path(dir) / "model.safetensors.index.json").string());
+    files.back().write(index.dump(2) + "\n");
   }
   // Everything is on disk: put it in place. A single file replaces a stale index and vice versa.
-  for (const auto& r : renames) rename_into_place(r.first, r.second);
+  for (auto& file : files) file.commit();
   if (shards.size() == 1) fs::remove(fs::path(dir) / "model.safetensors.index.json");
   else fs::remove(fs::path(dir) / "model.safetensors");
-  sync_directory(dir);
+  fsync_directory(dir);
 }
 
 }  // namespace ipt::io

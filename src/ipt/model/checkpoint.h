@@ -11,8 +11,8 @@ namespace ipt::model {
 struct LoadOptions {
   torch::Dtype dtype = torch::kFloat32;  // compute type the weights are converted to
   torch::Device device = torch::kCPU;    // where the weights live (a GPU: --device cuda)
-  // A checkpoint without TTT tensors whose config (or the caller) turns TTT on gets SPEC.md's
-  // drop-in initialisation for them instead of an error.
+  // A checkpoint without TTT tensors whose config (or the caller) turns TTT on gets the
+  // drop-in initialisation (docs/operator.md) for them instead of an error.
   bool drop_in_missing_ttt = false;
   const ModelConfig* config_override = nullptr;  // use this config instead of DIR/config.json
   bool without_ttt = false;  // load as the same model without TTT (ttt_mode off, TTT tensors skipped)

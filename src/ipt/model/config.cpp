@@ -1,13 +1,12 @@
 #include "ipt/model/config.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
 
+#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 
 namespace ipt::model {
@@ -240,16 +239,7 @@ ModelConfig ModelConfig::load(const std::string& path) {
   return from_json(j);
 }
 
-void ModelConfig::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp);
-    out << to_json().dump(2) << "\n";
-    out.flush();
-    IPT_CHECK(out.good(), "cannot write ", tmp);
-  }
-  IPT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
-}
+void ModelConfig::save(const std::string& path) const { write_file_durably(path, to_json().dump(2) + "\n"); }
 
 bool ModelConfig::is_ttt_layer(int64_t layer) const {
   return ttt_mode && std::find(ttt_layers.begin(), ttt_layers.end(), layer) != ttt_layers.end();

@@ -1,6 +1,6 @@
 #pragma once
 // Hugging Face config.json for Qwen3ForCausalLM, Qwen2ForCausalLM and LlamaForCausalLM, with the In-Place TTT keys
-// under their official names (SPEC.md) and our extensions. Keys this engine does not use are kept
+// under their official names (docs/operator.md) and our extensions. Keys this engine does not use are kept
 // and written back unchanged, so a converted checkpoint still loads everywhere it did.
 #include <nlohmann/json.hpp>
 

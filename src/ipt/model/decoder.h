@@ -86,7 +86,7 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Device device() const { return head_weight().device(); }  // where the weights live
 
   // Random initialisation as the Hugging Face models do it (normal(0, initializer_range), norms
-  // to one) plus SPEC.md's drop-in initialisation for the TTT tensors.
+  // to one) plus the drop-in initialisation (docs/operator.md) for the TTT tensors.
   void init_weights(uint64_t seed);
   // Drop-in conversion's TTT initialisation only (conv = 0, P diagonal): logits stay the base model's.
   void init_ttt_drop_in(uint64_t seed);

@@ -1,5 +1,5 @@
 #pragma once
-// The gated MLP of Qwen3 / LLaMA, and its In-Place TTT form (SPEC.md): in TTT layers the down
+// The gated MLP of Qwen3 / LLaMA, and its In-Place TTT form (docs/operator.md): in TTT layers the down
 // projection is the starting point of a fast weight that is updated chunk by chunk towards
 // V = Conv(X) · P. One module serves training (autograd over whole sequences), prefill and
 // streaming decode (MlpStream).
@@ -34,7 +34,7 @@ class GatedMlpImpl : public torch::nn::Module {
   // ttt_target = hidden_states, the token embeddings for input_embed; ignored without TTT).
   torch::Tensor forward(const torch::Tensor& H, const torch::Tensor& X, const std::vector<int64_t>& cu_seqlens = {});
 
-  // SPEC.md's drop-in initialisation: conv = 0, P = diag(N(0, std^2)). Every update is then zero.
+  // The drop-in initialisation (docs/operator.md): conv = 0, P = diag(N(0, std^2)). Every update is then zero.
   void drop_in_init(double initializer_range);
 
   torch::Tensor activations(const torch::Tensor& H);  // Z = SiLU(H Wg^T) * (H Wu^T)

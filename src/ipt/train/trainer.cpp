@@ -16,10 +16,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
-#include "ipt/eval/plot.h"
-#include "ipt/eval/timing.h"
+#include "ipt/common/plot.h"
+#include "ipt/common/stopwatch.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
@@ -57,35 +58,6 @@ void kill_point(const char* point, int64_t step) {
 }
 
 bool is_ttt_parameter(const std::string& name) { return name.find(".mlp.ttt_") != std::string::npos; }
-
-// Writes `text` to `path` through a temporary file that is flushed to disk before the rename.
-void write_file_durably(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  IPT_CHECK(fd >= 0, "cannot create ", tmp.string(), ": ", std::strerror(errno));
-  size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      throw Error("cannot write " + tmp.string() + ": " + std::strerror(err));
-    }
-    written += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  IPT_CHECK(synced, "cannot flush ", tmp.string(), " to disk: ", std::strerror(err));
-  fs::rename(tmp, path);
-}
-
-void fsync_directory(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -487,19 +459,17 @@ std::string Trainer::save_checkpoint() {
                         {"trainable", config_.train.trainable},
                         {"synthetic_mix", config_.data.synthetic_mix},  // for the record: a resume may change it
                         {"data_position", {{"epoch", pos.epoch}, {"index", pos.index}, {"offset", pos.offset}}}};
-    write_file_durably(tmp / "trainer_state.json", j.dump(2) + "\n");
-    fsync_directory(tmp);
+    write_file_durably((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
     // Swap in: an older copy of the same step goes only after the new one is complete.
-    const fs::path old = out / (".checkpoint-" + std::to_string(step_) + ".old");
-    fs::remove_all(old);
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(tmp, final_dir);
-    fsync_directory(out);
-    fs::remove_all(old);
+    install_directory_durably(tmp.string(), final_dir.string());
   } catch (const fs::filesystem_error& e) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
     throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
                 " (is the disk full?); the previous checkpoints are untouched");
   } catch (const Error& e) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
     throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
                 " (is the disk full?); the previous checkpoints are untouched");
   }

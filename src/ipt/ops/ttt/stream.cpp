@@ -1,4 +1,4 @@
-// Streaming continuation of one document (SPEC.md "streaming decode").
+// Streaming continuation of one document (docs/operator.md, "Streaming").
 #include <cmath>
 
 #include "ipt/common/error.h"

@@ -1,4 +1,4 @@
-// The LM-aligned target V = Conv(X) · P (SPEC.md): a depthwise 5-tap convolution that never reads
+// The LM-aligned target V = Conv(X) · P (docs/operator.md): a depthwise 5-tap convolution that never reads
 // across a chunk or document edge, then the projection P applied as Conv(X) · P (not P^T).
 #include "ipt/common/error.h"
 #include "ipt/ops/ttt/ttt.h"

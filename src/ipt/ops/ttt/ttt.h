@@ -1,5 +1,5 @@
 #pragma once
-// The In-Place TTT operator (semantics: shared SPEC.md, docs/operator.md).
+// The In-Place TTT operator (definition: docs/operator.md).
 //
 // Given per-token MLP activations Z [B, L, h], targets V [B, L, d] and the slow down-projection
 // W0 [d, h], every document is cut into chunks of C rows. Chunk i is computed with the current

@@ -1,4 +1,4 @@
-#include "ipt/eval/plot.h"
+#include "ipt/common/plot.h"
 
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 
+#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 
 namespace ipt {
@@ -89,7 +90,7 @@ void plot_png(const std::vector<PlotSpec>& panels, const std::string& png_path) 
   // directory (-o /dev/null would replace the device node).
   IPT_CHECK(!std::filesystem::exists(png_path) || std::filesystem::is_regular_file(png_path), "plot: ", png_path,
             " exists and is not a regular file");
-  const std::string tmp = png_path + ".tmp." + std::to_string(getpid()) + ".png";
+  const std::string tmp = temp_path_for(png_path) + ".png";
   const std::string log = tmp + ".log";
   const std::string script = gnuplot_script(panels, tmp);
   // gnuplot's messages go to a log, never to our stdout (which may be carrying JSON).
@@ -107,7 +108,7 @@ void plot_png(const std::vector<PlotSpec>& panels, const std::string& png_path) 
     throw Error("gnuplot failed to draw " + png_path + " (status " + std::to_string(status) +
                 "; is gnuplot-nox installed?): " + messages.str().substr(0, 400));
   }
-  std::filesystem::rename(tmp, png_path);
+  install_file_durably(tmp, png_path);
 }
 
 }  // namespace ipt

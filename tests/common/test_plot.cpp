@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "ipt/common/error.h"
-#include "ipt/eval/plot.h"
+#include "ipt/common/plot.h"
 
 using namespace ipt;
 
