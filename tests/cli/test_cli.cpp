@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include <nlohmann/json.hpp>
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -32,7 +33,7 @@ Result ipt(const std::string& args, const std::string& env = "") {
 }
 
 struct Workspace {
-  fs::path dir = fs::temp_directory_path() / ("ipt-cli-" + std::to_string(::getpid()));
+  fs::path dir = fs::temp_directory_path() / ("ipt-cli-" + ipt::test::process_tag());
   Workspace() { fs::create_directories(dir); }
   ~Workspace() { fs::remove_all(dir); }
   std::string operator/(const std::string& name) const { return (dir / name).string(); }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipt/data/shards.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -25,7 +26,7 @@ struct Result {
 
 // Runs build/ipt; stdout and stderr apart, so tests can check that JSON on stdout stays clean.
 Result run_ipt(const std::string& args) {
-  const fs::path err = fs::temp_directory_path() / ("ipt-eval-cli-err-" + std::to_string(::getpid()));
+  const fs::path err = fs::temp_directory_path() / ("ipt-eval-cli-err-" + ipt::test::process_tag());
   const std::string command = std::string(IPT_BINARY_DIR) + "/ipt -t 1 " + args + " 2>" + err.string();
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
   std::string output;
@@ -39,7 +40,7 @@ Result run_ipt(const std::string& args) {
 }
 
 struct Workspace {
-  fs::path dir = fs::temp_directory_path() / ("ipt-eval-cli-" + std::to_string(::getpid()));
+  fs::path dir = fs::temp_directory_path() / ("ipt-eval-cli-" + ipt::test::process_tag());
   Workspace() { fs::create_directories(dir); }
   ~Workspace() { fs::remove_all(dir); }
   std::string operator/(const std::string& name) const { return (dir / name).string(); }

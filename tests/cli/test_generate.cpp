@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -34,7 +35,7 @@ Result ipt(const std::string& args, const fs::path& dir) {
 }
 
 struct Workspace {
-  fs::path dir = fs::temp_directory_path() / ("ipt-generate-" + std::to_string(::getpid()));
+  fs::path dir = fs::temp_directory_path() / ("ipt-generate-" + ipt::test::process_tag());
   Workspace() { fs::create_directories(dir); }
   ~Workspace() { fs::remove_all(dir); }
   std::string operator/(const std::string& name) const { return (dir / name).string(); }

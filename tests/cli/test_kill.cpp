@@ -23,13 +23,14 @@
 #include <vector>
 
 #include "ipt/io/safetensors.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
 struct Workspace {
-  fs::path dir = fs::temp_directory_path() / ("ipt-kill-" + std::to_string(::getpid()));
+  fs::path dir = fs::temp_directory_path() / ("ipt-kill-" + ipt::test::process_tag());
   Workspace() { fs::create_directories(dir); }
   ~Workspace() { fs::remove_all(dir); }
   std::string operator/(const std::string& name) const { return (dir / name).string(); }
@@ -88,8 +89,9 @@ std::string slurp(const std::string& path) {
 
 // The sample corpus as token shards, prepared once for every test here.
 const std::string& dataset() {
+  static const ipt::test::TempDir scratch("ipt-kill-data");  // removed when the test process exits
   static const std::string dir = [] {
-    const std::string d = (fs::temp_directory_path() / ("ipt-kill-data-" + std::to_string(::getpid()))).string();
+    const std::string d = (scratch.path / "shards").string();
     const std::string source = IPT_SOURCE_DIR;
     EXPECT_TRUE(succeeded(run_ipt({"data", "prepare", "--tokenizer", source + "/corpus/tokenizer", "--input",
                                    source + "/corpus/sample", "--out", d, "--val-fraction", "0.1", "--seed", "1", "-q"})));

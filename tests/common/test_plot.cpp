@@ -5,6 +5,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/common/plot.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 
@@ -15,7 +16,7 @@ TEST(Plot, WritesAPngWithEveryPoint) {
   EXPECT_NE(script.find("title \"TTT\""), std::string::npos);
   EXPECT_NE(script.find("2048 17.9\n"), std::string::npos);
   EXPECT_NE(script.find("set logscale x 2"), std::string::npos);
-  const auto path = std::filesystem::temp_directory_path() / ("ipt-plot-" + std::to_string(::getpid()) + ".png");
+  const auto path = std::filesystem::temp_directory_path() / ("ipt-plot-" + ipt::test::process_tag() + ".png");
   plot_png(spec, path.string());
   std::ifstream in(path, std::ios::binary);
   char magic[8] = {};

@@ -10,6 +10,7 @@
 #include "ipt/common/error.h"
 #include "ipt/data/loader.h"
 #include "ipt/data/shards.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 using namespace ipt::data;
@@ -20,7 +21,7 @@ namespace {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("ipt-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    path = fs::temp_directory_path() / ("ipt-data-test-" + ipt::test::process_tag() + "-" + std::to_string(counter()++));
     fs::remove_all(path);
   }
   ~TempDir() { fs::remove_all(path); }

@@ -12,6 +12,7 @@
 #include "ipt/data/prepare.h"
 #include "ipt/data/shards.h"
 #include "ipt/tokenizer/tokenizer.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -21,7 +22,7 @@ namespace {
 const std::string kSource = IPT_SOURCE_DIR;
 
 struct Scratch {
-  fs::path path = fs::temp_directory_path() / ("ipt-prepare-" + std::to_string(::getpid()) + "-" + std::to_string(next()));
+  fs::path path = fs::temp_directory_path() / ("ipt-prepare-" + ipt::test::process_tag() + "-" + std::to_string(next()));
   Scratch() { fs::create_directories(path); }
   ~Scratch() { fs::remove_all(path); }
   static int next() {

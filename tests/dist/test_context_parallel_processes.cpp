@@ -14,6 +14,7 @@
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/config.h"
 #include "ipt/model/score.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace ipt;
@@ -33,7 +34,7 @@ std::pair<int, std::string> run_ipt(const std::string& args) {
 }  // namespace
 
 TEST(ContextParallelProcesses, ScoreEqualsOneProcess) {
-  const fs::path dir = fs::temp_directory_path() / ("ipt-cp-" + std::to_string(::getpid()));
+  const fs::path dir = fs::temp_directory_path() / ("ipt-cp-" + ipt::test::process_tag());
   fs::create_directories(dir);
   nlohmann::json j = {{"architectures", {"Qwen3ForCausalLM"}}, {"vocab_size", 64}, {"hidden_size", 32},
                       {"intermediate_size", 64}, {"num_hidden_layers", 3}, {"num_attention_heads", 4},

@@ -5,6 +5,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/eval/figures.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 using nlohmann::json;
@@ -57,7 +58,7 @@ TEST(Figures, RulerAverageAndAPng) {
   auto panels = eval::figure_panels("ruler", report);
   EXPECT_EQ(panels[0].series[1].y, (std::vector<double>{40, 20}));
   EXPECT_NE(gnuplot_script(panels, "x.png").find("set yrange [0:100]"), std::string::npos);
-  const auto path = std::filesystem::temp_directory_path() / ("ipt-fig-" + std::to_string(::getpid()) + ".png");
+  const auto path = std::filesystem::temp_directory_path() / ("ipt-fig-" + ipt::test::process_tag() + ".png");
   eval::plot_report("ruler", report, path.string());
   EXPECT_GT(std::filesystem::file_size(path), 5000u);
   std::filesystem::remove(path);

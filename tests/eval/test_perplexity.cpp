@@ -11,6 +11,7 @@
 #include "ipt/eval/perplexity.h"
 #include "ipt/model/presets.h"
 #include "ipt/ops/loss/lm_loss.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 
@@ -96,7 +97,7 @@ TEST(Perplexity, SkipsShortDocumentsAndAveragesTheFinalBlock) {
 TEST(Perplexity, ShardsGiveTheSameNumbersAsIds) {
   model::CausalLM lm = ttt_model();
   std::vector<std::vector<int64_t>> docs{random_ids(50, 6), random_ids(90, 7)};
-  const auto dir = std::filesystem::temp_directory_path() / ("ipt-ppl-" + std::to_string(::getpid()));
+  const auto dir = std::filesystem::temp_directory_path() / ("ipt-ppl-" + ipt::test::process_tag());
   {
     data::ShardWriter writer(dir.string(), 256, 64);
     for (const auto& d : docs) writer.add(d);

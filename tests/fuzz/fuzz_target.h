@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ipt/common/error.h"
+#include "support/temp_dir.h"
 
 namespace ipt::fuzz {
 
@@ -52,7 +53,7 @@ inline void run_one(const Target& target, const uint8_t* data, size_t size) {
 inline std::filesystem::path scratch_dir() {
   static const std::filesystem::path dir = [] {
     std::filesystem::path base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
-    std::filesystem::path d = base / ("ipt-fuzz-" + std::to_string(::getpid()));
+    std::filesystem::path d = base / ("ipt-fuzz-" + ipt::test::process_tag());
     std::filesystem::create_directories(d);
     return d;
   }();

@@ -22,6 +22,7 @@
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
 #include "ipt/tokenizer/tokenizer.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 using json = nlohmann::json;
@@ -33,7 +34,7 @@ namespace {
 // TTT tensors so updates matter), written once per test binary.
 const std::string& model_dir() {
   static const std::string dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("ipt-server-model-" + std::to_string(getpid()));
+    const fs::path d = fs::temp_directory_path() / ("ipt-server-model-" + ipt::test::process_tag());
     model::ModelConfig c = model::preset_config("test", "qwen3", 4096);
     c.ttt_mode = true;
     c.ttt_layers = {1};
@@ -218,7 +219,7 @@ TEST(Server, ParallelRequestsEqualSequentialOnes) {
 }
 
 TEST(Server, SessionsContinueStayIsolatedAndSurviveEviction) {
-  const fs::path dir = fs::temp_directory_path() / ("ipt-server-sessions-" + std::to_string(getpid()));
+  const fs::path dir = fs::temp_directory_path() / ("ipt-server-sessions-" + ipt::test::process_tag());
   infer::ServerOptions o;
   o.max_sessions = 1;  // every new session evicts the other one to disk
   o.session_dir = dir.string();
@@ -436,7 +437,7 @@ struct ServeProcess {
 }  // namespace
 
 TEST(Server, RestartsAfterSigkillAndRefusesTornSessions) {
-  const fs::path dir = fs::temp_directory_path() / ("ipt-kill-sessions-" + std::to_string(getpid()));
+  const fs::path dir = fs::temp_directory_path() / ("ipt-kill-sessions-" + ipt::test::process_tag());
   fs::remove_all(dir);
   std::map<std::string, int64_t> positions;
   {

@@ -9,6 +9,7 @@
 #include "ipt/io/safetensors.h"
 #include "ipt/ops/attention/attention.h"
 #include "ipt/model/presets.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 using infer::Session;
@@ -111,7 +112,7 @@ TEST(Session, DecayedUpdatesStreamEqualOneForward) {
   Session prefill(lm, small_blocks());
   EXPECT_LE(rel(prefill.append(tokens, true), reference), 1e-10);
 
-  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-decay-" + std::to_string(getpid()))).string();
+  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-decay-" + ipt::test::process_tag())).string();
   Session first(lm, small_blocks());
   torch::Tensor head = first.append({tokens.begin(), tokens.begin() + 13}, true);
   first.save(path);
@@ -169,7 +170,7 @@ TEST(Session, SaveLoadContinueEqualsNeverStopping) {
   const auto expected = straight.generate(12, sampler);
   ASSERT_EQ(expected.size(), 12u);
 
-  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-session-" + std::to_string(getpid()))).string();
+  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-session-" + ipt::test::process_tag())).string();
   {
     Session first(lm, small_blocks());
     first.append(prompt);
@@ -249,7 +250,7 @@ TEST(Session, BadInput) {
   SessionOptions bad;
   bad.ttt_clip = -1.0;
   EXPECT_THROW(Session(lm, bad), Error);
-  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-notsession-" + std::to_string(getpid()))).string();
+  const std::string path = (std::filesystem::temp_directory_path() / ("ipt-notsession-" + ipt::test::process_tag())).string();
   io::write_safetensors(path, {{"x", torch::zeros({2})}});
   EXPECT_THROW(Session::load(lm, path), Error);
   std::filesystem::remove(path);

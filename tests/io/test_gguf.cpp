@@ -16,6 +16,7 @@
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/gguf_import.h"
 #include "ipt/tokenizer/tokenizer.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -291,7 +292,7 @@ TEST(Gguf, ImportErrorsNameTheKeyOrTensor) {
 }
 
 TEST(Gguf, ConvertCommandWritesALoadableModelDir) {
-  const fs::path out = fs::temp_directory_path() / ("ipt-gguf-" + std::to_string(::getpid()));
+  const fs::path out = fs::temp_directory_path() / ("ipt-gguf-" + ipt::test::process_tag());
   const std::string cmd = std::string(IPT_BINARY_DIR) + "/ipt convert --from-gguf " +
                           (kFixtures / "tiny-qwen3.gguf").string() + " --out " + out.string() +
                           " --dtype bfloat16 --ttt-layers 1 --force > /dev/null";

@@ -12,6 +12,7 @@
 #include "ipt/io/safetensors.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/config.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -19,7 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("ipt-io-" + std::to_string(::getpid()) + "-" + std::to_string(next()));
+  fs::path path = fs::temp_directory_path() / ("ipt-io-" + ipt::test::process_tag() + "-" + std::to_string(next()));
   TempDir() { fs::create_directories(path); }
   ~TempDir() { fs::remove_all(path); }
   static int next() {

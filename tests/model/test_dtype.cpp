@@ -13,6 +13,7 @@
 #include "ipt/model/score.h"
 #include "ipt/ops/loss/lm_loss.h"
 #include "ipt/ops/ttt/ttt.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -23,7 +24,7 @@ namespace {
 // (outputs far from uniform, as a trained model's are), saved once per binary.
 const std::string& model_dir() {
   static const std::string dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("ipt-dtype-model-" + std::to_string(getpid()));
+    const fs::path d = fs::temp_directory_path() / ("ipt-dtype-model-" + ipt::test::process_tag());
     model::ModelConfig c = model::preset_config("test", "qwen3", 256);
     c.ttt_mode = true;
     c.ttt_layers = {1};
@@ -147,7 +148,7 @@ TEST(Dtype, Bf16SessionMatchesItsForwardAndRefusesAnotherDtype) {
   const double scale = whole.to(torch::kFloat32).abs().max().item<double>();
   EXPECT_LT((last.to(torch::kFloat32) - whole.to(torch::kFloat32)).abs().max().item<double>(), 0.05 * scale);
 
-  const std::string path = (fs::temp_directory_path() / ("ipt-dtype-" + std::to_string(getpid()) + ".session")).string();
+  const std::string path = (fs::temp_directory_path() / ("ipt-dtype-" + ipt::test::process_tag() + ".session")).string();
   session.save(path);
   try {
     infer::Session::load(f32, path);

@@ -8,6 +8,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/train/config.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 using namespace ipt::train;
@@ -119,7 +120,7 @@ TEST(TrainConfig, ErrorsNameTheKey) {
 
 TEST(TrainConfig, ValidationBeforeAnyWork) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("ipt-train-config-" + std::to_string(::getpid()));
+  const fs::path dir = fs::temp_directory_path() / ("ipt-train-config-" + ipt::test::process_tag());
   fs::create_directories(dir / "model");
   fs::create_directories(dir / "data");
   std::ofstream(dir / "model" / "config.json") << "{}";

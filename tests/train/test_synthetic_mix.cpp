@@ -19,6 +19,7 @@
 #include "ipt/train/synthetic_mix.h"
 #include "ipt/train/trainer.h"
 #include "support/expect_error.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -29,7 +30,7 @@ namespace {
 
 const std::string kSource = IPT_SOURCE_DIR;
 
-fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_mix_" + std::to_string(::getpid())); }
+fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_mix_" + ipt::test::process_tag()); }
 
 class ScratchCleanup : public ::testing::Environment {
  public:

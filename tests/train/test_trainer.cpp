@@ -19,6 +19,7 @@
 #include "ipt/model/presets.h"
 #include "ipt/train/trainer.h"
 #include "support/expect_error.h"
+#include "support/temp_dir.h"
 
 using namespace ipt;
 namespace fs = std::filesystem;
@@ -27,7 +28,7 @@ using ipt::test::expect_error;
 
 namespace {
 
-fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_trainer_" + std::to_string(::getpid())); }
+fs::path scratch_root() { return fs::temp_directory_path() / ("ipt_test_trainer_" + ipt::test::process_tag()); }
 
 // Removes this process's scratch directories after the last test.
 class ScratchCleanup : public ::testing::Environment {
