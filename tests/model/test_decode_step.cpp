@@ -220,34 +220,47 @@ TEST(DecodeStep, RequantizingDequantizedBlocksGivesTheSameBlocks) {
 
 // Continuous batching: sessions at different positions, with and without TTT, frozen or updating,
 // stepped together give exactly what each gives alone (every row's arithmetic is the same).
+// Batched and alone are bit-identical with float32 weights and with every quantized type (the
+// batched kernels unpack a row once for all the sequences and must add up exactly as matvec).
 TEST(DecodeStep, BatchedSessionsEqualSessionsAlone) {
   model::CausalLM lm = make_model(13, Shape{});
   const auto tokens = random_tokens(340, 14);
-  std::vector<SessionOptions> options(3);
-  options[1].ttt = false;
-  options[2].decode_update = false;
-  const std::vector<int64_t> prompts{1, 300, 9};  // one longer than an attention piece (256 keys)
-  std::vector<std::unique_ptr<Session>> alone, together;
-  for (size_t i = 0; i < options.size(); ++i) {
-    options[i].kv_block = 4;
-    for (auto* list : {&alone, &together}) {
-      list->push_back(std::make_unique<Session>(lm, options[i]));
-      list->back()->append({tokens.begin(), tokens.begin() + prompts[i]});
+  for (std::optional<ops::quant::Type> type : std::vector<std::optional<ops::quant::Type>>{
+           std::nullopt, ops::quant::Type::kQ8_0, ops::quant::Type::kQ4_1, ops::quant::Type::kQ4_0}) {
+    SCOPED_TRACE(type ? ops::quant::type_name(*type) : "float32");
+    lm->set_decode_quantization(type);
+    std::vector<SessionOptions> options(3);
+    options[1].ttt = false;
+    options[2].decode_update = false;
+    const std::vector<int64_t> prompts{1, 300, 9};  // one longer than an attention piece (256 keys)
+    std::vector<std::unique_ptr<Session>> alone, together;
+    for (size_t i = 0; i < options.size(); ++i) {
+      options[i].kv_block = 4;
+      for (auto* list : {&alone, &together}) {
+        list->push_back(std::make_unique<Session>(lm, options[i]));
+        list->back()->append({tokens.begin(), tokens.begin() + prompts[i]});
+      }
     }
-  }
-  for (int64_t step = 0; step < 25; ++step) {
-    std::vector<Session*> batch;
-    std::vector<int64_t> next;
-    for (size_t i = 0; i < together.size(); ++i) {
-      batch.push_back(together[i].get());
-      next.push_back(tokens[prompts[i] + step]);
+    for (int64_t step = 0; step < 25; ++step) {
+      std::vector<Session*> batch;
+      std::vector<int64_t> next;
+      for (size_t i = 0; i < together.size(); ++i) {
+        batch.push_back(together[i].get());
+        next.push_back(tokens[prompts[i] + step]);
+      }
+      const auto batched = Session::decode_batch(batch, next);
+      for (size_t i = 0; i < alone.size(); ++i)
+        ASSERT_TRUE(torch::equal(batched[i], alone[i]->decode(next[i]))) << "session " << i << " step " << step;
     }
-    const auto batched = Session::decode_batch(batch, next);
-    for (size_t i = 0; i < alone.size(); ++i)
-      ASSERT_TRUE(torch::equal(batched[i], alone[i]->decode(next[i]))) << "session " << i << " step " << step;
+    for (size_t i = 0; i < alone.size(); ++i) EXPECT_EQ(alone[i]->ttt_updates(), together[i]->ttt_updates());
+    EXPECT_GT(together[0]->ttt_updates(), together[2]->ttt_updates());  // updating vs frozen after the prompt
   }
-  for (size_t i = 0; i < alone.size(); ++i) EXPECT_EQ(alone[i]->ttt_updates(), together[i]->ttt_updates());
-  EXPECT_GT(together[0]->ttt_updates(), together[2]->ttt_updates());  // updating vs frozen after the prompt
+  lm->set_decode_quantization(std::nullopt);
+  std::vector<std::unique_ptr<Session>> together;
+  for (int i = 0; i < 2; ++i) {
+    together.push_back(std::make_unique<Session>(lm, SessionOptions{}));
+    together.back()->append({tokens.begin(), tokens.begin() + 5});
+  }
 
   // Bad batches: another model, a session twice, a full context.
   model::CausalLM other = make_model(15, Shape{});

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <omp.h>
 #include <sys/resource.h>
 
 #include <fstream>
@@ -43,6 +44,9 @@ int compute_threads() {
   const int threads = runtime_threads.load();
   return threads > 0 ? threads : at::get_num_threads();
 }
+
+SerialTorchScope::SerialTorchScope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+SerialTorchScope::~SerialTorchScope() { omp_set_num_threads(saved_); }
 
 void init_runtime(const RuntimeOptions& options) {
   static bool allocator_done = false;

@@ -18,6 +18,21 @@ void init_runtime(const RuntimeOptions& options);
 // before init_runtime, at::get_num_threads() of the caller.
 int compute_threads();
 
+// While alive, libtorch's parallel regions started from this thread run on this thread alone
+// (OpenMP's thread count of this thread only; nothing global changes). For the libtorch work
+// between decode steps (a fast-weight chunk update, its re-pack): a region there wakes OpenMP's
+// workers, which then spin past its end on the cores the decode step's own threads need.
+class SerialTorchScope {
+ public:
+  SerialTorchScope();
+  ~SerialTorchScope();
+  SerialTorchScope(const SerialTorchScope&) = delete;
+  SerialTorchScope& operator=(const SerialTorchScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 // The CPU's bfloat16 matrix instructions as /proc/cpuinfo names them ("amx_bf16 avx512_bf16",
 // "avx512_bf16", ...), or "" when it has none (then bfloat16 products are emulated, slowly).
 std::string cpu_bf16_features();

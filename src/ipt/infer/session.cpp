@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ipt/common/error.h"
+#include "ipt/common/runtime.h"
 #include "ipt/infer/batcher.h"
 #include "ipt/io/safetensors.h"
 #include "ipt/ops/attention/attention.h"
@@ -321,6 +322,7 @@ void Session::finish_step(int64_t token, bool decoding) {
 }
 
 torch::Tensor Session::forward_step(int64_t token, bool decoding) {
+  SerialTorchScope serial;  // chunk updates and re-packs: see runtime.h
   const model::DecodeInput input = prepare_step(token);
   step_->run(input);
   finish_step(token, decoding);
@@ -345,6 +347,7 @@ std::vector<torch::Tensor> Session::decode_batch(const std::vector<Session*>& se
     for (size_t b = 0; b < sessions.size(); ++b) logits.push_back(sessions[b]->decode(tokens[b]));
     return logits;
   }
+  SerialTorchScope serial;
   std::vector<model::DecodeStep*> steps;
   std::vector<model::DecodeInput> inputs;
   for (size_t b = 0; b < sessions.size(); ++b) {

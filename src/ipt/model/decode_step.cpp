@@ -427,6 +427,8 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
   }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   auto uses_fast = [&](int64_t b, int64_t l) { return w.layers[l].ttt && (*inputs[b].io)[l].fast_down != nullptr; };
+  std::vector<const quant::Activation*> acts(B);  // each sequence's prepared input, re-set per matrix
+  for (int64_t b = 0; b < B; ++b) acts[b] = &steps[b]->act_;
 
   // One run of the spin pool per step; `mine(n)` is this thread's static share of [0, n), `sync()`
   // a barrier of all the step's threads.
@@ -440,14 +442,26 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
     };
     auto sync = [&] { barrier.wait(); };
     // Rows of a weight times every sequence's prepared input; each block of rows is read from
-    // memory once and multiplied B times from cache. No barrier at the end (callers add one).
+    // memory once and multiplied B times from cache. A weight every sequence shares goes through
+    // matvec_batch (quantized blocks unpacked once for all of them); per-sequence fast weights
+    // one by one. No barrier at the end (callers add one).
     auto rows_times = [&](const auto& weight_of, const auto& out_of) {
-      const int64_t rows = weight_of(0).rows();
+      const quant::Matrix& first = weight_of(0);
+      bool shared = true;
+      for (int64_t b = 1; b < B; ++b) shared = shared && &weight_of(b) == &first;
+      thread_local std::vector<float*> outs;
+      outs.resize(B);
+      for (int64_t b = 0; b < B; ++b) outs[b] = out_of(b);
+      const int64_t rows = first.rows();
       const int64_t block = B > 1 ? kBatchRowBlock : (rows + nthreads - 1) / nthreads;
       const int64_t blocks = (rows + block - 1) / block;
       for (int64_t i : mine(blocks)) {
         const int64_t r0 = i * block, r1 = std::min(rows, r0 + block);
-        for (int64_t b = 0; b < B; ++b) quant::matvec(weight_of(b), steps[b]->act_, out_of(b), r0, r1);
+        if (shared) {
+          quant::matvec_batch(first, acts.data(), outs.data(), B, r0, r1);
+        } else {
+          for (int64_t b = 0; b < B; ++b) quant::matvec(weight_of(b), steps[b]->act_, outs[b], r0, r1);
+        }
       }
     };
     for (int64_t l = 0; l < layers; ++l) {

@@ -935,6 +935,145 @@ IPT_AVX512 void q4_1_avx512(const uint8_t* w, int64_t stride, int64_t cols, cons
   }
 }
 
+constexpr int kMaxBatchKernel = 8;
+
+// ---- batched: one row against NB inputs (NB = 1..8). The row's blocks are loaded, unpacked and
+// their fp16 scales converted once, then multiplied NB times. Per input every lane sees the same
+// operations in the same order as in the single-input kernel above (row 0 of its group), so each
+// output is bit-identical to matvec's.
+
+template <int NB>
+IPT_AVX512 void q8_0_avx512_batch(const uint8_t* w, int64_t cols, const Activation* const* xs, float* const* ys,
+                                  int64_t r) {
+  const int64_t nb = cols / kQK;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const uint8_t* blk = w + i * kQ8_0Bytes;
+    const __m256 ws = pair_scales<1>(blk, 0, kQ8_0Bytes);
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0Bytes + 2));
+    const __m512i wv = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(x.q8_0_offset() + 8 * i), wv,
+                                              _mm512_load_si512(x.q8() + i * kQK));
+      const __m256 scales = _mm256_mul_ps(ws, x_scale_pairs(x, i));
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread(scales, 0, 1), acc[b]);
+    }
+  }
+  float tail[NB] = {};
+  if (i < nb) {
+    const uint8_t* blk = w + i * kQ8_0Bytes;
+    const __m256i wv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                                        _mm512_castsi512_si256(flip));
+    const float wd = _cvtsh_ss(load_u16(blk));
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const __m256i dot =
+          _mm256_dpbusd_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8_0_offset() + 8 * i)), wv,
+                              _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK)));
+      tail[b] = hsum256(_mm256_cvtepi32_ps(dot)) * (wd * x.q8_scale()[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) ys[b][r] = _mm512_reduce_add_ps(acc[b]) + tail[b];
+}
+
+template <int NB>
+IPT_AVX512 void q4_0_avx512_batch(const uint8_t* w, int64_t cols, const Activation* const* xs, float* const* ys,
+                                  int64_t r) {
+  const int64_t nb = cols / kQK;
+  __m512 acc[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) acc[b] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const uint8_t* blk = w + i * kQ4_0Bytes;
+    const __m256 ws = pair_scales<1>(blk, 0, kQ4_0Bytes);
+    const __m512i nib = nibbles64(blk + 2, kQ4_0Bytes);
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(x.q4_0_offset() + 8 * i), nib,
+                                              _mm512_load_si512(x.q8() + i * kQK));
+      const __m256 scales = _mm256_mul_ps(ws, x_scale_pairs(x, i));
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread(scales, 0, 1), acc[b]);
+    }
+  }
+  float tail[NB] = {};
+  if (i < nb) {
+    const uint8_t* blk = w + i * kQ4_0Bytes;
+    const __m256i nib = nibbles32(blk + 2);
+    const float wd = _cvtsh_ss(load_u16(blk));
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const __m256i dot =
+          _mm256_dpbusd_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(x.q4_0_offset() + 8 * i)), nib,
+                              _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK)));
+      tail[b] = hsum256(_mm256_cvtepi32_ps(dot)) * (wd * x.q8_scale()[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) ys[b][r] = _mm512_reduce_add_ps(undo_nibble_scale(acc[b])) + tail[b];
+}
+
+template <int NB>
+IPT_AVX512 void q4_1_avx512_batch(const uint8_t* w, int64_t cols, const Activation* const* xs, float* const* ys,
+                                  int64_t r) {
+  const int64_t nb = cols / kQK;
+  __m512 acc[NB];
+  __m256 mins[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) {
+    acc[b] = _mm512_setzero_ps();
+    mins[b] = _mm256_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const uint8_t* blk = w + i * kQ4_1Bytes;
+    // {d, m} of both blocks in lanes 0-3, as row 0 of a pair in the single-input kernel
+    const __m256 dmw = _mm256_cvtph_ps(
+        _mm_cvtsi64_si128(static_cast<int64_t>(load_u32(blk) | uint64_t{load_u32(blk + kQ4_1Bytes)} << 32)));
+    const __m512i nib = nibbles64(blk + 4, kQ4_1Bytes);
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const __m256 dm = _mm256_mul_ps(
+          dmw, _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x.q8_scale_and_scaled_sum() + 2 * i)));
+      mins[b] = _mm256_add_ps(mins[b], dm);
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, _mm512_load_si512(x.q8() + i * kQK));
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread(dm, 0, 2), acc[b]);
+    }
+  }
+  float tail[NB] = {};
+  if (i < nb) {
+    const uint8_t* blk = w + i * kQ4_1Bytes;
+    const __m256i nib = nibbles32(blk + 4);
+    const float wd = _cvtsh_ss(load_u16(blk)), wm = _cvtsh_ss(load_u16(blk + 2));
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const Activation& x = *xs[b];
+      const float* dds = x.q8_scale_and_scaled_sum();
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nib,
+                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q8() + i * kQK)));
+      tail[b] = hsum256(_mm256_cvtepi32_ps(dot)) * (wd * dds[2 * i]) + wm * dds[2 * i + 1];
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) {
+    alignas(32) float m[8];
+    _mm256_store_ps(m, mins[b]);
+    ys[b][r] = _mm512_reduce_add_ps(undo_nibble_scale(acc[b])) + (m[1] + m[3]) + tail[b];
+  }
+}
+
 // ---- dispatch
 
 const GroupFns& kernels_for(Type t, Kernel k) {
@@ -953,6 +1092,23 @@ const GroupFns& kernels_for(Type t, Kernel k) {
       return avx512[ti];
     case Kernel::kAvx2: return avx2[ti];
     default: return scalar[ti];
+  }
+}
+
+// one row against 1..8 inputs; null where no batched kernel exists (matvec_batch then loops)
+using BatchFn = void (*)(const uint8_t* w, int64_t cols, const Activation* const* xs, float* const* ys, int64_t r);
+using BatchFns = std::array<BatchFn, kMaxBatchKernel>;  // [NB - 1]
+#define IPT_BATCH(fn) BatchFns{fn<1>, fn<2>, fn<3>, fn<4>, fn<5>, fn<6>, fn<7>, fn<8>}
+
+const BatchFns* batch_kernels_for(Type t, Kernel k) {
+  static const BatchFns q8_0 = IPT_BATCH(q8_0_avx512_batch), q4_0 = IPT_BATCH(q4_0_avx512_batch),
+                        q4_1 = IPT_BATCH(q4_1_avx512_batch);
+  if (k != Kernel::kAvx512) return nullptr;
+  switch (t) {
+    case Type::kQ8_0: return &q8_0;
+    case Type::kQ4_0: return &q4_0;
+    case Type::kQ4_1: return &q4_1;
+    default: return nullptr;
   }
 }
 
@@ -1001,6 +1157,32 @@ void matvec(const Matrix& W, const Activation& x, float* y, int64_t row_begin, i
   for (int64_t i = 0; i < q; ++i) fns[3](W.row(row_begin + i), q * W.row_stride(), W.cols(), x, y + row_begin + i, q);
   const int64_t rest = row_begin + 4 * q;
   if (rest < row_end) fns[row_end - rest - 1](W.row(rest), W.row_stride(), W.cols(), x, y + rest, 1);
+}
+
+void matvec_batch(const Matrix& W, const Activation* const* xs, float* const* ys, int64_t batch, int64_t row_begin,
+                  int64_t row_end, Kernel k) {
+  IPT_CHECK(batch >= 0, "quant::matvec_batch: batch must be >= 0, got ", batch);
+  IPT_CHECK(batch == 0 || (xs && ys), "quant::matvec_batch: xs and ys must not be null");
+  for (int64_t b = 0; b < batch; ++b) {
+    IPT_CHECK(xs[b] && xs[b]->size() == W.cols(), "quant::matvec_batch: input ", b, " has ",
+              xs[b] ? xs[b]->size() : 0, " values but W (", type_name(W.type()), ", ", W.rows(), " x ", W.cols(),
+              ") has ", W.cols(), " columns");
+    IPT_CHECK(ys[b] || row_begin == row_end, "quant::matvec_batch: output ", b, " must not be null");
+  }
+  IPT_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= W.rows(), "quant::matvec_batch: row range [",
+            row_begin, ", ", row_end, ") is not inside the matrix's ", W.rows(), " rows");
+  IPT_CHECK(kernel_supported(k), "quant::matvec_batch: this CPU cannot run the ", kernel_name(k), " kernel");
+  const Kernel kernel = k == Kernel::kBest ? best_kernel() : k;
+  const BatchFns* fns = batch_kernels_for(W.type(), kernel);
+  if (!fns || batch == 1) {  // f32 / bf16 rows are read at memory speed already: one pass per input
+    for (int64_t b = 0; b < batch; ++b) matvec(W, *xs[b], ys[b], row_begin, row_end, kernel);
+    return;
+  }
+  for (int64_t r = row_begin; r < row_end; ++r)
+    for (int64_t b0 = 0; b0 < batch; b0 += kMaxBatchKernel) {
+      const int64_t n = std::min<int64_t>(kMaxBatchKernel, batch - b0);
+      (*fns)[n - 1](W.row(r), W.cols(), xs + b0, ys + b0, r);
+    }
 }
 
 }  // namespace ipt::ops::quant

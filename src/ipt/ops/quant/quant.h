@@ -137,4 +137,11 @@ class Activation {
 void matvec(const Matrix& W, const Activation& x, float* y, int64_t row_begin, int64_t row_end,
             Kernel k = Kernel::kBest);
 
+// matvec for `batch` inputs against one W: ys[b][r] = dot(W.row(r), *xs[b]). Each row of q8_0 /
+// q4_0 / q4_1 blocks is read, unpacked and its scales converted once for up to 8 inputs (AVX-512;
+// other types and kernels run matvec once per input). Every output is bit-identical to matvec's
+// on the same input, so batched decoding equals decoding alone. Throws as matvec does, naming b.
+void matvec_batch(const Matrix& W, const Activation* const* xs, float* const* ys, int64_t batch, int64_t row_begin,
+                  int64_t row_end, Kernel k = Kernel::kBest);
+
 }  // namespace ipt::ops::quant
