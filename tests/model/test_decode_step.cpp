@@ -27,6 +27,7 @@ struct Shape {
   int64_t window = 0;
   bool ttt = true;
   double decay = 1.0;  // ttt_decay
+  int64_t intermediate = 0;  // 0: the preset's
 };
 
 // The `test` preset (4 query heads over 2 key/value heads) with random TTT tensors and a small
@@ -42,6 +43,7 @@ model::CausalLM make_model(uint64_t seed, const Shape& shape, torch::Dtype dtype
     c.ttt_decay = shape.decay;
   }
   if (shape.window > 0) c.layer_window.assign(c.num_hidden_layers, shape.window);
+  if (shape.intermediate > 0) c.intermediate_size = shape.intermediate;
   c.validate();
   model::CausalLM lm(c);
   lm->init_weights(seed);
@@ -196,6 +198,28 @@ TEST(DecodeStep, QuantizedWeightsStayCloseAndRepackOnChange) {
   EXPECT_NE(lm->decode_weights().get(), packed.get());  // an in-place change repacks
   EXPECT_LE(rel(stepped(lm, tokens, 1), whole_forward(lm, tokens)), 2e-5);
   EXPECT_THROW(lm->set_decode_quantization(ops::quant::Type::kBF16), Error);
+}
+
+// A width that is not whole blocks keeps that matrix in the dtype's type, and says so: the down
+// projections of an MLP 40 wide stay f32 (listed), everything else is q8_0, and decoding still
+// follows the sequence forward.
+TEST(DecodeStep, MatricesWithoutWholeBlocksStayUnquantizedAndAreListed) {
+  Shape shape;
+  shape.intermediate = 40;
+  model::CausalLM lm = make_model(21, shape);
+  const auto tokens = random_tokens(12, 22);
+  lm->set_decode_quantization(ops::quant::Type::kQ8_0);
+  const auto packed = lm->decode_weights();
+  ASSERT_EQ(packed->unquantized.size(), packed->layers.size());
+  EXPECT_EQ(packed->unquantized[0], "model.layers.0.mlp.down_proj.weight [" + std::to_string(lm->config().hidden_size) +
+                                        " x 40]");
+  for (const auto& layer : packed->layers) {
+    EXPECT_EQ(layer.down.type(), ops::quant::Type::kF32);
+    EXPECT_EQ(layer.up.type(), ops::quant::Type::kQ8_0);
+  }
+  EXPECT_LE(rel(stepped(lm, tokens, 1), whole_forward(lm, tokens)), 0.01);
+  lm->set_decode_quantization(std::nullopt);
+  EXPECT_TRUE(lm->decode_weights()->unquantized.empty());  // nothing falls back in the dtype's own type
 }
 
 // A GGUF imported at float32 holds its blocks' exact values: packing them again for decode gives

@@ -11,8 +11,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <iostream>
 
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
@@ -54,11 +56,16 @@ std::vector<float> to_floats(const torch::Tensor& t) {
   return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
 }
 
-// A [rows, cols] weight in `type`; block formats need whole blocks per row, else `fallback`.
-quant::Matrix pack(const torch::Tensor& W, quant::Type type, quant::Type fallback) {
+// A [rows, cols] weight in `type`; block formats need whole blocks per row, else `fallback` (the
+// weight's name is added to `unquantized`).
+quant::Matrix pack(const torch::Tensor& W, quant::Type type, quant::Type fallback, const std::string& name,
+                   std::vector<std::string>& unquantized) {
   torch::Tensor f = W.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   const int64_t rows = f.size(0), cols = f.size(1);
-  if (cols % quant::block_size(type) != 0) type = fallback;
+  if (cols % quant::block_size(type) != 0) {
+    unquantized.push_back(name + " [" + std::to_string(rows) + " x " + std::to_string(cols) + "]");
+    type = fallback;
+  }
   return quant::Matrix::quantize(f.data_ptr<float>(), rows, cols, type);
 }
 
@@ -304,19 +311,21 @@ std::shared_ptr<const DecodeWeights> pack_decode_weights(const CausalLMImpl& lm_
   w->intermediate = c.intermediate_size;
   w->vocab = c.vocab_size;
   w->norm_eps = c.rms_norm_eps;
+  auto pack_as = [&](const torch::Tensor& W, const std::string& name) { return pack(W, type, base, name, w->unquantized); };
   for (const auto& m : *lm.model->layers) {
     auto& layer = *m->as<DecoderLayer>();
+    const std::string prefix = "model.layers." + std::to_string(w->layers.size()) + ".";
     auto& a = *layer.self_attn;
     auto& mlp = *layer.mlp;
     DecodeLayerWeights l;
-    l.q = pack(a.q_proj->weight, type, base);
-    l.k = pack(a.k_proj->weight, type, base);
-    l.v = pack(a.v_proj->weight, type, base);
-    l.o = pack(a.o_proj->weight, type, base);
-    l.gate = pack(mlp.gate_proj->weight, type, base);
-    l.up = pack(mlp.up_proj->weight, type, base);
+    l.q = pack_as(a.q_proj->weight, prefix + "self_attn.q_proj.weight");
+    l.k = pack_as(a.k_proj->weight, prefix + "self_attn.k_proj.weight");
+    l.v = pack_as(a.v_proj->weight, prefix + "self_attn.v_proj.weight");
+    l.o = pack_as(a.o_proj->weight, prefix + "self_attn.o_proj.weight");
+    l.gate = pack_as(mlp.gate_proj->weight, prefix + "mlp.gate_proj.weight");
+    l.up = pack_as(mlp.up_proj->weight, prefix + "mlp.up_proj.weight");
     l.ttt = mlp.ttt().enabled;
-    l.down = pack(mlp.down_proj->weight, type, base);  // W0: TTT layers with TTT off use it too
+    l.down = pack_as(mlp.down_proj->weight, prefix + "mlp.down_proj.weight");  // W0: TTT layers with TTT off use it too
     l.q_bias = to_floats(a.q_proj->bias);
     l.k_bias = to_floats(a.k_proj->bias);
     l.v_bias = to_floats(a.v_proj->bias);
@@ -332,7 +341,13 @@ std::shared_ptr<const DecodeWeights> pack_decode_weights(const CausalLMImpl& lm_
     w->layers.push_back(std::move(l));
   }
   w->final_norm = to_floats(lm.model->norm->weight);
-  w->head = pack(lm.head_weight(), type, base);
+  w->head = pack_as(lm.head_weight(), "lm_head.weight");
+  static std::atomic<bool> noticed{false};  // once per process: a model is repacked after every change
+  if (!w->unquantized.empty() && !noticed.exchange(true)) {
+    std::cerr << "notice: --decode-quant " << quant::type_name(type) << " needs rows of whole " << quant::block_size(type)
+              << "-value blocks; " << w->unquantized.size() << " matri" << (w->unquantized.size() == 1 ? "x" : "ces")
+              << " stay " << quant::type_name(base) << " (first: " << w->unquantized.front() << ")\n";
+  }
   w->embedding = lm.model->embed_tokens->weight.detach().contiguous();
   for (const auto& p : lm.parameters()) w->sources.emplace_back(p.unsafeGetTensorImpl(), p._version());
   return w;
@@ -453,7 +468,10 @@ void DecodeStep::run_batch(const std::vector<DecodeStep*>& steps, const std::vec
       outs.resize(B);
       for (int64_t b = 0; b < B; ++b) outs[b] = out_of(b);
       const int64_t rows = first.rows();
-      const int64_t block = B > 1 ? kBatchRowBlock : (rows + nthreads - 1) / nthreads;
+      // A batch: blocks of about kBatchRowBlock rows, the same number for every thread (the split
+      // is static: k and v's 192 rows as 3 blocks of 64 left one of 2 threads idle a third of the time).
+      const int64_t per_thread = B > 1 ? std::max<int64_t>(1, rows / (int64_t{nthreads} * kBatchRowBlock)) : 1;
+      const int64_t block = (rows + nthreads * per_thread - 1) / (nthreads * per_thread);
       const int64_t blocks = (rows + block - 1) / block;
       for (int64_t i : mine(blocks)) {
         const int64_t r0 = i * block, r1 = std::min(rows, r0 + block);

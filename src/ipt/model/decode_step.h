@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ipt/ops/quant/quant.h"
@@ -42,10 +43,13 @@ struct DecodeWeights {
   int64_t hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0, vocab = 0;
   double norm_eps = 1e-6;
   std::vector<std::pair<const c10::TensorImpl*, int64_t>> sources;  // parameters packed, with their versions
+  // Matrices left in the dtype's type because their width is not whole blocks ("name [rows x cols]").
+  std::vector<std::string> unquantized;
 };
 
 // The storage type for `dtype` (f32 or bf16) unless `quantize` names a block format. Linear maps
-// whose width is not a multiple of the block (32) stay in the dtype's type.
+// whose width is not a multiple of the block (32) stay in the dtype's type: listed in
+// `unquantized`, and said once on stderr (a notice, never a silent change of what runs).
 std::shared_ptr<const DecodeWeights> pack_decode_weights(const CausalLMImpl& lm,
                                                          std::optional<ops::quant::Type> quantize);
 // True while no packed parameter was replaced or changed in place since packing.
