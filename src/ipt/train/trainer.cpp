@@ -94,12 +94,12 @@ std::string latest_checkpoint(const std::string& output_dir) {
   return best;
 }
 
-Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions options)
+Trainer::Trainer(TrainConfig config, parallel::Communicator* comm, TrainerOptions options)
     : config_(std::move(config)), comm_(comm), options_(std::move(options)) {
   validate(config_, world());
   accumulation_ = config_.accumulation_steps(world());
   if (cp_size() > 1) {
-    const dist::Communicator* cp = options_.context_parallel;
+    const parallel::Communicator* cp = options_.context_parallel;
     IPT_CHECK(cp && cp->size() == cp_size() && cp->rank() == cp_rank(), "train.cp_size ", cp_size(),
               ": rank ", rank(), " needs its context-parallel subgroup (size ", cp_size(), ", rank ", cp_rank(), ")");
   }
@@ -268,17 +268,17 @@ int64_t Trainer::trainable_count() const {
   return n;
 }
 
-std::unique_ptr<dist::ContextParallelScope> Trainer::enter_slice(int64_t length, const std::vector<int64_t>& cu,
+std::unique_ptr<parallel::ContextParallelScope> Trainer::enter_slice(int64_t length, const std::vector<int64_t>& cu,
                                                                  int64_t& begin, int64_t& end) {
   begin = 0;
   end = length;
   if (cp_size() == 1) return nullptr;
   // Cuts on the TTT chunk grid of the document they fall in, so that no chunk straddles ranks.
   const model::ModelConfig& c = model_->config();
-  dist::SlicePlan plan = dist::plan_slices(length, cu, c.ttt_mode ? c.ttt_chunk : 0, cp_size());
+  parallel::SlicePlan plan = parallel::plan_slices(length, cu, c.ttt_mode ? c.ttt_chunk : 0, cp_size());
   begin = plan.begin(cp_rank());
   end = plan.end(cp_rank());
-  return std::make_unique<dist::ContextParallelScope>(*options_.context_parallel, std::move(plan), cu);
+  return std::make_unique<parallel::ContextParallelScope>(*options_.context_parallel, std::move(plan), cu);
 }
 
 double Trainer::accumulate(const data::Batch& batch, double scale) {
@@ -287,7 +287,7 @@ double Trainer::accumulate(const data::Batch& batch, double scale) {
     // Under context parallelism this rank computes its slice of the rows; labels are the next
     // tokens of the whole row, so a slice's last label is the next rank's first token.
     int64_t begin, end;
-    const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
+    const std::unique_ptr<parallel::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
     torch::Tensor hidden = compute()->hidden_states(ids.narrow(1, begin, end - begin).to(options_.device),
                                                     scope ? std::vector<int64_t>{} : cu);
     ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
@@ -410,7 +410,7 @@ double Trainer::evaluate() {
     for (int64_t row = 0; row < b.input_ids.size(0); ++row, ++row_index) {
       if (row_index % dp_size() != dp_rank()) continue;
       int64_t begin, end;
-      const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
+      const std::unique_ptr<parallel::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
                                                                             begin, end);
       torch::Tensor hidden =
           compute()->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin).to(options_.device),
