@@ -11,6 +11,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/eval/ruler.h"
+#include "ipt/infer/completion.h"
 #include "ipt/model/presets.h"
 #include "ipt/tokenizer/tokenizer.h"
 
@@ -78,14 +79,14 @@ TEST(Ruler, AnOracleScoresFullMarksAndSilenceScoresNothing) {
   // The oracle knows each prompt's answers: build the same samples the loop will build.
   std::map<std::vector<int64_t>, std::vector<std::string>> answers;
   const data::TokenCounter count = [](const std::string& s) {
-    return static_cast<int64_t>(eval::prompt_ids(tokenizer(), s).size());
+    return static_cast<int64_t>(infer::prompt_ids(tokenizer(), s, true).size());
   };
   for (const auto& task : o.tasks)
     for (int64_t length : o.lengths)
       for (int64_t i = 0; i < o.samples; ++i) {
         const auto s = data::generate({task, length, eval::ruler_tokens_to_generate(task), o.seed + uint64_t(i)},
                                       haystack(), count);
-        answers[eval::prompt_ids(tokenizer(), s.input)] = s.answers;
+        answers[infer::prompt_ids(tokenizer(), s.input, true)] = s.answers;
       }
   std::vector<eval::RulerSampleResult> seen;
   const auto oracle = [&](const std::vector<int64_t>& prompt, int64_t max_new) {

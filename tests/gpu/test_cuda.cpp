@@ -11,7 +11,7 @@
 
 #include "ipt/common/device.h"
 #include "ipt/common/error.h"
-#include "ipt/dist/gloo.h"
+#include "ipt/parallel/gloo.h"
 #include "ipt/infer/session.h"
 #include "ipt/model/decoder.h"
 #include "ipt/model/presets.h"
@@ -220,14 +220,14 @@ TEST(Cuda, SessionDecodeMatchesCpu) {
 TEST(Cuda, NcclCollectivesOnTwoGpus) {
   REQUIRE_GPU();
   if (torch::cuda::device_count() < 2) GTEST_SKIP() << "NCCL needs two GPUs; this machine has one";
-  const int port = dist::free_local_port();
+  const int port = parallel::free_local_port();
   std::vector<torch::Tensor> sums(2), gathered(2);
   auto rank_main = [&](int rank) {
-    dist::Rendezvous r;
+    parallel::Rendezvous r;
     r.rank = rank;
     r.world_size = 2;
     r.master_port = port;
-    dist::GlooCommunicator comm(r, 60);
+    parallel::GlooCommunicator comm(r, 60);
     torch::Tensor t = torch::full({1000}, static_cast<double>(rank + 1), torch::TensorOptions().device(torch::kCUDA, rank));
     comm.all_reduce_sum(t);
     sums[rank] = t.cpu();

@@ -12,6 +12,7 @@
 #include "worker.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
+#include "ipt/bench/flops.h"
 #include "ipt/bench/gemm.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/ops/ttt/ttt.h"
@@ -75,7 +76,7 @@ nlohmann::json measure_algorithm(const OpBenchOptions& o) {
     synchronize(device);
     fwdbwd_ms = std::min(fwdbwd_ms, watch.ms());
   }
-  const double flops = 4.0 * o.L * o.d * o.h;
+  const double flops = bench::ttt_operator_flops(o.L, o.d, o.h);
   // On a GPU the peak is the caching allocator's (inputs included), on the CPU the process's RSS.
   return {{"algorithm", o.worker},         {"dtype", o.dtype}, {"device", describe_device(device)},
           {"fwd_ms", fwd_ms},

@@ -12,7 +12,7 @@
 #include "launch.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 
@@ -29,7 +29,7 @@ struct RankOptions {
 // measures the same interval.
 int run_rank(const RankOptions& o) {
   torch::NoGradGuard no_grad;
-  std::unique_ptr<dist::GlooCommunicator> group = join_group_from_environment();
+  std::unique_ptr<parallel::GlooCommunicator> group = join_group_from_environment();
   model::LoadOptions load;
   load.without_ttt = o.ttt == 0;
   model::CausalLM lm = model::load_model(o.model, load);
@@ -38,16 +38,16 @@ int run_rank(const RankOptions& o) {
   lm->hidden_states(torch::randint(0, config.vocab_size, {1, 64}, torch::kInt64));  // first-use costs
   torch::Tensor ids = torch::randint(0, config.vocab_size, {1, o.length}, torch::kInt64);
   const int rank = group ? group->rank() : 0, size = group ? group->size() : 1;
-  const dist::SlicePlan plan = dist::plan_slices(o.length, {}, config.ttt_mode ? config.ttt_chunk : 0, size);
+  const parallel::SlicePlan plan = parallel::plan_slices(o.length, {}, config.ttt_mode ? config.ttt_chunk : 0, size);
   torch::Tensor token = torch::zeros({1});
   if (group) group->all_reduce_sum(token);  // start together
   Stopwatch watch;
   double communication_ms = 0;
   torch::Tensor slice = ids.narrow(1, plan.begin(rank), plan.length(rank));
   if (group) {
-    dist::TimedCommunicator timed(*group);
+    parallel::TimedCommunicator timed(*group);
     {
-      dist::ContextParallelScope scope(timed, plan);
+      parallel::ContextParallelScope scope(timed, plan);
       torch::Tensor hidden = lm->hidden_states(slice);
       if (rank == size - 1) lm->logits(hidden[0][-1]);  // prefill ends with the next-token logits
     }
@@ -85,10 +85,10 @@ nlohmann::json measure_prefill_context_parallel(const std::string& model, int64_
   std::filesystem::create_directories(out_dir);
   // Each rank gets an equal share of this process's threads (at least one).
   const int threads = std::max(1, at::get_num_threads() / cp_size);
-  const std::vector<std::string> argv{dist::current_executable(), "-t", std::to_string(threads), "bench",
+  const std::vector<std::string> argv{parallel::current_executable(), "-t", std::to_string(threads), "bench",
                                       "prefill-cp-rank", "-m", model, "--length", std::to_string(length),
                                       "--ttt", ttt ? "1" : "0", "--out", out_dir.string()};
-  const int status = dist::launch_local(cp_size, argv);
+  const int status = parallel::launch_local(cp_size, argv);
   nlohmann::json result = {{"length", length}, {"ttt", ttt}, {"cp_size", cp_size}, {"threads_per_rank", threads}};
   std::vector<double> peaks;
   double seconds = 0, communication = 0;

@@ -48,22 +48,21 @@ std::string bar(double value, double scale) {
   return std::string(n, '#');
 }
 
-struct RetrievalSample {
-  std::string task, input;
-  std::vector<std::string> answers;
-};
-
-std::vector<RetrievalSample> read_retrieval_samples(const std::string& path) {
+// The samples of an `ipt data synth` file (task, input, answers are what the demo uses).
+std::vector<data::SynthSample> read_retrieval_samples(const std::string& path) {
   std::ifstream in(path);
   IPT_CHECK(in, "demo: cannot read ", path);
-  std::vector<RetrievalSample> samples;
+  std::vector<data::SynthSample> samples;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (line.empty()) continue;
     try {
       const nlohmann::json j = nlohmann::json::parse(line);
-      samples.push_back({j.at("task").get<std::string>(), j.at("input").get<std::string>(),
-                         j.at("answers").get<std::vector<std::string>>()});
+      data::SynthSample sample;
+      sample.task = j.at("task").get<std::string>();
+      sample.input = j.at("input").get<std::string>();
+      sample.answers = j.at("answers").get<std::vector<std::string>>();
+      samples.push_back(std::move(sample));
     } catch (const nlohmann::json::exception& e) {
       throw Error("demo: " + path + " line " + std::to_string(number) + " is not an `ipt data synth` sample: " + e.what());
     }
@@ -83,24 +82,21 @@ std::string one_line(std::string text) {
 // answers with and without TTT. With --retrieval-all: how often each is right over the whole file.
 void show_retrieval(const DemoOptions& o, const std::string& path, const tok::Tokenizer& tokenizer,
                     const model::CausalLM& ttt_model, const model::CausalLM& base_model) {
-  const std::vector<RetrievalSample> samples = read_retrieval_samples(path);
+  const std::vector<data::SynthSample> samples = read_retrieval_samples(path);
   const model::ModelConfig& config = ttt_model->config();
   const int64_t window = *std::max_element(config.layer_window.begin(), config.layer_window.end());
   const std::vector<int64_t>& stop = config.eos_token_ids;
   const eval::GreedyGenerator with_ttt = eval::session_generator(ttt_model, true, stop);
   const eval::GreedyGenerator without_ttt = eval::session_generator(base_model, false, stop);
-  const auto answer = [&](const eval::GreedyGenerator& generate, const std::vector<int64_t>& prompt) {
-    std::vector<int32_t> ids;
-    for (int64_t id : generate(prompt, 32))
-      if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) ids.push_back(static_cast<int32_t>(id));
-    return tokenizer.decode(ids, true);
+  constexpr int64_t kAnswerTokens = 32;  // a pass key or a few words, for every task of the file
+  const auto run = [&](const data::SynthSample& s, const eval::GreedyGenerator& generate) {
+    return eval::evaluate_sample(s, tokenizer, generate, kAnswerTokens);
   };
   if (o.retrieval_all) {
     double right_with = 0, right_without = 0;
-    for (const RetrievalSample& s : samples) {
-      const std::vector<int64_t> prompt = eval::prompt_ids(tokenizer, s.input);
-      right_with += data::string_match_all(answer(with_ttt, prompt), s.answers);
-      right_without += data::string_match_all(answer(without_ttt, prompt), s.answers);
+    for (const data::SynthSample& s : samples) {
+      right_with += run(s, with_ttt).score;
+      right_without += run(s, without_ttt).score;
     }
     const double n = static_cast<double>(samples.size());
     std::cout << std::fixed << std::setprecision(1) << "retrieval over " << samples.size() << " documents of " << path
@@ -109,14 +105,14 @@ void show_retrieval(const DemoOptions& o, const std::string& path, const tok::To
   }
   IPT_CHECK(o.retrieval_sample >= 0 && o.retrieval_sample < static_cast<int64_t>(samples.size()), "demo: --sample ",
             o.retrieval_sample, " is not in ", path, " (", samples.size(), " samples)");
-  const RetrievalSample& s = samples[o.retrieval_sample];
-  const std::vector<int64_t> prompt = eval::prompt_ids(tokenizer, s.input);
+  const data::SynthSample& s = samples[o.retrieval_sample];
+  const eval::RulerSampleResult with = run(s, with_ttt), without = run(s, without_ttt);
   const size_t fact = s.input.find(s.answers.front());
   std::cout << "A fact planted beyond the " << window << "-token attention window (sample " << o.retrieval_sample << " of "
             << path << ", task " << s.task << ", held-out text):\n"
-            << "  document  " << prompt.size() << " tokens\n";
+            << "  document  " << with.prompt_tokens << " tokens\n";
   if (fact != std::string::npos) {
-    const int64_t distance = static_cast<int64_t>(prompt.size() - eval::prompt_ids(tokenizer, s.input.substr(0, fact)).size());
+    const int64_t distance = with.needle_distance;
     const size_t from = s.input.rfind(". ", fact) == std::string::npos ? 0 : s.input.rfind(". ", fact) + 2;
     const size_t stop = s.input.find('.', fact + s.answers.front().size());
     const size_t to = stop == std::string::npos ? s.input.size() : stop + 1;
@@ -128,10 +124,9 @@ void show_retrieval(const DemoOptions& o, const std::string& path, const tok::To
   std::cout << "  question  \"" << one_line(s.input.substr(question == std::string::npos ? 0 : question + 1)) << "\"\n"
             << "  answer    \"" << s.answers.front() << "\"\n";
   for (const bool ttt : {true, false}) {
-    const std::string predicted = answer(ttt ? with_ttt : without_ttt, prompt);
-    const bool right = data::string_match_all(predicted, s.answers) == 1.0;
-    std::cout << (ttt ? "  with TTT    " : "  without TTT ") << "\"" << one_line(predicted) << "\"  "
-              << (right ? "right" : "wrong") << "\n";
+    const eval::RulerSampleResult& r = ttt ? with : without;
+    std::cout << (ttt ? "  with TTT    " : "  without TTT ") << "\"" << one_line(r.prediction) << "\"  "
+              << (r.score == 1.0 ? "right" : "wrong") << "\n";
   }
   std::cout << "\n";
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Multi-process commands (`--nproc-per-node N`): the launcher re-runs this process's own command
-// line N times without that flag, as ranks of one group (dist/gloo.h); each rank then joins the
+// line N times without that flag, as ranks of one group (parallel/gloo.h); each rank then joins the
 // group from the torchrun-style environment the launcher set.
 #include <fstream>
 #include <memory>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ipt/common/error.h"
-#include "ipt/dist/gloo.h"
+#include "ipt/parallel/gloo.h"
 
 namespace ipt::cli {
 
@@ -18,7 +18,7 @@ inline std::vector<std::string> own_command_line() {
   std::vector<std::string> args;
   for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
   IPT_CHECK(!args.empty(), "cannot read this process's command line (/proc/self/cmdline)");
-  args[0] = dist::current_executable();
+  args[0] = parallel::current_executable();
   return args;
 }
 
@@ -38,14 +38,14 @@ inline std::vector<std::string> without_nproc_flag(const std::vector<std::string
 
 // Starts `nproc` local ranks of this command and returns their exit status.
 inline int relaunch_local(int nproc) {
-  IPT_CHECK(!dist::Rendezvous::in_environment(), "--nproc-per-node inside a distributed launch (WORLD_SIZE is set)");
-  return dist::launch_local(nproc, without_nproc_flag(own_command_line()));
+  IPT_CHECK(!parallel::Rendezvous::in_environment(), "--nproc-per-node inside a distributed launch (WORLD_SIZE is set)");
+  return parallel::launch_local(nproc, without_nproc_flag(own_command_line()));
 }
 
 // The group this process belongs to when launched as one rank of several; nullptr otherwise.
-inline std::unique_ptr<dist::GlooCommunicator> join_group_from_environment() {
-  if (!dist::Rendezvous::in_environment()) return nullptr;
-  return std::make_unique<dist::GlooCommunicator>(dist::Rendezvous::from_env());
+inline std::unique_ptr<parallel::GlooCommunicator> join_group_from_environment() {
+  if (!parallel::Rendezvous::in_environment()) return nullptr;
+  return std::make_unique<parallel::GlooCommunicator>(parallel::Rendezvous::from_env());
 }
 
 }  // namespace ipt::cli

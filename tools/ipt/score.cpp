@@ -88,12 +88,12 @@ int run(const ScoreOptions& o) {
     return relaunch_local(o.nproc_per_node);
   }
   // Context parallelism: this process is one rank of a torchrun/Slurm-style group.
-  std::unique_ptr<dist::GlooCommunicator> group = join_group_from_environment();
+  std::unique_ptr<parallel::GlooCommunicator> group = join_group_from_environment();
   const int world = group ? group->size() : 1;
   IPT_CHECK(world == o.cp_size, "score: --cp-size ", o.cp_size, " but the group has ", world,
             " processes (launch with --nproc-per-node N, torchrun or srun)");
-  std::unique_ptr<dist::TimedCommunicator> timed;
-  if (group) timed = std::make_unique<dist::TimedCommunicator>(*group);
+  std::unique_ptr<parallel::TimedCommunicator> timed;
+  if (group) timed = std::make_unique<parallel::TimedCommunicator>(*group);
   torch::NoGradGuard no_grad;
   model::LoadOptions load;
   load.without_ttt = o.no_ttt;  // the same weights as a plain model: W_down never moves

@@ -6,7 +6,7 @@
 #include "launch.h"
 #include "model_flags.h"
 #include "ipt/common/error.h"
-#include "ipt/dist/gloo.h"
+#include "ipt/parallel/gloo.h"
 #include "ipt/train/trainer.h"
 
 namespace ipt::cli {
@@ -35,14 +35,14 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
     train::validate(config, o.nproc_per_node);
     return relaunch_local(o.nproc_per_node);
   }
-  std::unique_ptr<dist::GlooCommunicator> comm = join_group_from_environment();
+  std::unique_ptr<parallel::GlooCommunicator> comm = join_group_from_environment();
   const int world = comm ? comm->size() : 1;
   train::validate(config, world);  // before forming subgroups: cp_size must divide the world
   // Context parallelism: ranks dp_rank * cp + 0 .. cp - 1 share their sequences.
-  std::unique_ptr<dist::GlooCommunicator> cp_group;
+  std::unique_ptr<parallel::GlooCommunicator> cp_group;
   const int cp = static_cast<int>(config.train.cp_size);
   if (cp > 1)
-    cp_group = std::make_unique<dist::GlooCommunicator>(*comm, "cp-" + std::to_string(comm->rank() / cp) + "/",
+    cp_group = std::make_unique<parallel::GlooCommunicator>(*comm, "cp-" + std::to_string(comm->rank() / cp) + "/",
                                                         comm->rank() % cp, cp);
   const bool main_rank = !comm || comm->rank() == 0;
   if (main_rank) {
@@ -54,7 +54,7 @@ int run(const TrainOptions& o, const std::vector<std::string>& extras) {
   options.device = o.device.resolve("train", main_rank);
   // One process per GPU: under torchrun/srun each rank takes the GPU of its LOCAL_RANK.
   if (options.device.is_cuda() && comm && o.device.name.find(':') == std::string::npos)
-    options.device = parse_device("cuda:" + std::to_string(dist::Rendezvous::from_env().local_rank %
+    options.device = parse_device("cuda:" + std::to_string(parallel::Rendezvous::from_env().local_rank %
                                                            static_cast<int>(torch::cuda::device_count())));
   options.resume = o.resume;
   options.progress = !o.quiet;

@@ -18,4 +18,6 @@ double training_flops_per_token(const model::ModelConfig& c, int64_t seq_len) {
   return 3 * forward_flops_per_token(c, static_cast<double>(seq_len) / 2);
 }
 
+double ttt_operator_flops(int64_t L, int64_t d, int64_t h) { return 4.0 * L * d * h; }
+
 }  // namespace ipt::bench

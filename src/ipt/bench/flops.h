@@ -15,5 +15,8 @@ namespace ipt::bench {
 
 double forward_flops_per_token(const model::ModelConfig& config, double context);
 double training_flops_per_token(const model::ModelConfig& config, int64_t seq_len);
+// The TTT operator alone (`ipt bench op`): its forward over L rows of width d with an h-wide fast
+// weight, two L x d x h products, 4 · L · d · h.
+double ttt_operator_flops(int64_t L, int64_t d, int64_t h);
 
 }  // namespace ipt::bench

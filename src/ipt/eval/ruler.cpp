@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ipt/common/error.h"
+#include "ipt/infer/completion.h"
 #include "ipt/infer/session.h"
 #include "ipt/tokenizer/tokenizer.h"
 
@@ -73,11 +74,24 @@ GreedyGenerator full_forward_generator(model::CausalLM lm, std::vector<int64_t> 
   };
 }
 
-std::vector<int64_t> prompt_ids(const tok::Tokenizer& tokenizer, const std::string& text) {
-  std::vector<int64_t> ids;
-  if (tokenizer.config().add_bos_token && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
-  for (int32_t id : tokenizer.encode(text)) ids.push_back(id);
-  return ids;
+RulerSampleResult evaluate_sample(const data::SynthSample& sample, const tok::Tokenizer& tokenizer,
+                                  const GreedyGenerator& generate, int64_t max_new) {
+  const auto count = [&](const std::string& s) {
+    return static_cast<int64_t>(infer::prompt_ids(tokenizer, s, true).size());
+  };
+  const std::vector<int64_t> prompt = infer::prompt_ids(tokenizer, sample.input, true);
+  // Ids past the tokenizer's vocabulary (models pad their embedding tables) decode to nothing.
+  std::vector<int32_t> generated;
+  for (int64_t id : generate(prompt, max_new))
+    if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) generated.push_back(static_cast<int32_t>(id));
+  RulerSampleResult r{sample.task, 0, 0, static_cast<int64_t>(prompt.size()), tokenizer.decode(generated, true),
+                      sample.answers, 0};
+  r.score = data::string_match_all(r.prediction, r.answers);
+  // How far back the model must look: from the first answer's first occurrence in the prompt
+  // (the needle) to the prompt's end, in the model's tokens.
+  const size_t needle = sample.answers.empty() ? std::string::npos : sample.input.find(sample.answers.front());
+  if (needle != std::string::npos) r.needle_distance = r.prompt_tokens - count(sample.input.substr(0, needle));
+  return r;
 }
 
 RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& haystack, const tok::Tokenizer& tokenizer,
@@ -86,7 +100,7 @@ RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& ha
   options.validate();
   // The length budget counts exactly what the model will be fed.
   const data::TokenCounter count = [&](const std::string& s) {
-    return static_cast<int64_t>(prompt_ids(tokenizer, s).size());
+    return static_cast<int64_t>(infer::prompt_ids(tokenizer, s, true).size());
   };
   RulerReport report;
   for (const std::string& task : options.tasks)
@@ -98,18 +112,10 @@ RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& ha
       for (int64_t i = 0; i < options.samples; ++i) {
         const data::SynthSample sample =
             data::generate({task, length, budget, options.seed + static_cast<uint64_t>(i)}, haystack, count);
-        const std::vector<int64_t> prompt = prompt_ids(tokenizer, sample.input);
-        // Ids past the tokenizer's vocabulary (models pad their embedding tables) decode to nothing.
-        std::vector<int32_t> generated;
-        for (int64_t id : generate(prompt, budget))
-          if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) generated.push_back(static_cast<int32_t>(id));
-        RulerSampleResult r{task, length, i, static_cast<int64_t>(prompt.size()), tokenizer.decode(generated, true),
-                            sample.answers, 0};
-        r.score = data::string_match_all(r.prediction, r.answers);
-        // How far back the model must look: from the first answer's first occurrence in the prompt
-        // (the needle) to the prompt's end, in the model's tokens.
-        const size_t needle = sample.answers.empty() ? std::string::npos : sample.input.find(sample.answers.front());
-        if (needle != std::string::npos) r.needle_distance = r.prompt_tokens - count(sample.input.substr(0, needle));
+        RulerSampleResult r = evaluate_sample(sample, tokenizer, generate, budget);
+        r.task = task;
+        r.length = length;
+        r.index = i;
         cell.score += r.score;
         ++cell.samples;
         if (on_sample) on_sample(r);

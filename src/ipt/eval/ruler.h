@@ -69,8 +69,12 @@ struct RulerReport {
   double score(const std::string& task, int64_t length) const;
 };
 
-// The prompt's ids as the model sees them: bos first when the tokenizer's config adds it.
-std::vector<int64_t> prompt_ids(const tok::Tokenizer& tokenizer, const std::string& text);
+// One sample through the model: its prompt as the model sees it (infer::prompt_ids: bos first when
+// the tokenizer's config adds it), the greedy answer of at most max_new tokens decoded, its
+// string_match_all score and the needle's distance. Sets task, prompt_tokens, prediction, answers,
+// score and needle_distance; length and index are the caller's.
+RulerSampleResult evaluate_sample(const data::SynthSample& sample, const tok::Tokenizer& tokenizer,
+                                  const GreedyGenerator& generate, int64_t max_new);
 
 RulerReport evaluate_ruler(const RulerOptions& options, const data::Haystack& haystack, const tok::Tokenizer& tokenizer,
                            const GreedyGenerator& generate,

@@ -1,7 +1,7 @@
 #include "ipt/model/decoder.h"
 
 #include "ipt/common/error.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/model/decode_step.h"
 #include "ipt/ops/attention/attention.h"
 
@@ -65,9 +65,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   options.window = window;
   options.cu_seqlens = cu_seqlens;
   torch::Tensor out;  // [B, H, L, D]
-  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+  if (const parallel::ContextParallelState* cp = parallel::active_context_parallel()) {
     options.cu_seqlens = cp->cu_seqlens;  // the whole sequence's documents
-    out = dist::attention(q, k, v, options, cp->plan, *cp->comm);
+    out = parallel::attention(q, k, v, options, cp->plan, *cp->comm);
   } else {
     out = ops::attention(q, k, v, options);
   }
@@ -158,7 +158,7 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
               "cu_seqlens must run from 0 to L over a batch of one packed row");
   torch::Tensor positions;
   std::vector<int64_t> local_cu = cu_seqlens;
-  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+  if (const parallel::ContextParallelState* cp = parallel::active_context_parallel()) {
     // input_ids are this rank's rows; positions and documents come from the whole sequence.
     IPT_CHECK(cu_seqlens.empty(), "under context parallelism pass the documents to the scope, not to hidden_states");
     IPT_CHECK(input_ids.size(1) == cp->view.end - cp->view.begin, "context parallel: rank holds ", input_ids.size(1),
@@ -171,7 +171,7 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
   positions = positions.to(input_ids.device());
   torch::Tensor embeddings = model->embed_tokens(input_ids);
   torch::Tensor x = embeddings;
-  const bool checkpoint = gradient_checkpointing_ && torch::GradMode::is_enabled() && !dist::active_context_parallel();
+  const bool checkpoint = gradient_checkpointing_ && torch::GradMode::is_enabled() && !parallel::active_context_parallel();
   for (const auto& layer : *model->layers) {
     DecoderLayerImpl* decoder_layer = layer->as<DecoderLayer>();
     // A layer whose inputs need no gradient (frozen layers below it) would drop out of the graph

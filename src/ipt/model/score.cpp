@@ -1,7 +1,7 @@
 #include "ipt/model/score.h"
 
 #include "ipt/common/error.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/ops/loss/lm_loss.h"
 
 namespace ipt::model {
@@ -37,14 +37,14 @@ ScoreResult score_tokens(CausalLM& lm, const std::vector<int64_t>& ids, const Sc
     }
   } untrace{traced};
   torch::Tensor hidden;
-  if (dist::Communicator* comm = options.context_parallel) {
+  if (parallel::Communicator* comm = options.context_parallel) {
     // Cuts on the TTT chunk grid so that no chunk straddles two ranks.
     const ModelConfig& config = lm->config();
     const int64_t chunk = config.ttt_mode ? config.ttt_chunk : 0;
-    dist::SlicePlan plan = dist::plan_slices(n, {}, chunk, comm->size());
+    parallel::SlicePlan plan = parallel::plan_slices(n, {}, chunk, comm->size());
     result.slice_begin = plan.begin(comm->rank());
     result.slice_end = plan.end(comm->rank());
-    dist::ContextParallelScope scope(*comm, plan);
+    parallel::ContextParallelScope scope(*comm, plan);
     hidden = lm->hidden_states(all.narrow(1, result.slice_begin, result.slice_end - result.slice_begin))[0];
   } else {
     hidden = lm->hidden_states(all)[0];

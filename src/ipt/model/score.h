@@ -1,7 +1,7 @@
 #pragma once
 // Per-token negative log-likelihood of one token sequence: the primitive behind `ipt score`,
 // perplexity evaluation and context-parallel scoring. With a communicator the sequence is split
-// across its ranks (context parallelism, dist/context_parallel.h): every rank computes its
+// across its ranks (context parallelism, parallel/context_parallel.h): every rank computes its
 // slice, and the sums are combined, so every rank returns the same result as one process would.
 #include <torch/torch.h>
 
@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "ipt/dist/communicator.h"
+#include "ipt/parallel/communicator.h"
 #include "ipt/model/decoder.h"
 
 namespace ipt::model {
@@ -26,7 +26,7 @@ struct ScoreResult {
 
 struct ScoreOptions {
   bool per_token = false;
-  dist::Communicator* context_parallel = nullptr;  // split the sequence over its ranks
+  parallel::Communicator* context_parallel = nullptr;  // split the sequence over its ranks
   bool trace_fast_weights = false;  // fill ScoreResult::fast_weight_drift (one process, TTT model)
 };
 

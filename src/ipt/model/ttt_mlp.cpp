@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "ipt/common/error.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/ops/matvec/matvec.h"
 
 namespace ipt::model {
@@ -74,9 +74,9 @@ torch::Tensor GatedMlpImpl::forward(const torch::Tensor& H, const torch::Tensor&
   // The target is built from this rank's rows (slices are cut on chunk boundaries, and the
   // convolution never leaves a chunk); the fast weight crosses ranks.
   torch::Tensor V = target(X, cu_seqlens);
-  if (const dist::ContextParallelState* cp = dist::active_context_parallel()) {
+  if (const parallel::ContextParallelState* cp = parallel::active_context_parallel()) {
     options.cu_seqlens = cp->cu_seqlens;
-    return dist::ttt_apply(Z, V, down_proj->weight, options, cp->plan, *cp->comm);
+    return parallel::ttt_apply(Z, V, down_proj->weight, options, cp->plan, *cp->comm);
   }
   return ttt::apply(Z, V, down_proj->weight, options).out;
 }

@@ -1,8 +1,6 @@
 #include "ipt/train/trainer.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -16,15 +14,14 @@
 #include <iostream>
 #include <sstream>
 
-#include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
 #include "ipt/common/runtime.h"
 #include "ipt/common/plot.h"
 #include "ipt/common/stopwatch.h"
-#include "ipt/io/safetensors.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
 #include "ipt/ops/loss/lm_loss.h"
+#include "ipt/train/kill_point.h"
 
 namespace ipt::train {
 
@@ -48,15 +45,6 @@ void apply_foundation(const ModelSection& m, model::ModelConfig& c) {
   c.validate();
 }
 
-// Fault injection for the crash tests (tests/cli/test_kill.cpp): IPT_KILL_AT=POINT:STEP makes the
-// process SIGKILL itself at that point while working on that step, as an OOM kill or a power cut
-// would. Points: step (gradients computed, weights not yet updated), checkpoint-model (weights
-// written, optimizer state not), checkpoint-state (everything but trainer_state.json written).
-void kill_point(const char* point, int64_t step) {
-  static const char* const spec = std::getenv("IPT_KILL_AT");
-  if (spec && std::string(spec) == std::string(point) + ":" + std::to_string(step)) ::raise(SIGKILL);
-}
-
 bool is_ttt_parameter(const std::string& name) { return name.find(".mlp.ttt_") != std::string::npos; }
 
 std::string format_duration(double seconds) {
@@ -77,29 +65,12 @@ bool single_piece_rows(const data::Batch& batch) {
 
 }  // namespace
 
-std::string latest_checkpoint(const std::string& output_dir) {
-  std::string best;
-  int64_t best_step = -1;
-  if (!fs::is_directory(output_dir)) return best;
-  for (const auto& entry : fs::directory_iterator(output_dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("checkpoint-", 0) != 0 || !fs::exists(entry.path() / "trainer_state.json")) continue;
-    char* end = nullptr;
-    const int64_t step = std::strtoll(name.c_str() + 11, &end, 10);
-    if (end && *end == '\0' && step > best_step) {
-      best_step = step;
-      best = entry.path().string();
-    }
-  }
-  return best;
-}
-
-Trainer::Trainer(TrainConfig config, dist::Communicator* comm, TrainerOptions options)
+Trainer::Trainer(TrainConfig config, parallel::Communicator* comm, TrainerOptions options)
     : config_(std::move(config)), comm_(comm), options_(std::move(options)) {
   validate(config_, world());
   accumulation_ = config_.accumulation_steps(world());
   if (cp_size() > 1) {
-    const dist::Communicator* cp = options_.context_parallel;
+    const parallel::Communicator* cp = options_.context_parallel;
     IPT_CHECK(cp && cp->size() == cp_size() && cp->rank() == cp_rank(), "train.cp_size ", cp_size(),
               ": rank ", rank(), " needs its context-parallel subgroup (size ", cp_size(), ", rank ", cp_rank(), ")");
   }
@@ -268,17 +239,17 @@ int64_t Trainer::trainable_count() const {
   return n;
 }
 
-std::unique_ptr<dist::ContextParallelScope> Trainer::enter_slice(int64_t length, const std::vector<int64_t>& cu,
+std::unique_ptr<parallel::ContextParallelScope> Trainer::enter_slice(int64_t length, const std::vector<int64_t>& cu,
                                                                  int64_t& begin, int64_t& end) {
   begin = 0;
   end = length;
   if (cp_size() == 1) return nullptr;
   // Cuts on the TTT chunk grid of the document they fall in, so that no chunk straddles ranks.
   const model::ModelConfig& c = model_->config();
-  dist::SlicePlan plan = dist::plan_slices(length, cu, c.ttt_mode ? c.ttt_chunk : 0, cp_size());
+  parallel::SlicePlan plan = parallel::plan_slices(length, cu, c.ttt_mode ? c.ttt_chunk : 0, cp_size());
   begin = plan.begin(cp_rank());
   end = plan.end(cp_rank());
-  return std::make_unique<dist::ContextParallelScope>(*options_.context_parallel, std::move(plan), cu);
+  return std::make_unique<parallel::ContextParallelScope>(*options_.context_parallel, std::move(plan), cu);
 }
 
 double Trainer::accumulate(const data::Batch& batch, double scale) {
@@ -287,7 +258,7 @@ double Trainer::accumulate(const data::Batch& batch, double scale) {
     // Under context parallelism this rank computes its slice of the rows; labels are the next
     // tokens of the whole row, so a slice's last label is the next rank's first token.
     int64_t begin, end;
-    const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
+    const std::unique_ptr<parallel::ContextParallelScope> scope = enter_slice(ids.size(1), cu, begin, end);
     torch::Tensor hidden = compute()->hidden_states(ids.narrow(1, begin, end - begin).to(options_.device),
                                                     scope ? std::vector<int64_t>{} : cu);
     ops::LmLoss l = ops::lm_loss(hidden.reshape({-1, d}), compute()->head_weight(),
@@ -410,7 +381,7 @@ double Trainer::evaluate() {
     for (int64_t row = 0; row < b.input_ids.size(0); ++row, ++row_index) {
       if (row_index % dp_size() != dp_rank()) continue;
       int64_t begin, end;
-      const std::unique_ptr<dist::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
+      const std::unique_ptr<parallel::ContextParallelScope> scope = enter_slice(b.input_ids.size(1), b.cu_seqlens[row],
                                                                             begin, end);
       torch::Tensor hidden =
           compute()->hidden_states(b.input_ids.narrow(0, row, 1).narrow(1, begin, end - begin).to(options_.device),
@@ -425,108 +396,6 @@ double Trainer::evaluate() {
   if (comm_) comm_->all_reduce_sum(sums);
   IPT_CHECK(sums[1].item<double>() > 0, "data.val_path: the validation batches hold no tokens");
   return sums[0].item<double>() / sums[1].item<double>();
-}
-
-std::string Trainer::save_checkpoint() {
-  const fs::path out(config_.train.output_dir);
-  const fs::path final_dir = out / ("checkpoint-" + std::to_string(step_));
-  if (!is_main()) return final_dir.string();
-  const fs::path tmp = out / (".checkpoint-" + std::to_string(step_) + ".tmp");
-  try {
-    fs::create_directories(out);
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    model::save_model(model_, tmp.string());
-    if (!tokenizer_dir_.empty()) model::copy_tokenizer_files(tokenizer_dir_, tmp.string());
-    kill_point("checkpoint-model", step_);
-    io::TensorMap state = optimizer_->state();
-    {
-      at::Generator generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      state["rng/torch_cpu"] = generator.get_state();
-    }
-    io::write_safetensors((tmp / "optimizer.safetensors").string(), state);
-    kill_point("checkpoint-state", step_);
-    const data::LoaderPosition& pos = loader_->position();
-    nlohmann::json j = {{"step", step_},
-                        {"max_steps", config_.train.max_steps},
-                        {"world_size", world()},
-                        {"cp_size", cp_size()},
-                        {"global_batch_size", config_.train.global_batch_size},
-                        {"micro_batch_size", config_.train.micro_batch_size},
-                        {"max_seq_len", config_.data.max_seq_len},
-                        {"seed", config_.train.seed},
-                        {"trainable", config_.train.trainable},
-                        {"synthetic_mix", config_.data.synthetic_mix},  // for the record: a resume may change it
-                        {"data_position", {{"epoch", pos.epoch}, {"index", pos.index}, {"offset", pos.offset}}}};
-    write_file_durably((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
-    // Swap in: an older copy of the same step goes only after the new one is complete.
-    install_directory_durably(tmp.string(), final_dir.string());
-  } catch (const fs::filesystem_error& e) {
-    std::error_code ignored;
-    fs::remove_all(tmp, ignored);
-    throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
-                " (is the disk full?); the previous checkpoints are untouched");
-  } catch (const Error& e) {
-    std::error_code ignored;
-    fs::remove_all(tmp, ignored);
-    throw Error("cannot write checkpoint " + final_dir.string() + ": " + e.what() +
-                " (is the disk full?); the previous checkpoints are untouched");
-  }
-  return final_dir.string();
-}
-
-void Trainer::load_checkpoint(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "trainer_state.json");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("--resume: " + dir + "/trainer_state.json is not valid JSON: " + e.what());
-  }
-  try {
-    step_ = j.at("step").get<int64_t>();
-    IPT_CHECK(j.at("global_batch_size").get<int64_t>() == config_.train.global_batch_size &&
-                  j.at("max_seq_len").get<int64_t>() == config_.data.max_seq_len,
-              "--resume: ", dir, " was trained with global_batch_size ", j.at("global_batch_size"), " and max_seq_len ",
-              j.at("max_seq_len"), "; the config says ", config_.train.global_batch_size, " and ",
-              config_.data.max_seq_len, " (the data position would not match)");
-    const auto& pos = j.at("data_position");
-    data::LoaderPosition p{pos.at("epoch").get<int64_t>(), pos.at("index").get<int64_t>(),
-                           pos.at("offset").get<int64_t>()};
-    loader_ = std::make_unique<data::Loader>(*train_data_, loader_options(), p);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("--resume: " + dir + "/trainer_state.json: " + e.what());
-  }
-  io::TensorMap weights = io::load_checkpoint(dir);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : model_->named_parameters()) {
-      auto it = weights.find(p.key());
-      IPT_CHECK(it != weights.end(), "--resume: ", dir, " has no tensor ", p.key());
-      IPT_CHECK(it->second.sizes() == p.value().sizes(), "--resume: ", p.key(), " in ", dir, " has shape ",
-                it->second.sizes(), ", the model has ", p.value().sizes());
-      p.value().copy_(it->second);
-    }
-  }
-  io::TensorMap state = io::read_safetensors((fs::path(dir) / "optimizer.safetensors").string());
-  optimizer_->load_state(state);
-  if (auto it = state.find("rng/torch_cpu"); it != state.end()) {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(it->second.clone());
-  }
-  // metrics.jsonl keeps the steps up to this checkpoint only.
-  const fs::path metrics = fs::path(config_.train.output_dir) / "metrics.jsonl";
-  if (is_main() && fs::exists(metrics)) {
-    std::ifstream min(metrics);
-    std::string kept, line;
-    while (std::getline(min, line)) {
-      auto m = nlohmann::json::parse(line, nullptr, false);
-      if (!m.is_discarded() && m.value("step", int64_t{0}) <= step_) kept += line + "\n";
-    }
-    write_file_durably(metrics, kept);
-  }
 }
 
 void Trainer::log(const StepResult& r, std::optional<double> val_loss) {

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "ipt/data/loader.h"
-#include "ipt/dist/communicator.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/communicator.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/model/decoder.h"
 #include "ipt/train/config.h"
 #include "ipt/train/optimizer.h"
@@ -23,7 +23,7 @@ struct TrainerOptions {
   bool plot = true;       // loss-curve PNG next to metrics.jsonl (needs gnuplot)
   // train.cp_size > 1: the subgroup of the cp_size ranks that share this rank's sequences
   // (world ranks dp_rank * cp_size + 0 .. cp_size - 1, in that order); required then.
-  dist::Communicator* context_parallel = nullptr;
+  parallel::Communicator* context_parallel = nullptr;
   torch::Device device = torch::kCPU;  // where the model, its gradients and the optimizer state live
 };
 
@@ -42,9 +42,9 @@ class Trainer {
   // `comm` null: one process. Otherwise every rank constructs a Trainer with the same config.
   // Ranks form a data-parallel x context-parallel grid: rank = dp_rank * cp_size + cp_rank; the
   // cp_size ranks of a data-parallel group read the same rows and each computes its slice of every
-  // row (dist/context_parallel.h); gradients are summed over the whole world.
+  // row (parallel/context_parallel.h); gradients are summed over the whole world.
   // Validates the config and builds everything before any step; throws ipt::Error on bad input.
-  explicit Trainer(TrainConfig config, dist::Communicator* comm = nullptr, TrainerOptions options = {});
+  explicit Trainer(TrainConfig config, parallel::Communicator* comm = nullptr, TrainerOptions options = {});
   ~Trainer();
 
   // Steps until train.max_steps, evaluating, logging and checkpointing as configured; the last
@@ -70,7 +70,7 @@ class Trainer {
   // The rows [begin, end) of a sequence of `length` (packed documents `cu`, empty = one per batch
   // row) this rank computes: all of them, or under context parallelism its slice, with the scope
   // (nullptr without CP) that makes the model compute that slice; keep it alive through the backward.
-  std::unique_ptr<dist::ContextParallelScope> enter_slice(int64_t length, const std::vector<int64_t>& cu,
+  std::unique_ptr<parallel::ContextParallelScope> enter_slice(int64_t length, const std::vector<int64_t>& cu,
                                                           int64_t& begin, int64_t& end);
   data::LoaderOptions loader_options() const;
   void all_reduce_gradients();
@@ -85,7 +85,7 @@ class Trainer {
   int cp_rank() const { return rank() % cp_size(); }
 
   TrainConfig config_;
-  dist::Communicator* comm_;
+  parallel::Communicator* comm_;
   TrainerOptions options_;
   model::CausalLM model_{nullptr};  // the float32 master: the optimizer's, the checkpoints'
   // train.enable_mixed_precision: a bfloat16 copy that runs forward and backward; its gradients are

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "ipt/dist/communicator.h"
+#include "ipt/parallel/communicator.h"
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 struct Rendezvous {
   std::string master_addr = "127.0.0.1";
@@ -58,4 +58,4 @@ int free_local_port();
 // The path of the running executable (/proc/self/exe).
 std::string current_executable();
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "ipt/common/error.h"
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 #include "ipt/model/score.h"
 #include "ipt/model/config.h"
 #include "ipt/model/decoder.h"
@@ -24,7 +24,7 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 // Each rank's slice of `full` along `dim`, as a fresh leaf that requires grad.
-torch::Tensor slice_leaf(const torch::Tensor& full, int64_t dim, const dist::SlicePlan& plan, int rank) {
+torch::Tensor slice_leaf(const torch::Tensor& full, int64_t dim, const parallel::SlicePlan& plan, int rank) {
   return full.narrow(dim, plan.begin(rank), plan.length(rank)).detach().clone().requires_grad_();
 }
 
@@ -32,7 +32,7 @@ torch::Tensor slice_leaf(const torch::Tensor& full, int64_t dim, const dist::Sli
 
 TEST(ContextParallel, PlanCutsOnChunkBoundaries) {
   // Documents [0, 10) [10, 37): chunk 4 -> cut points 4, 8, 10, 14, 18, ..., 34.
-  dist::SlicePlan p = dist::plan_slices(37, {0, 10, 37}, 4, 3);
+  parallel::SlicePlan p = parallel::plan_slices(37, {0, 10, 37}, 4, 3);
   ASSERT_EQ(p.bounds.size(), 4u);
   EXPECT_EQ(p.bounds.front(), 0);
   EXPECT_EQ(p.bounds.back(), 37);
@@ -41,10 +41,10 @@ TEST(ContextParallel, PlanCutsOnChunkBoundaries) {
     const int64_t b = p.bounds[r];
     EXPECT_TRUE(b == 10 || (b < 10 ? b % 4 == 0 : (b - 10) % 4 == 0)) << b;
   }
-  EXPECT_EQ(dist::plan_slices(10, {}, 0, 3).bounds, (std::vector<int64_t>{0, 3, 7, 10}));
-  EXPECT_THROW(dist::plan_slices(5, {}, 4, 3), Error);  // only one chunk boundary for two cuts
-  EXPECT_THROW(dist::plan_slices(2, {}, 0, 3), Error);
-  dist::LocalView v = dist::local_view(p, {0, 10, 37}, 1);
+  EXPECT_EQ(parallel::plan_slices(10, {}, 0, 3).bounds, (std::vector<int64_t>{0, 3, 7, 10}));
+  EXPECT_THROW(parallel::plan_slices(5, {}, 4, 3), Error);  // only one chunk boundary for two cuts
+  EXPECT_THROW(parallel::plan_slices(2, {}, 0, 3), Error);
+  parallel::LocalView v = parallel::local_view(p, {0, 10, 37}, 1);
   EXPECT_EQ(v.continues, p.bounds[1] != 10);
 }
 
@@ -83,14 +83,14 @@ TEST(ContextParallel, TttOperatorEqualsOneProcessWithGradients) {
       torch::Tensor ref = ttt::apply(Zr, Vr, Wr, o).out;
       (ref * up).sum().backward();
 
-      const dist::SlicePlan plan = dist::plan_slices(c.L, c.cu, c.chunk, ranks);
+      const parallel::SlicePlan plan = parallel::plan_slices(c.L, c.cu, c.chunk, ranks);
       o.algorithm = ttt::Algorithm::kAuto;
       std::mutex m;
       torch::Tensor dW = torch::zeros_like(W0);
-      dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
+      parallel::ThreadGroup::run(ranks, [&](parallel::Communicator& comm) {
         const int r = comm.rank();
         torch::Tensor z = slice_leaf(Z, 1, plan, r), v = slice_leaf(V, 1, plan, r), w = W0.clone().requires_grad_();
-        torch::Tensor out = dist::ttt_apply(z, v, w, o, plan, comm);
+        torch::Tensor out = parallel::ttt_apply(z, v, w, o, plan, comm);
         (out * up.narrow(1, plan.begin(r), plan.length(r))).sum().backward();
         std::lock_guard<std::mutex> lock(m);
         EXPECT_LE(rel(out, ref.narrow(1, plan.begin(r), plan.length(r))), 1e-10) << c.name << " ranks " << ranks;
@@ -125,12 +125,12 @@ TEST(ContextParallel, AttentionEqualsOneProcessWithGradients) {
       torch::Tensor ref = ops::attention_reference(qr, kr, vr, o);
       (ref * up).sum().backward();
       // Windows smaller than a slice exercise "only the neighbour's tail".
-      const dist::SlicePlan plan = dist::plan_slices(c.L, c.cu, 0, ranks);
+      const parallel::SlicePlan plan = parallel::plan_slices(c.L, c.cu, 0, ranks);
       std::mutex m;
-      dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
+      parallel::ThreadGroup::run(ranks, [&](parallel::Communicator& comm) {
         const int r = comm.rank();
         torch::Tensor ql = slice_leaf(q, 2, plan, r), kl = slice_leaf(k, 2, plan, r), vl = slice_leaf(v, 2, plan, r);
-        torch::Tensor out = dist::attention(ql, kl, vl, o, plan, comm);
+        torch::Tensor out = parallel::attention(ql, kl, vl, o, plan, comm);
         (out * up.narrow(2, plan.begin(r), plan.length(r))).sum().backward();
         std::lock_guard<std::mutex> lock(m);
         EXPECT_LE(rel(out, ref.narrow(2, plan.begin(r), plan.length(r))), 1e-10) << c.name << " ranks " << ranks;
@@ -170,13 +170,13 @@ TEST(ContextParallel, DecoderEqualsOneProcess) {
   torch::Tensor ref = single->hidden_states(ids, cu);
   (ref * up).sum().backward();
   for (int ranks : {2, 3}) {
-    const dist::SlicePlan plan = dist::plan_slices(L, cu, config.ttt_chunk, ranks);
+    const parallel::SlicePlan plan = parallel::plan_slices(L, cu, config.ttt_chunk, ranks);
     std::vector<model::CausalLM> replicas;
     for (int r = 0; r < ranks; ++r) replicas.push_back(make());
     std::mutex m;
-    dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
+    parallel::ThreadGroup::run(ranks, [&](parallel::Communicator& comm) {
       const int r = comm.rank();
-      dist::ContextParallelScope scope(comm, plan, cu);
+      parallel::ContextParallelScope scope(comm, plan, cu);
       torch::Tensor out = replicas[r]->hidden_states(ids.narrow(1, plan.begin(r), plan.length(r)));
       (out * up.narrow(1, plan.begin(r), plan.length(r))).sum().backward();
       std::lock_guard<std::mutex> lock(m);
@@ -221,8 +221,8 @@ TEST(ContextParallel, ScoreEqualsOneProcess) {
   EXPECT_NEAR(ref.total_nll, ref.token_nll.sum().item<double>(), 1e-3);
   for (int ranks : {1, 2, 3}) {
     std::mutex m;
-    dist::ThreadGroup::run(ranks, [&](dist::Communicator& comm) {
-      dist::TimedCommunicator timed(comm);
+    parallel::ThreadGroup::run(ranks, [&](parallel::Communicator& comm) {
+      parallel::TimedCommunicator timed(comm);
       model::ScoreOptions cp;
       cp.per_token = true;
       cp.context_parallel = &timed;

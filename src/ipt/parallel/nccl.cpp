@@ -1,4 +1,4 @@
-#include "ipt/dist/nccl.h"
+#include "ipt/parallel/nccl.h"
 
 #include "ipt/common/error.h"
 
@@ -7,7 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 #ifdef IPT_WITH_CUDA
 
@@ -64,4 +64,4 @@ std::unique_ptr<NcclGroup> NcclGroup::create(const c10::intrusive_ptr<c10d::Stor
 
 #endif
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

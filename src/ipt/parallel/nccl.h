@@ -12,7 +12,7 @@ namespace c10d {
 class Store;
 }
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 class NcclGroup {
  public:
@@ -24,4 +24,4 @@ class NcclGroup {
   virtual void all_reduce_sum(torch::Tensor& t) = 0;
 };
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

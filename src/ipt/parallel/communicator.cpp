@@ -1,4 +1,4 @@
-#include "ipt/dist/communicator.h"
+#include "ipt/parallel/communicator.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -8,7 +8,7 @@
 
 #include "ipt/common/error.h"
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 std::vector<torch::Tensor> Communicator::all_gather_uneven(const torch::Tensor& t, int64_t dim) {
   IPT_CHECK(dim >= 0 && dim < t.dim(), "all_gather_uneven: dim ", dim, " is outside a ", t.dim(), "-d tensor");
@@ -117,4 +117,4 @@ void ThreadGroup::run(int size, const std::function<void(Communicator&)>& body) 
     if (e) std::rethrow_exception(e);
 }
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

@@ -1,11 +1,11 @@
-#include "ipt/dist/context_parallel.h"
+#include "ipt/parallel/context_parallel.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "ipt/common/error.h"
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 namespace {
 
@@ -301,4 +301,4 @@ ContextParallelScope::~ContextParallelScope() { g_active = previous_; }
 
 const ContextParallelState* active_context_parallel() { return g_active; }
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

@@ -1,4 +1,4 @@
-#include "ipt/dist/gloo.h"
+#include "ipt/parallel/gloo.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,9 +15,9 @@
 #include <filesystem>
 
 #include "ipt/common/error.h"
-#include "ipt/dist/nccl.h"
+#include "ipt/parallel/nccl.h"
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 namespace {
 
@@ -255,4 +255,4 @@ int launch_local(int n, const std::vector<std::string>& argv) {
   return first_failure;
 }
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

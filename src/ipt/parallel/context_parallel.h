@@ -19,11 +19,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "ipt/dist/communicator.h"
+#include "ipt/parallel/communicator.h"
 #include "ipt/ops/attention/attention.h"
 #include "ipt/ops/ttt/ttt.h"
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 // Where each rank's slice starts and ends: bounds[r] .. bounds[r + 1], bounds[0] = 0,
 // bounds[size] = L.
@@ -86,4 +86,4 @@ class ContextParallelScope {
 
 const ContextParallelState* active_context_parallel();  // nullptr outside a scope
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "ipt/common/error.h"
-#include "ipt/dist/gloo.h"
+#include "ipt/parallel/gloo.h"
 #include "support/expect_error.h"
 
 using namespace ipt;
@@ -45,13 +45,13 @@ class ScopedEnv {
 TEST(Rendezvous, ReadsTorchrunAndSlurmEnvironments) {
   {
     ScopedEnv env({});
-    EXPECT_FALSE(dist::Rendezvous::in_environment());
-    EXPECT_EQ(dist::Rendezvous::from_env().world_size, 1);
+    EXPECT_FALSE(parallel::Rendezvous::in_environment());
+    EXPECT_EQ(parallel::Rendezvous::from_env().world_size, 1);
   }
   {
     ScopedEnv env({{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29555"}});
-    dist::Rendezvous r = dist::Rendezvous::from_env();
-    EXPECT_TRUE(dist::Rendezvous::in_environment());
+    parallel::Rendezvous r = parallel::Rendezvous::from_env();
+    EXPECT_TRUE(parallel::Rendezvous::in_environment());
     EXPECT_EQ(r.rank, 1);
     EXPECT_EQ(r.world_size, 4);
     EXPECT_EQ(r.local_rank, 1);
@@ -60,7 +60,7 @@ TEST(Rendezvous, ReadsTorchrunAndSlurmEnvironments) {
   }
   {
     ScopedEnv env({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}, {"SLURM_LOCALID", "0"}, {"MASTER_PORT", "1234"}});
-    dist::Rendezvous r = dist::Rendezvous::from_env();
+    parallel::Rendezvous r = parallel::Rendezvous::from_env();
     EXPECT_EQ(r.rank, 2);
     EXPECT_EQ(r.world_size, 3);
     EXPECT_EQ(r.master_addr, "127.0.0.1");
@@ -70,24 +70,24 @@ TEST(Rendezvous, ReadsTorchrunAndSlurmEnvironments) {
 TEST(Rendezvous, BadEnvironmentsNameTheVariable) {
   {
     ScopedEnv env({{"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"}});
-    expect_error([] { dist::Rendezvous::from_env(); }, "RANK is not set");
+    expect_error([] { parallel::Rendezvous::from_env(); }, "RANK is not set");
   }
   {
     ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "0"}});
-    expect_error([] { dist::Rendezvous::from_env(); }, "MASTER_PORT is not set");
+    expect_error([] { parallel::Rendezvous::from_env(); }, "MASTER_PORT is not set");
   }
   {
     ScopedEnv env({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_PORT", "29500"}});
-    expect_error([] { dist::Rendezvous::from_env(); }, "must be below WORLD_SIZE");
+    expect_error([] { parallel::Rendezvous::from_env(); }, "must be below WORLD_SIZE");
   }
   {
     ScopedEnv env({{"WORLD_SIZE", "two"}});
-    expect_error([] { dist::Rendezvous::from_env(); }, "WORLD_SIZE='two'");
+    expect_error([] { parallel::Rendezvous::from_env(); }, "WORLD_SIZE='two'");
   }
 }
 
 TEST(GlooCommunicator, CollectivesOverLoopback) {
-  const int port = dist::free_local_port();
+  const int port = parallel::free_local_port();
   std::vector<std::vector<torch::Tensor>> gathered(2), uneven(2), gathered_bf16(2);
   std::vector<torch::Tensor> reduced(2), reduced_bf16(2);
   std::vector<std::string> errors(2);
@@ -95,11 +95,11 @@ TEST(GlooCommunicator, CollectivesOverLoopback) {
   for (int rank = 0; rank < 2; ++rank)
     ranks.emplace_back([&, rank] {
       try {
-        dist::Rendezvous r;
+        parallel::Rendezvous r;
         r.rank = rank;
         r.world_size = 2;
         r.master_port = port;
-        dist::GlooCommunicator comm(r, 60);
+        parallel::GlooCommunicator comm(r, 60);
         EXPECT_EQ(comm.rank(), rank);
         EXPECT_EQ(comm.size(), 2);
         gathered[rank] = comm.all_gather(torch::full({2, 3}, static_cast<float>(rank + 1)));
@@ -134,7 +134,7 @@ TEST(GlooCommunicator, CollectivesOverLoopback) {
 // Four ranks split into two subgroups of two ({0, 1}, {2, 3}) formed at once over the same store:
 // each subgroup's collectives see only its members; the world group still works afterwards.
 TEST(GlooCommunicator, SubgroupsOverTheSameStore) {
-  const int port = dist::free_local_port();
+  const int port = parallel::free_local_port();
   std::vector<torch::Tensor> sub_sum(4), world_sum(4);
   std::vector<std::vector<torch::Tensor>> sub_gathered(4);
   std::vector<std::string> errors(4);
@@ -142,12 +142,12 @@ TEST(GlooCommunicator, SubgroupsOverTheSameStore) {
   for (int rank = 0; rank < 4; ++rank)
     ranks.emplace_back([&, rank] {
       try {
-        dist::Rendezvous r;
+        parallel::Rendezvous r;
         r.rank = rank;
         r.world_size = 4;
         r.master_port = port;
-        dist::GlooCommunicator world(r, 60);
-        dist::GlooCommunicator sub(world, "cp-" + std::to_string(rank / 2) + "/", rank % 2, 2, 60);
+        parallel::GlooCommunicator world(r, 60);
+        parallel::GlooCommunicator sub(world, "cp-" + std::to_string(rank / 2) + "/", rank % 2, 2, 60);
         EXPECT_EQ(sub.rank(), rank % 2);
         EXPECT_EQ(sub.size(), 2);
         sub_sum[rank] = torch::full({3}, static_cast<double>(rank + 1));
@@ -172,16 +172,16 @@ TEST(GlooCommunicator, SubgroupsOverTheSameStore) {
 }
 
 TEST(GlooCommunicator, SubgroupThatDoesNotFitIsAnError) {
-  const int port = dist::free_local_port();
-  dist::Rendezvous r;
+  const int port = parallel::free_local_port();
+  parallel::Rendezvous r;
   r.master_port = port;  // a world of one
-  dist::GlooCommunicator world(r, 10);
-  expect_error([&] { dist::GlooCommunicator(world, "cp-0/", 0, 2, 10); }, "does not fit a group of 1");
-  expect_error([&] { dist::GlooCommunicator(world, "cp-0/", 1, 1, 10); }, "rank 1 of 1");
+  parallel::GlooCommunicator world(r, 10);
+  expect_error([&] { parallel::GlooCommunicator(world, "cp-0/", 0, 2, 10); }, "does not fit a group of 1");
+  expect_error([&] { parallel::GlooCommunicator(world, "cp-0/", 1, 1, 10); }, "rank 1 of 1");
 }
 
 TEST(LaunchLocal, ReturnsTheFirstFailure) {
-  EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "test \"$WORLD_SIZE\" = 2 && test -n \"$MASTER_PORT\""}), 0);
-  EXPECT_EQ(dist::launch_local(2, {"/bin/sh", "-c", "exit $((RANK * 3))"}), 3);
-  expect_error([] { dist::launch_local(0, {"/bin/true"}); }, "--nproc-per-node must be >= 1");
+  EXPECT_EQ(parallel::launch_local(2, {"/bin/sh", "-c", "test \"$WORLD_SIZE\" = 2 && test -n \"$MASTER_PORT\""}), 0);
+  EXPECT_EQ(parallel::launch_local(2, {"/bin/sh", "-c", "exit $((RANK * 3))"}), 3);
+  expect_error([] { parallel::launch_local(0, {"/bin/true"}); }, "--nproc-per-node must be >= 1");
 }

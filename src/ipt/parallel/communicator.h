@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-namespace ipt::dist {
+namespace ipt::parallel {
 
 class Communicator {
  public:
@@ -51,4 +51,4 @@ class ThreadGroup {
   static void run(int size, const std::function<void(Communicator&)>& body);
 };
 
-}  // namespace ipt::dist
+}  // namespace ipt::parallel
