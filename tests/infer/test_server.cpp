@@ -338,7 +338,9 @@ TEST(Server, BadRequestsGetOpenAiErrors) {
     ASSERT_TRUE(body.contains("error")) << res->body;
     for (const char* key : {"message", "type", "param", "code"}) EXPECT_TRUE(body["error"].contains(key)) << key;
     EXPECT_FALSE(body["error"]["message"].get<std::string>().empty());
-    if (!c.param.empty()) EXPECT_EQ(body["error"]["param"], c.param) << c.body;
+    if (!c.param.empty()) {
+      EXPECT_EQ(body["error"]["param"], c.param) << c.body;
+    }
   }
   // A session whose next prompt no longer fits its context.
   auto [status, body] = r.post("/v1/completions", json{{"prompt", long_prompt}, {"session_id", session}});
