@@ -2,6 +2,9 @@
 // and registers itself (command.h); this file only builds the parser and runs what was chosen.
 #include <c10/util/Exception.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -30,7 +33,20 @@ static void check_model_options(const CLI::App& cmd) {
 
 }  // namespace ipt::cli
 
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main). Its default keeps idle OpenMP
+// workers spinning after every parallel region, on the cores OpenBLAS's own threads (Debian's libtorch
+// multiplies with OpenBLAS's pthreads build) need next: float32 prefill and training ran at half speed,
+// and on a busy machine everything did (docs/runtime.md). Unless the user chose a policy, run again
+// with the passive one: same process, arguments and environment otherwise.
+static void prefer_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  unsetenv("OMP_WAIT_POLICY");  // exec failed: go on with libgomp's default
+}
+
 int main(int argc, char** argv) {
+  prefer_passive_openmp(argv);
   using namespace ipt::cli;
   CLI::App app{"ipt: In-Place Test-Time Training engine"};
   app.require_subcommand(1);
