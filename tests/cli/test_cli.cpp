@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -330,4 +331,25 @@ TEST(Cli, EveryModelCommandTakesADtype) {
   const auto prefill = nlohmann::json::parse(bench.output.substr(bench.output.find('{')));
   EXPECT_EQ(prefill["dtype"], "bfloat16");
   EXPECT_EQ(prefill["results"][0]["dtype"], "bfloat16");
+}
+
+// `ipt` runs with OpenMP's passive wait policy (it sets it and re-executes itself) unless the user
+// chose one. Seen in /proc/PID/environ of an `ipt` that waits to open a FIFO nobody writes to.
+TEST(Cli, RunsWithPassiveOpenMpUnlessTheUserChose) {
+  Workspace w;
+  ASSERT_EQ(std::system(("mkfifo " + (w / "fifo")).c_str()), 0);
+  auto policy_seen = [&](const std::string& env) {
+    const std::string script = env + " " + std::string(IPT_BINARY_DIR) + "/ipt tokenizer encode --tokenizer " +
+                               IPT_SOURCE_DIR + "/corpus/tokenizer -f " + (w / "fifo") +
+                               " & pid=$!; sleep 1; tr '\\0' '\\n' < /proc/$pid/environ | grep '^OMP_WAIT_POLICY='; "
+                               "kill $pid; wait $pid 2>/dev/null; true";
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(script.c_str(), "r"), pclose);
+    std::string out;
+    std::array<char, 256> buffer;
+    while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe.get())) out.append(buffer.data(), n);
+    return out;
+  };
+  EXPECT_EQ(policy_seen("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT"), "OMP_WAIT_POLICY=passive\n");
+  EXPECT_EQ(policy_seen("env OMP_WAIT_POLICY=active"), "OMP_WAIT_POLICY=active\n");
+  EXPECT_EQ(policy_seen("env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1000"), "");  // a spin count is a choice too
 }
