@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 #include <nlohmann/json.hpp>
+#include "ipt/model/ttt_keys.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -99,7 +100,37 @@ TEST(Cli, ScoreTracesTheFastWeights) {
   EXPECT_NE(no_ttt.output.find("needs a model with TTT layers"), std::string::npos) << no_ttt.output;
   Result bad = run_ipt("convert --in " + (w / "base") + " --out " + (w / "bad") + " --ttt-layers 0 --ttt-decay 1.5");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_NE(bad.output.find("ttt_decay must be in (0, 1]"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("--ttt-decay must be in (0, 1]"), std::string::npos) << bad.output;
+}
+
+// Every TTT key with a flag (model/ttt_keys.h) reaches config.json through `ipt init`, and a wrong
+// value is refused naming the flag.
+TEST(Cli, EveryTttFlagSetsItsKey) {
+  Workspace w;
+  std::string flags;
+  nlohmann::json expected;
+  for (const ipt::model::TttKey& key : ipt::model::ttt_keys()) {
+    if (!key.flag) continue;
+    const std::string name = key.name;
+    std::string text;
+    if (name == "ttt_layers") text = "1", expected[name] = {1};
+    else if (name == "ttt_chunk") text = "96", expected[name] = 96;
+    else if (name == "ttt_proj" || name == "ttt_decode_update") text = "off", expected[name] = false;
+    else if (!key.choices.empty()) text = key.choices.back(), expected[name] = key.choices.back();  // not the default
+    else text = "0.5", expected[name] = 0.5;
+    flags += " " + ipt::model::ttt_flag_name(key) + " " + text;
+  }
+  ASSERT_EQ(expected.size(), 10u);  // every key but ttt_mode
+  Result init = run_ipt("init --preset test -o " + (w / "m") + flags);
+  ASSERT_EQ(init.status, 0) << init.output;
+  std::ifstream in(w / "m/config.json");
+  const nlohmann::json written = nlohmann::json::parse(in);
+  for (const auto& [name, value] : expected.items()) EXPECT_EQ(written.at(name), value) << name;
+  EXPECT_EQ(written.at("ttt_mode"), true);  // --ttt-layers turns TTT on
+  Result bad = run_ipt("init --preset test -o " + (w / "bad") + " --ttt-layers 1 --ttt-lr fast");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--ttt-lr must be a number, got 'fast'"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(w / "bad/config.json"));
 }
 
 TEST(Cli, ErrorsExitWithAMessage) {

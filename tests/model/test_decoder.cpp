@@ -99,7 +99,7 @@ TEST(ModelConfig, ErrorsNameTheKey) {
   for (double decay : {0.0, 1.5, -1.0}) {
     j = tiny_json("LlamaForCausalLM");
     j["ttt_decay"] = decay;
-    expect_config_error(j, "ttt_decay must be in (0, 1]");
+    expect_config_error(j, "'ttt_decay' must be in (0, 1]");
   }
   j = tiny_json("LlamaForCausalLM");
   j["ttt_chunk"] = "big";

@@ -76,11 +76,11 @@ void expect_error(const std::string& yaml, const std::string& fragment, std::vec
 TEST(TrainConfig, OfficialRecipeLoads) {
   TrainConfig c = parse_train_config(kOfficialRecipe);
   EXPECT_EQ(c.model.model_path, "/path/to/your_base_model");
-  EXPECT_EQ(*c.model.ttt_layers, (std::vector<int64_t>{0, 6, 12, 18, 24, 30, 36}));
-  EXPECT_TRUE(*c.model.ttt_mode);
-  EXPECT_DOUBLE_EQ(*c.model.ttt_lr, 3.0);
-  EXPECT_EQ(*c.model.ttt_chunk, 4096);
-  EXPECT_FALSE(c.model.ttt_target.has_value());
+  EXPECT_EQ(c.model.foundation["ttt_layers"], (std::vector<int64_t>{0, 6, 12, 18, 24, 30, 36}));
+  EXPECT_EQ(c.model.foundation["ttt_mode"], true);
+  EXPECT_EQ(c.model.foundation["ttt_lr"], 3.0);
+  EXPECT_EQ(c.model.foundation["ttt_chunk"], 4096);
+  EXPECT_FALSE(c.model.foundation.contains("ttt_target"));  // not given: the checkpoint's value stays
   EXPECT_EQ(c.data.train_path, std::vector<std::string>{"/path/to/your_data"});
   EXPECT_EQ(c.data.max_seq_len, 65536);
   EXPECT_EQ(c.train.global_batch_size, 64);
@@ -96,8 +96,8 @@ TEST(TrainConfig, Overrides) {
                                                         "data.train_path=[a, b]", "train.trainable=ttt",
                                                         "model.foundation.ttt_decay=0.9"});
   EXPECT_DOUBLE_EQ(c.train.lr, 1e-4);
-  EXPECT_DOUBLE_EQ(*c.model.ttt_decay, 0.9);
-  EXPECT_EQ(*c.model.ttt_chunk, 512);
+  EXPECT_EQ(c.model.foundation["ttt_decay"], 0.9);
+  EXPECT_EQ(c.model.foundation["ttt_chunk"], 512);
   EXPECT_EQ(c.data.train_path, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(c.train.trainable, "ttt");
   expect_error(kOfficialRecipe, "must look like", {"train.lr"});
@@ -111,6 +111,9 @@ TEST(TrainConfig, ErrorsNameTheKey) {
   expect_error("model:\n  foundation:\n    ttt_lr: [1]\n", "model.foundation.ttt_lr: expected a number");
   expect_error("model:\n  foundation:\n    ttt_target: tokens\n", "model.foundation.ttt_target: 'tokens' is not one of");
   expect_error(kOfficialRecipe, "model.foundation.ttt_decay must be in (0, 1]", {"model.foundation.ttt_decay=0"});
+  expect_error(kOfficialRecipe, "model.foundation.ttt_chunk must be > 0", {"model.foundation.ttt_chunk=0"});
+  expect_error(kOfficialRecipe, "model.foundation.ttt_chunk: expected an integer", {"model.foundation.ttt_chunk=1.5"});
+  expect_error("model:\n  foundation:\n    ttt_speed: 2\n", "model.foundation.ttt_speed: unknown key (known: ttt_mode,");
   expect_error("optim:\n  lr: 1\n", "optim: unknown section");
   expect_error("train:\n  lr_decay_style: step\n", "train.lr_decay_style");
   expect_error("train:\n  ulysses_parallel_size: 2\n", "train.ulysses_parallel_size");

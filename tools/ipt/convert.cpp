@@ -49,7 +49,7 @@ int run_gguf(const ConvertOptions& o) {
   const io::GgufFile file = io::read_gguf(o.from_gguf);
   model::GgufImport imported = model::import_gguf(file);
   model::ModelConfig config = model::ModelConfig::from_json(imported.config);
-  if (!o.ttt.layers.empty()) o.ttt.apply(config);
+  if (o.ttt.has_layers()) o.ttt.apply(config);
   model::LoadOptions load;
   load.drop_in_missing_ttt = true;
   model::CausalLM lm = model::model_from_tensors(config, imported.tensors, load, o.from_gguf);
@@ -78,7 +78,7 @@ int run(const ConvertOptions& o) {
   if (!o.from_gguf.empty()) return run_gguf(o);
   IPT_CHECK(!o.in.empty(), "give the input model with --in DIR or --from-gguf FILE");
   IPT_CHECK(fs::absolute(o.in) != fs::absolute(o.out), "--out must differ from --in");
-  IPT_CHECK(!o.ttt.layers.empty(), "name the TTT layers with --ttt-layers (e.g. 0,6,12)");
+  IPT_CHECK(o.ttt.has_layers(), "name the TTT layers with --ttt-layers (e.g. 0,6,12)");
   model::ModelConfig config = model::ModelConfig::load((fs::path(o.in) / "config.json").string());
   o.ttt.apply(config);
   model::LoadOptions load;

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -155,39 +156,15 @@ struct DecodeQuantFlag {
 
 inline const char* dtype_name(torch::Dtype dtype) { return dtype == torch::kBFloat16 ? "bfloat16" : "float32"; }
 
+// --ttt-*: one flag per key of model/ttt_keys.h that offers one (ttt_mode has none: --ttt-layers turns
+// it on). Defined in ttt_flags.cpp.
 struct TttFlags {
-  std::vector<int64_t> layers;
-  std::optional<int64_t> chunk;
-  std::optional<double> lr, clip, decay;
-  std::optional<std::string> target, proj, conv_padding, target_kind;
+  std::map<std::string, std::vector<std::string>> given;  // key name -> the flag's values (empty: not given)
 
-  void add_to(CLI::App* cmd) {
-    cmd->add_option("--ttt-layers", layers, "layers whose MLP becomes a TTT MLP (turns TTT on)")->delimiter(',');
-    cmd->add_option("--ttt-chunk", chunk, "TTT chunk size");
-    cmd->add_option("--ttt-lr", lr, "TTT learning rate");
-    cmd->add_option("--ttt-clip", clip, "clip each update's norm (0 = off)");
-    cmd->add_option("--ttt-decay", decay, "decay each chunk's accumulated update towards W0, in (0, 1] (1 = off)");
-    cmd->add_option("--ttt-target", target, "hidden_states or input_embed")->check(CLI::IsMember({"hidden_states", "input_embed"}));
-    cmd->add_option("--ttt-proj", proj, "use the projection P: on or off")->check(CLI::IsMember({"on", "off"}));
-    cmd->add_option("--ttt-conv-padding", conv_padding, "same or causal")->check(CLI::IsMember({"same", "causal"}));
-    cmd->add_option("--ttt-target-kind", target_kind, "conv or reconstruction")->check(CLI::IsMember({"conv", "reconstruction"}));
-  }
-
-  void apply(model::ModelConfig& c) const {
-    if (!layers.empty()) {
-      c.ttt_mode = true;
-      c.ttt_layers = layers;
-    }
-    if (chunk) c.ttt_chunk = *chunk;
-    if (lr) c.ttt_lr = *lr;
-    if (clip) c.ttt_clip = *clip;
-    if (decay) c.ttt_decay = *decay;
-    if (target) c.ttt_target = *target;
-    if (proj) c.ttt_proj = *proj == "on";
-    if (conv_padding) c.ttt_conv_padding = *conv_padding;
-    if (target_kind) c.ttt_target_kind = *target_kind;
-    c.validate();
-  }
+  void add_to(CLI::App* cmd);
+  bool has_layers() const;
+  // Sets every key whose flag was given; --ttt-layers also turns TTT on. Errors name the flag.
+  void apply(model::ModelConfig& c) const;
 };
 
 }  // namespace ipt::cli

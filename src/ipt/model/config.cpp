@@ -8,6 +8,7 @@
 
 #include "ipt/common/durable_write.h"
 #include "ipt/common/error.h"
+#include "ipt/model/ttt_keys.h"
 
 namespace ipt::model {
 
@@ -134,24 +135,15 @@ ModelConfig ModelConfig::from_json(const json& j) {
                                                       : std::vector<int64_t>{get_int(j, "eos_token_id", -1)};
   parse_rope(j, c);
   parse_windows(j, c);
-  c.ttt_mode = get<bool>(j, "ttt_mode", c.ttt_mode, "true or false");
-  if (j.contains("ttt_layers")) {
-    c.ttt_layers = get_int_list(j, "ttt_layers", c.ttt_layers, "a list of layer indices");
-  } else {
+  for (const TttKey& key : ttt_keys())
+    if (j.contains(key.name) && !j.at(key.name).is_null())
+      set_ttt_key(c, key, j.at(key.name), std::string("config.json: '") + key.name + "'");
+  if (!j.contains("ttt_layers")) {
     // The official default (every sixth layer up to 30) is applied by membership, so entries past this
     // model's depth never apply. Drop them, so the config we write back stays valid with ttt_mode on.
     auto past_depth = [&](int64_t l) { return l >= c.num_hidden_layers; };
     c.ttt_layers.erase(std::remove_if(c.ttt_layers.begin(), c.ttt_layers.end(), past_depth), c.ttt_layers.end());
   }
-  c.ttt_proj = get<bool>(j, "ttt_proj", c.ttt_proj, "true or false");
-  c.ttt_lr = get<double>(j, "ttt_lr", c.ttt_lr, "a number");
-  c.ttt_chunk = get_int(j, "ttt_chunk", c.ttt_chunk);
-  c.ttt_target = get<std::string>(j, "ttt_target", c.ttt_target, "a string");
-  c.ttt_conv_padding = get<std::string>(j, "ttt_conv_padding", c.ttt_conv_padding, "a string");
-  c.ttt_clip = get<double>(j, "ttt_clip", c.ttt_clip, "a number");
-  c.ttt_decay = get<double>(j, "ttt_decay", c.ttt_decay, "a number");
-  c.ttt_decode_update = get<bool>(j, "ttt_decode_update", c.ttt_decode_update, "true or false");
-  c.ttt_target_kind = get<std::string>(j, "ttt_target_kind", c.ttt_target_kind, "a string");
   c.validate();
   return c;
 }
@@ -164,14 +156,7 @@ void ModelConfig::validate() const {
             num_key_value_heads);
   IPT_CHECK(head_dim % 2 == 0, "config.json: head_dim must be even for rotary embeddings, got ", head_dim);
   IPT_CHECK(rms_norm_eps > 0, "config.json: rms_norm_eps must be > 0");
-  IPT_CHECK(ttt_chunk > 0, "config.json: ttt_chunk must be > 0, got ", ttt_chunk);
-  IPT_CHECK(std::isfinite(ttt_lr), "config.json: ttt_lr must be finite");
-  IPT_CHECK(std::isfinite(ttt_clip) && ttt_clip >= 0, "config.json: ttt_clip must be >= 0");
-  ttt::check_decay(ttt_decay, "config.json: ttt_decay");
-  IPT_CHECK(ttt_target == "hidden_states" || ttt_target == "input_embed", "config.json: ttt_target '", ttt_target,
-            "' (expected hidden_states or input_embed)");
-  ttt::parse_conv_padding(ttt_conv_padding);
-  ttt::parse_target_kind(ttt_target_kind);
+  for (const TttKey& key : ttt_keys()) check_ttt_key(*this, key, std::string("config.json: '") + key.name + "'");
   if (ttt_mode) {
     std::set<int64_t> seen;
     for (int64_t l : ttt_layers) {
@@ -213,17 +198,10 @@ json ModelConfig::to_json() const {
     j["sliding_window"] = *std::max_element(layer_window.begin(), layer_window.end());
     j["use_sliding_window"] = true;
   }
-  j["ttt_mode"] = ttt_mode;
-  j["ttt_layers"] = ttt_layers;
-  j["ttt_proj"] = ttt_proj;
-  j["ttt_lr"] = ttt_lr;
-  j["ttt_chunk"] = ttt_chunk;
-  j["ttt_target"] = ttt_target;
-  j["ttt_conv_padding"] = ttt_conv_padding;
-  j["ttt_clip"] = ttt_clip;
-  if (ttt_decay != 1.0) j["ttt_decay"] = ttt_decay;  // absent = the official update
-  j["ttt_decode_update"] = ttt_decode_update;
-  j["ttt_target_kind"] = ttt_target_kind;
+  for (const TttKey& key : ttt_keys()) {
+    if (std::string(key.name) == "ttt_decay" && ttt_decay == 1.0) continue;  // absent = the official update
+    j[key.name] = get_ttt_key(*this, key);
+  }
   return j;
 }
 

@@ -10,7 +10,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/data/synth.h"
-#include "ipt/ops/ttt/ttt.h"
+#include "ipt/model/ttt_keys.h"
 #include "ipt/train/synthetic_mix.h"
 
 namespace ipt::train {
@@ -68,6 +68,26 @@ const std::map<std::string, std::string>& official_only_keys() {
   return keys;
 }
 
+std::string ttt_key_list() {
+  std::string list;
+  for (const auto& key : model::ttt_keys()) list += (list.empty() ? "" : ", ") + std::string(key.name);
+  return list;
+}
+
+// A model.foundation value as the config.json value of its key, checked (type, choices, range) by
+// setting it on a default config: the error names the YAML key.
+nlohmann::json foundation_value(const model::TttKey& key, const YAML::Node& node, const std::string& name) {
+  const nlohmann::json value = std::visit(
+      [&](auto member) -> nlohmann::json {
+        using T = std::remove_reference_t<decltype(model::ModelConfig{}.*member)>;
+        return as<T>(node, name, model::ttt_type_name(key).c_str());
+      },
+      key.field);
+  model::ModelConfig scratch;
+  model::set_ttt_key(scratch, key, value, name);
+  return value;
+}
+
 void parse_model(const YAML::Node& node, ModelSection& m) {
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>(), name = "model." + key;
@@ -80,21 +100,9 @@ void parse_model(const YAML::Node& node, ModelSection& m) {
       IPT_CHECK(v.IsMap(), name, ": expected a mapping of ttt_* keys");
       for (const auto& f : v) {
         const std::string fk = f.first.as<std::string>(), fname = name + "." + fk;
-        const YAML::Node& fv = f.second;
-        if (fk == "ttt_mode") m.ttt_mode = as<bool>(fv, fname, "true or false");
-        else if (fk == "ttt_proj") m.ttt_proj = as<bool>(fv, fname, "true or false");
-        else if (fk == "ttt_layers") m.ttt_layers = as<std::vector<int64_t>>(fv, fname, "a list of layer indices");
-        else if (fk == "ttt_lr") m.ttt_lr = as<double>(fv, fname, "a number");
-        else if (fk == "ttt_clip") m.ttt_clip = as<double>(fv, fname, "a number");
-        else if (fk == "ttt_decay") {
-          m.ttt_decay = as<double>(fv, fname, "a number");
-          ttt::check_decay(*m.ttt_decay, fname);
-        }
-        else if (fk == "ttt_chunk") m.ttt_chunk = as<int64_t>(fv, fname, "an integer");
-        else if (fk == "ttt_target") m.ttt_target = one_of(fv, fname, {"hidden_states", "input_embed"});
-        else if (fk == "ttt_conv_padding") m.ttt_conv_padding = one_of(fv, fname, {"same", "causal"});
-        else if (fk == "ttt_target_kind") m.ttt_target_kind = one_of(fv, fname, {"conv", "reconstruction"});
-        else throw Error(fname + ": unknown key");
+        const model::TttKey* key = model::find_ttt_key(fk);
+        if (!key) throw Error(fname + ": unknown key (known: " + ttt_key_list() + ")");
+        m.foundation[fk] = foundation_value(*key, f.second, fname);
       }
     } else {
       throw Error(name + ": unknown key (known: model_path, init_preset, init_config, tokenizer_path, foundation)");
@@ -255,9 +263,6 @@ void validate(const TrainConfig& c, int world_size) {
               c.model.model_path);
   if (!c.model.init_config.empty())
     IPT_CHECK(fs::exists(c.model.init_config), "model.init_config: ", c.model.init_config, " does not exist");
-  if (c.model.ttt_chunk) IPT_CHECK(*c.model.ttt_chunk > 0, "model.foundation.ttt_chunk must be > 0");
-  if (c.model.ttt_lr) IPT_CHECK(std::isfinite(*c.model.ttt_lr), "model.foundation.ttt_lr must be finite");
-  if (c.model.ttt_clip) IPT_CHECK(*c.model.ttt_clip >= 0, "model.foundation.ttt_clip must be >= 0");
   IPT_CHECK(!c.data.train_path.empty(), "data.train_path is required");
   for (const auto& p : c.data.train_path)
     IPT_CHECK(fs::exists(fs::path(p) / "meta.json"), "data.train_path: ", p,

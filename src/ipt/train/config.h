@@ -3,6 +3,8 @@
 // (model.foundation.ttt_*, data.*, train.*), with `--section.key=value` overrides.
 // Every key is documented in docs/training.md. Unknown keys and wrong types are errors that name
 // the key; keys of the official recipes that have no meaning here are accepted and reported.
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -16,12 +18,9 @@ struct ModelSection {
   std::string init_preset;  // ...or a random initialisation: a preset name (ipt init --preset)
   std::string init_config;  // ...or a config.json to initialise from
   std::string tokenizer_path;  // tokenizer files copied into checkpoints (default: model_path's)
-  // model.foundation: the TTT keys; unset keeps what the checkpoint's config.json says.
-  std::optional<bool> ttt_mode, ttt_proj;
-  std::optional<std::vector<int64_t>> ttt_layers;
-  std::optional<double> ttt_lr, ttt_clip, ttt_decay;
-  std::optional<int64_t> ttt_chunk;
-  std::optional<std::string> ttt_target, ttt_conv_padding, ttt_target_kind;
+  // model.foundation: the TTT keys given (model/ttt_keys.h), as config.json values; a key not given
+  // keeps what the checkpoint's config.json says.
+  nlohmann::json foundation = nlohmann::json::object();
 };
 
 struct DataSection {

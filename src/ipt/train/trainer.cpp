@@ -20,6 +20,7 @@
 #include "ipt/common/stopwatch.h"
 #include "ipt/model/checkpoint.h"
 #include "ipt/model/presets.h"
+#include "ipt/model/ttt_keys.h"
 #include "ipt/ops/loss/lm_loss.h"
 #include "ipt/train/kill_point.h"
 
@@ -32,16 +33,8 @@ namespace {
 constexpr int64_t kBucketBytes = 25 << 20;  // gradient all-reduce bucket, as DDP's default
 
 void apply_foundation(const ModelSection& m, model::ModelConfig& c) {
-  if (m.ttt_mode) c.ttt_mode = *m.ttt_mode;
-  if (m.ttt_layers) c.ttt_layers = *m.ttt_layers;
-  if (m.ttt_proj) c.ttt_proj = *m.ttt_proj;
-  if (m.ttt_lr) c.ttt_lr = *m.ttt_lr;
-  if (m.ttt_clip) c.ttt_clip = *m.ttt_clip;
-  if (m.ttt_decay) c.ttt_decay = *m.ttt_decay;
-  if (m.ttt_chunk) c.ttt_chunk = *m.ttt_chunk;
-  if (m.ttt_target) c.ttt_target = *m.ttt_target;
-  if (m.ttt_conv_padding) c.ttt_conv_padding = *m.ttt_conv_padding;
-  if (m.ttt_target_kind) c.ttt_target_kind = *m.ttt_target_kind;
+  for (const auto& [name, value] : m.foundation.items())
+    model::set_ttt_key(c, *model::find_ttt_key(name), value, "model.foundation." + name);
   c.validate();
 }
 
