@@ -1,163 +1,55 @@
-// ipt bench all: one llama-bench-like table over the other benchmarks, each run in child processes
-// of this executable (their --worker modes): prefill (ppN) and, where those benchmarks are built,
-// decode (tgN after a ppN prompt) and a training step over ppN tokens,
-// each with and without TTT in the same run with their ratio; the TTT operator at the model's size;
-// the tokenizer's MB/s.
-#include <nlohmann/json.hpp>
-
-#include <filesystem>
-#include <iomanip>
+// ipt bench all: one llama-bench-like table over the other benchmarks on one model
+// (ipt/bench/all.h), each run in child processes of this executable.
 #include <iostream>
-#include <sstream>
+#include <memory>
 
 #include "command.h"
 #include "model_flags.h"
 #include "worker.h"
-#include "ipt/bench/flops.h"
-#include "ipt/common/error.h"
-#include "ipt/bench/gemm.h"
+#include "ipt/bench/all.h"
 #include "ipt/model/config.h"
 
 namespace ipt::cli {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct AllOptions {
-  std::string model, tokenizer, text = "corpus/sample/1941_franklin_d_roosevelt_d.txt";
-  int64_t pp = 512, tg = 128, op_length = 4096;
+struct AllBenchOptions {
+  bench::AllOptions all;
   bool json = false;
   DtypeFlag dtype;
   DeviceFlag device;
 };
 
-// One table row: a test, its numbers with and without TTT (either may be absent), a unit.
-nlohmann::json row(const std::string& test, const std::string& unit, const nlohmann::json& ttt,
-                   const nlohmann::json& no_ttt, const std::string& note = "") {
-  nlohmann::json r = {{"test", test}, {"unit", unit}, {"ttt", ttt}, {"no_ttt", no_ttt}, {"note", note}};
-  if (ttt.is_number() && no_ttt.is_number()) r["ratio"] = ttt.get<double>() / no_ttt.get<double>();
-  return r;
-}
-
 bool has_bench(const CLI::App* bench, const std::string& name) {
   return !bench->get_subcommands([&](const CLI::App* a) { return a->get_name() == name; }).empty();
 }
 
-std::string cell(const nlohmann::json& v) {
-  if (!v.is_number()) return "-";
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(v.get<double>() < 10 ? 3 : 1) << v.get<double>();
-  return s.str();
-}
-
-int run(const AllOptions& o, const CLI::App* bench) {
-  const model::ModelConfig config = model::ModelConfig::load(o.model + "/config.json");
-  const torch::Device device = o.device.resolve("bench all", !o.json);  // the workers inherit it
-  const std::string dtype = dtype_name(o.dtype.resolve(config, "bench all", device, !o.json));
-  const std::string m = "'" + o.model + "' --dtype " + dtype;
-  nlohmann::json rows = nlohmann::json::array();
-  auto sides = [&](const std::function<nlohmann::json(int ttt)>& measure) {
-    nlohmann::json with = config.ttt_mode ? measure(1) : nlohmann::json(), without = measure(0);
-    return std::make_pair(with, without);
-  };
-
-  // Prefill of pp tokens: the prefill benchmark's worker, one child per side.
-  auto [pp_ttt, pp_plain] = sides([&](int ttt) {
-    return run_worker("bench prefill -m " + m + " --worker-length " + std::to_string(o.pp) + " --worker-ttt " +
-                      std::to_string(ttt) + " --worker-window 0");
-  });
-  rows.push_back(row("pp" + std::to_string(o.pp), "tokens/s", pp_ttt.is_null() ? pp_ttt : pp_ttt["tokens_per_s"],
-                     pp_plain["tokens_per_s"]));
-  rows.push_back(row("pp" + std::to_string(o.pp) + " peak", "MB", pp_ttt.is_null() ? pp_ttt : pp_ttt["peak_mb"],
-                     pp_plain["peak_mb"]));
-  // MFU against the GEMM rate measured here, now, in the same dtype (attention over the average
-  // pp/2 keys of a causal prefill).
-  const double ceiling = bench::measure_mlp_gemm_gflops(config, o.pp, model::parse_dtype(dtype), device);
-  const double pp_flops = bench::forward_flops_per_token(config, o.pp / 2.0) / 1e9;
-  rows.push_back(row("gemm ceiling (" + dtype + ", " + std::to_string(o.pp) + " rows)", "GFLOP/s", nullptr, ceiling));
-  rows.push_back(row("pp" + std::to_string(o.pp) + " MFU vs that ceiling", "fraction",
-                     pp_ttt.is_null() ? pp_ttt : nlohmann::json(pp_ttt["tokens_per_s"].get<double>() * pp_flops / ceiling),
-                     pp_plain["tokens_per_s"].get<double>() * pp_flops / ceiling));
-
-  // Decoding tg tokens after a pp-token prompt, and training steps of pp tokens, through the workers
-  // of ipt bench decode / bench train when this build has them.
-  if (has_bench(bench, "decode")) {
-    auto [tg_ttt, tg_plain] = sides([&](int ttt) {
-      return run_worker("bench decode -m " + m + " --tokens " + std::to_string(o.tg) + " --worker-context " +
-                        std::to_string(o.pp) + " --worker-ttt " + std::to_string(ttt));
-    });
-    rows.push_back(row("tg" + std::to_string(o.tg) + " @ pp" + std::to_string(o.pp), "tokens/s",
-                       tg_ttt.is_null() ? tg_ttt : tg_ttt["decode_tokens_per_s"], tg_plain["decode_tokens_per_s"]));
-  } else {
-    rows.push_back(row("tg" + std::to_string(o.tg), "tokens/s", nullptr, nullptr, "bench decode not in this build"));
-  }
-  if (has_bench(bench, "train")) {
-    // bfloat16 trains in mixed precision (bf16 compute, float32 master), as train.enable_mixed_precision.
-    const bool mixed = dtype == "bfloat16";
-    auto [train_ttt, train_plain] = sides([&](int ttt) {
-      return run_worker("bench train -m '" + o.model + "' --seq-len " + std::to_string(o.pp) + " --steps 1 --worker-ttt " +
-                        std::to_string(ttt) + " --worker-checkpointing 0 --worker-mixed " + (mixed ? "1" : "0"));
-    });
-    rows.push_back(row("train seq " + std::to_string(o.pp) + (mixed ? " (mixed bf16)" : " (float32)"), "tokens/s",
-                       train_ttt.is_null() ? train_ttt : train_ttt["tokens_per_s"], train_plain["tokens_per_s"]));
-  } else {
-    rows.push_back(row("train", "tokens/s", nullptr, nullptr, "bench train not in this build"));
-  }
-
-  // The TTT operator alone at the model's sizes (recurrent algorithm, forward and forward+backward).
-  if (config.ttt_mode) {
-    std::ostringstream args;
-    args << "bench op --worker recurrent --L " << o.op_length << " --d " << config.hidden_size << " --h "
-         << config.intermediate_size << " --chunk " << config.ttt_chunk << " --lr " << config.ttt_lr
-         << " --clip 0 --scan-group 8 --repeat 1";
-    nlohmann::json op = run_worker(args.str());
-    rows.push_back(row("ttt op fwd L" + std::to_string(o.op_length), "tokens/s",
-                       o.op_length / (op["fwd_ms"].get<double>() / 1000), nullptr));
-    rows.push_back(row("ttt op fwd+bwd L" + std::to_string(o.op_length), "tokens/s",
-                       o.op_length / (op["fwdbwd_ms"].get<double>() / 1000), nullptr));
-  }
-
-  // The tokenizer: the model's (or --tokenizer) on a sample text.
-  const std::string tokenizer = o.tokenizer.empty() ? o.model : o.tokenizer;
-  if (fs::exists(fs::path(tokenizer) / "tokenizer.json") && fs::exists(o.text)) {
-    nlohmann::json t = run_worker("bench tokenizer --tokenizer '" + tokenizer + "' -f '" + o.text + "' --json");
-    rows.push_back(row("tokenizer 1 thread", "MB/s", nullptr, t["single_mb_s"]));
-    rows.push_back(row("tokenizer parallel (" + std::to_string(t["threads"].get<int>()) + " threads)", "MB/s", nullptr,
-                       t["parallel_mb_s"]));
-  } else {
-    rows.push_back(row("tokenizer", "MB/s", nullptr, nullptr,
-                       "no tokenizer.json in " + tokenizer + " or no " + o.text + " (--tokenizer, --text)"));
-  }
-
-  nlohmann::json report = {{"model", o.model}, {"threads", global_options().threads}, {"dtype", dtype},
-                           {"device", describe_device(device)},
-                           {"cpu_bf16", cpu_bf16_features()}, {"rows", rows}};
-  if (o.json) {
+int run(AllBenchOptions& o, const CLI::App* bench) {
+  bench::AllOptions& a = o.all;
+  const model::ModelConfig config = model::ModelConfig::load(a.model + "/config.json");
+  a.device = o.device.resolve("bench all", !o.json);  // the workers inherit it
+  a.dtype = dtype_name(o.dtype.resolve(config, "bench all", a.device, !o.json));
+  a.has_decode = has_bench(bench, "decode");
+  a.has_train = has_bench(bench, "train");
+  const nlohmann::json report = bench::run_all(a, worker_launcher());
+  if (o.json)
     std::cout << report.dump(2) << std::endl;
-    return 0;
-  }
-  std::cout << "bench all  " << o.model << "  (" << config.num_hidden_layers << " layers, hidden "
-            << config.hidden_size << ", TTT " << (config.ttt_mode ? "on" : "off") << ")  dtype " << dtype
-            << "  cpu bf16: " << (cpu_bf16_features().empty() ? "none" : cpu_bf16_features()) << "\n\n"
-            << "| test | unit | with TTT | without TTT | TTT / no TTT | note |\n|:--|:--|--:|--:|--:|:--|\n";
-  for (const auto& r : rows)
-    std::cout << "| " << r["test"].get<std::string>() << " | " << r["unit"].get<std::string>() << " | "
-              << cell(r["ttt"]) << " | " << cell(r["no_ttt"]) << " | " << cell(r.value("ratio", nlohmann::json()))
-              << " | " << r["note"].get<std::string>() << " |\n";
+  else
+    bench::print_all_table(report, config, std::cout);
   return 0;
 }
 
 Register bench_all("bench", [](CLI::App& parent) -> Action {
-  auto o = std::make_shared<AllOptions>();
+  auto o = std::make_shared<AllBenchOptions>();
+  bench::AllOptions& a = o->all;
   CLI::App* cmd = parent.add_subcommand("all", "every benchmark on one model: a llama-bench-like table");
-  add_model_option(cmd, o->model);
+  add_model_option(cmd, a.model);
   o->dtype.add_to(cmd);
   o->device.add_to(cmd);
-  cmd->add_option("--pp", o->pp, "prefill length")->check(CLI::PositiveNumber);
-  cmd->add_option("--tg", o->tg, "tokens to decode")->check(CLI::PositiveNumber);
-  cmd->add_option("--op-length", o->op_length, "sequence length for the TTT operator")->check(CLI::PositiveNumber);
-  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer for the tokenizer row (default: the model's)");
-  cmd->add_option("--text", o->text, "text file for the tokenizer row");
+  cmd->add_option("--pp", a.pp, "prefill length")->check(CLI::PositiveNumber);
+  cmd->add_option("--tg", a.tg, "tokens to decode")->check(CLI::PositiveNumber);
+  cmd->add_option("--op-length", a.op_length, "sequence length for the TTT operator")->check(CLI::PositiveNumber);
+  cmd->add_option("--tokenizer", a.tokenizer, "tokenizer for the tokenizer row (default: the model's)");
+  cmd->add_option("--text", a.text, "text file for the tokenizer row");
   cmd->add_flag("--json", o->json, "print one JSON object");
   const CLI::App* bench = &parent;
   return [o, bench] { return run(*o, bench); };

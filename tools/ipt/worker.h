@@ -1,13 +1,14 @@
 #pragma once
-// Benchmarks measure peak memory per configuration by running each in a fresh child process of
-// this same executable (`ipt ... --worker ...`) that prints one JSON line.
-#include <nlohmann/json.hpp>
-
-#include <string>
+// The benchmarks' child processes (ipt/bench/worker.h) run this executable with the global flags
+// this process was given.
+#include "command.h"
+#include "ipt/bench/worker.h"
+#include "ipt/parallel/gloo.h"
 
 namespace ipt::cli {
 
-// Runs `ipt -t THREADS [--no-malloc-tuning] ARGS` and parses its stdout as JSON.
-nlohmann::json run_worker(const std::string& args);
+inline bench::WorkerLauncher worker_launcher() {
+  return {parallel::current_executable(), global_options().threads, global_options().no_malloc_tuning};
+}
 
 }  // namespace ipt::cli

@@ -4,7 +4,7 @@
 
 #include "ipt/common/device.h"
 
-namespace ipt {
+namespace ipt::bench {
 
 double measure_gemm_gflops(int n, int repeats, c10::ScalarType dtype, const c10::Device& device) {
   torch::NoGradGuard no_grad;
@@ -21,8 +21,6 @@ double measure_gemm_gflops(int n, int repeats, c10::ScalarType dtype, const c10:
   }
   return 2.0 * n * n * n / (best_ms * 1e-3) / 1e9;
 }
-
-namespace bench {
 
 double measure_mlp_gemm_gflops(const model::ModelConfig& c, int64_t rows, c10::ScalarType dtype,
                                const c10::Device& device) {
@@ -48,5 +46,4 @@ double measure_mlp_gemm_gflops(const model::ModelConfig& c, int64_t rows, c10::S
   return best;
 }
 
-}  // namespace bench
-}  // namespace ipt
+}  // namespace ipt::bench

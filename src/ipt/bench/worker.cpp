@@ -1,29 +1,16 @@
-#include "worker.h"
-
-#include <unistd.h>
+#include "ipt/bench/worker.h"
 
 #include <cstdio>
 #include <memory>
 #include <sstream>
 
-#include "command.h"
 #include "ipt/common/error.h"
 
-namespace ipt::cli {
+namespace ipt::bench {
 
-namespace {
-std::string self_path() {
-  char buffer[4096];
-  ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-  IPT_CHECK(n > 0, "cannot find this executable through /proc/self/exe");
-  return std::string(buffer, static_cast<size_t>(n));
-}
-}  // namespace
-
-nlohmann::json run_worker(const std::string& args) {
+nlohmann::json WorkerLauncher::run(const std::string& args) const {
   std::ostringstream command;
-  command << "'" << self_path() << "' -t " << global_options().threads
-          << (global_options().no_malloc_tuning ? " --no-malloc-tuning " : " ") << args;
+  command << "'" << executable << "' -t " << threads << (no_malloc_tuning ? " --no-malloc-tuning " : " ") << args;
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.str().c_str(), "r"), pclose);
   IPT_CHECK(pipe, "cannot start a benchmark worker: ", command.str());
   std::string output;
@@ -38,4 +25,4 @@ nlohmann::json run_worker(const std::string& args) {
   }
 }
 
-}  // namespace ipt::cli
+}  // namespace ipt::bench
