@@ -365,14 +365,19 @@ TEST(Cli, EveryModelCommandTakesADtype) {
 }
 
 // `ipt` runs with OpenMP's passive wait policy (it sets it and re-executes itself) unless the user
-// chose one. Seen in /proc/PID/environ of an `ipt` that waits to open a FIFO nobody writes to.
+// chose one. Seen in /proc/PID/environ of an `ipt` that waits to open a FIFO nobody writes to: read
+// once the process is blocked in open(at) (/proc/PID/syscall; twice, 0.2 s apart), so a slow start on
+// a busy machine is not mistaken for "not re-executed" (a fixed one-second sleep was, under load).
 TEST(Cli, RunsWithPassiveOpenMpUnlessTheUserChose) {
   Workspace w;
   ASSERT_EQ(std::system(("mkfifo " + (w / "fifo")).c_str()), 0);
   auto policy_seen = [&](const std::string& env) {
     const std::string script = env + " " + std::string(IPT_BINARY_DIR) + "/ipt tokenizer encode --tokenizer " +
                                IPT_SOURCE_DIR + "/corpus/tokenizer -f " + (w / "fifo") +
-                               " & pid=$!; sleep 1; tr '\\0' '\\n' < /proc/$pid/environ | grep '^OMP_WAIT_POLICY='; "
+                               " & pid=$!; blocked() { case $(cut -d' ' -f1 /proc/$pid/syscall 2>/dev/null) in "
+                               "2|257) return 0;; esac; return 1; }; "
+                               "for i in $(seq 600); do if blocked; then sleep 0.2; blocked && break; fi; sleep 0.1; done; "
+                               "tr '\\0' '\\n' < /proc/$pid/environ | grep '^OMP_WAIT_POLICY='; "
                                "kill $pid; wait $pid 2>/dev/null; true";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(script.c_str(), "r"), pclose);
     std::string out;
