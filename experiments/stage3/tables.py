@@ -9,6 +9,8 @@ MODELS = {  # name: (label, files by kind)
                 if dom != "english" else f"{runs}/exp9/test-{kind}-english-bundled.json"),
     "ttt": ("stage 3 TTT", lambda kind, dom: f"{runs}/exp9/test-{kind}-{dom}-ttt.json"),
     "twin": ("stage 3 twin", lambda kind, dom: f"{runs}/exp9/test-{kind}-{dom}-twin.json"),
+    "ttt4096": ("stage 3c TTT", lambda kind, dom: f"{runs}/exp9/test-{kind}-{dom}-ttt4096.json"),
+    "twin4096": ("stage 3c twin", lambda kind, dom: f"{runs}/exp9/test-{kind}-{dom}-twin4096.json"),
 }
 
 
@@ -25,12 +27,10 @@ def ppl_rows(dom, contexts):
             continue
         for r in d["runs"]:
             pts = {p["context"]: p for p in r["points"]}
-            what = "TTT" if r["ttt"] else ("frozen" if name != "twin" else "twin")
-            if name == "twin" and r["ttt"] is False and len(d["runs"]) > 1:
-                continue  # the twin has no TTT: its --compare-no-ttt run repeats it
+            what = "TTT" if r["ttt"] else "frozen"
             cells = [f"{pts[c]['mean_nll']:.3f}" if c in pts else "—" for c in contexts]
             used = sorted({pts[c]["docs_used"] for c in contexts if c in pts})
-            rows.append(f"| {dom} | {label}, {what if name != 'twin' else 'no TTT'} | " + " | ".join(cells)
+            rows.append(f"| {dom} | {label}, {what if not name.startswith('twin') else 'no TTT'} | " + " | ".join(cells)
                         + f" | {'/'.join(map(str, used))} |")
     return rows
 
@@ -52,9 +52,7 @@ for name, (label, path) in MODELS.items():
     for i, r in enumerate(pk["runs"]):
         r2 = nh["runs"][i]
         assert r["ttt"] == r2["ttt"]
-        what = "TTT" if r["ttt"] else ("frozen" if name != "twin" else "no TTT")
-        if name == "twin" and r["ttt"]:
-            continue
+        what = "TTT" if r["ttt"] else ("frozen" if not name.startswith("twin") else "no TTT")
         res = {(x["task"], x["length"]): x["score"] for x in r["results"] + r2["results"]}
         def cells(task, lengths):
             return " / ".join(f"{res[(task, l)]:.0f}" for l in lengths)
@@ -64,3 +62,15 @@ for name, (label, path) in MODELS.items():
             return f"{sum(x['score'] * x['samples'] for x in b) / n:.0f} ({n})" if n else "—"
         print(f"| {label}, {what} | {cells('passkey', [256, 512, 1024, 2048])} | {cells('niah_single_1', [512, 1024, 2048])}"
               f" | {cells('niah_single_2', [512, 1024, 2048])} | {inwin(r)} / {inwin(r2)} |")
+
+print()
+print("tune splits (the candidate choice): English tune NLL at 512 / 2048 / 8192; tune retrieval passkey + niah_single_1 at 512 / 1024 / 2048")
+for name in ["ttt", "ttt4096"]:
+    p, r = load(f"{runs}/exp9/tune-ppl-english-{name}.json"), load(f"{runs}/exp9/tune-ruler-{name}.json")
+    if not p or not r:
+        print(f"{name}: n/a")
+        continue
+    pts = {x["context"]: x for x in p["runs"][0]["points"]}
+    avg = {x["length"]: x["score"] for x in r["runs"][0]["average"]}
+    print(f"{name}: NLL " + " / ".join(f"{pts[c]['mean_nll']:.3f}" for c in (512, 2048, 8192))
+          + f" ({pts[8192]['docs_used']} docs); retrieval " + " / ".join(f"{avg[l]:.1f}" for l in (512, 1024, 2048)))
