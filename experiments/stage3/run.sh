@@ -8,7 +8,7 @@
 #   experiments/stage3/run.sh eval ttt|twin  the evaluation of experiments/bounded/run.sh, plus the
 #                                            English prose test split and two greedy continuations
 #   experiments/stage3/run.sh eval bundled   the English prose split and the continuations for
-#                                            models/default (its held-out domains and retrieval are
+#                                            the model it starts from (its held-out domains and retrieval are
 #                                            experiment 8's runs/exp8/test-*-decay0.95.json)
 #   experiments/stage3/run.sh ruler50 ttt|bundled|ttt4096  retrieval again with 50 samples per cell
 #   experiments/stage3/run.sh train4096 ttt|twin     a third stage on rows of 4096 (after the results above)
@@ -27,9 +27,15 @@ STEPS_4096=60    # a third stage, run after the first results: 60 steps x 4 rows
 
 case "${1:-}" in
 prepare)
+  # The starting point: the bundled model as it was before this experiment shipped its result
+  # (experiment 7's, with section 8's decay), from the repository's history.
+  mkdir -p runs/stage3-base
+  for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+    git show a8f18ac:models/default/$f > runs/stage3-base/$f
+  done
   bash experiments/stage3/prepare.sh
   bash experiments/bounded/run.sh none >/dev/null   # data/exp8/heldout-techdoc (and runs/exp8's model copies)
-  python3 experiments/stage3/strip_ttt.py models/default runs/stage3-twin-base
+  python3 experiments/stage3/strip_ttt.py runs/stage3-base runs/stage3-twin-base
   ;;
 train)
   m=$2   # ttt | twin
@@ -63,7 +69,7 @@ eval)
   case $name in
     ttt|twin) m=runs/stage3-$name-2048/checkpoint-$STEPS_2048 ;;  # the final checkpoint, fixed in advance
     ttt4096|twin4096) m=runs/stage3-${name%4096}-4096/checkpoint-$STEPS_4096 ;;
-    bundled) m=models/default ;;
+    bundled) m=runs/stage3-base ;;
   esac
   for p in "The state of the union is" "The kernel"; do
     $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0 > "$out/generate-$name-$(echo $p | cut -d' ' -f2).txt"
@@ -85,11 +91,18 @@ ruler50)
   # Not a choice: the stage-3 TTT model's retrieval against the bundled model's with 50 samples per
   # cell (20 above), because the two differ by 5-10 points in cells where 20 samples cannot tell.
   name=$2
-  case $name in ttt) m=runs/stage3-ttt-2048/checkpoint-$STEPS_2048 ;; bundled) m=models/default ;;
+  case $name in ttt) m=runs/stage3-ttt-2048/checkpoint-$STEPS_2048 ;; bundled) m=runs/stage3-base ;;
     ttt4096) m=runs/stage3-ttt-4096/checkpoint-$STEPS_4096 ;; esac
   H="--samples 50 --seed 5000 --haystack data/exp5/test --json"
   $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 niah_single_2 --lengths 512 1024 2048 $H \
     > $out/test-ruler50-$name.json
   ;;
-*) echo "usage: $0 prepare | train|train4096 ttt|twin | eval ttt|twin|bundled|ttt4096|twin4096 | ruler50 ttt|bundled|ttt4096 | tune ttt|ttt4096" >&2; exit 2 ;;
+ship)
+  # The chosen model (stage c) becomes the bundled one, in bfloat16 (docs/RESULTS.md section 9; the
+  # settings in config.json are the same). "bundled" above is the model before this step.
+  rm -rf $out/ship
+  $IPT convert --in runs/stage3-ttt-4096/checkpoint-$STEPS_4096 --out $out/ship --ttt-layers 2,5 --dtype bfloat16
+  cp $out/ship/model.safetensors models/default/model.safetensors
+  ;;
+*) echo "usage: $0 prepare | train|train4096 ttt|twin | eval ttt|twin|bundled|ttt4096|twin4096 | ruler50 ttt|bundled|ttt4096 | tune ttt|ttt4096 | ship" >&2; exit 2 ;;
 esac
