@@ -8,6 +8,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/train/config.h"
+#include "ipt/model/ttt_keys.h"
 #include "support/temp_dir.h"
 
 using namespace ipt;
@@ -103,6 +104,24 @@ TEST(TrainConfig, Overrides) {
   expect_error(kOfficialRecipe, "must look like", {"train.lr"});
   expect_error(kOfficialRecipe, "must name a section and a key", {"lr=3"});
   expect_error(kOfficialRecipe, "train.lrr: unknown key", {"train.lrr=3"});
+}
+
+// Every key of the TTT table (model/ttt_keys.h) is a model.foundation key with its config.json value.
+TEST(TrainConfig, EveryTttKeyIsAFoundationKey) {
+  for (const auto& key : ipt::model::ttt_keys()) {
+    SCOPED_TRACE(key.name);
+    const std::string name = key.name;
+    std::string yaml;
+    nlohmann::json expected;
+    if (name == "ttt_layers") yaml = "[1, 3]", expected = {1, 3};
+    else if (name == "ttt_chunk") yaml = "96", expected = 96;
+    else if (name == "ttt_mode" || name == "ttt_proj" || name == "ttt_decode_update") yaml = "false", expected = false;
+    else if (!key.choices.empty()) yaml = key.choices.back(), expected = key.choices.back();
+    else yaml = "0.5", expected = 0.5;
+    const TrainConfig c = parse_train_config("model:\n  foundation:\n    " + name + ": " + yaml + "\n");
+    ASSERT_EQ(c.model.foundation.size(), 1u);
+    EXPECT_EQ(c.model.foundation.at(name), expected);
+  }
 }
 
 TEST(TrainConfig, ErrorsNameTheKey) {
