@@ -122,33 +122,49 @@ void replace_once(std::string& text, const std::string& from, const std::string&
 }  // namespace
 
 TEST(AdamW, MatchesScalarReference) {
+  // A small and a large float32 parameter (the fused one-pass update, the large one split across
+  // threads), a norm gain (exempt from decay) and a float64 one (the tensor-expression path),
+  // against the update written out per element in double.
   torch::manual_seed(3);
-  torch::Tensor w = torch::randn({5, 3}), norm = torch::randn({3});
-  train::NamedParameters params{{"layer.weight", w.clone()}, {"layer.norm.weight", norm.clone()}};
+  train::NamedParameters params{{"layer.weight", torch::randn({5, 3})},
+                                {"layer.norm.weight", torch::randn({3})},
+                                {"big.weight", torch::randn({300, 1001})},
+                                {"double.weight", torch::randn({4, 3}, torch::kFloat64)}};
+  std::vector<torch::Tensor> ref, m, v;
+  for (const auto& [name, p] : params) {
+    ref.push_back(p.to(torch::kFloat64));
+    m.push_back(torch::zeros_like(ref.back()));
+    v.push_back(torch::zeros_like(ref.back()));
+  }
   train::AdamWOptions o{0.9, 0.95, 1e-8, 0.1};
   train::AdamW adam(params, o);
-  std::vector<torch::Tensor> m{torch::zeros_like(w), torch::zeros_like(norm)}, v{torch::zeros_like(w), torch::zeros_like(norm)};
-  std::vector<torch::Tensor> ref{w.clone(), norm.clone()};
   for (int step = 1; step <= 3; ++step) {
     const double lr = 0.01 * step;
     for (size_t i = 0; i < params.size(); ++i) {
-      torch::Tensor g = torch::randn_like(ref[i]);
+      torch::Tensor g = torch::randn_like(params[i].second);
       params[i].second.mutable_grad() = g.clone();
-      auto* r = ref[i].data_ptr<float>();
-      auto* gm = g.data_ptr<float>();
-      auto* mm = m[i].data_ptr<float>();
-      auto* vv = v[i].data_ptr<float>();
+      torch::Tensor g64 = g.to(torch::kFloat64);
+      auto* r = ref[i].data_ptr<double>();
+      auto* gm = g64.data_ptr<double>();
+      auto* mm = m[i].data_ptr<double>();
+      auto* vv = v[i].data_ptr<double>();
+      const bool decays = i != 1;  // the norm gain is exempt
       for (int64_t k = 0; k < ref[i].numel(); ++k) {
-        if (i == 0) r[k] *= static_cast<float>(1 - lr * o.weight_decay);  // the norm gain is exempt
-        mm[k] = 0.9f * mm[k] + 0.1f * gm[k];
-        vv[k] = 0.95f * vv[k] + 0.05f * gm[k] * gm[k];
+        if (decays) r[k] *= 1 - lr * o.weight_decay;
+        mm[k] = 0.9 * mm[k] + 0.1 * gm[k];
+        vv[k] = 0.95 * vv[k] + 0.05 * gm[k] * gm[k];
         const double mhat = mm[k] / (1 - std::pow(0.9, step)), vhat = vv[k] / (1 - std::pow(0.95, step));
-        r[k] -= static_cast<float>(lr * mhat / (std::sqrt(vhat) + 1e-8));
+        r[k] -= lr * mhat / (std::sqrt(vhat) + 1e-8);
       }
     }
     adam.step(lr);
   }
-  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].second, ref[i], 1e-5, 1e-6));
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(params[i].second.to(torch::kFloat64), ref[i], 1e-5, 1e-6)) << params[i].first;
+    const auto state = adam.state();
+    EXPECT_TRUE(torch::allclose(state.at("exp_avg/" + params[i].first).to(torch::kFloat64), m[i], 1e-5, 1e-7));
+    EXPECT_TRUE(torch::allclose(state.at("exp_avg_sq/" + params[i].first).to(torch::kFloat64), v[i], 1e-5, 1e-8));
+  }
   EXPECT_FALSE(train::decays("model.embed_tokens.weight"));
   EXPECT_FALSE(train::decays("model.layers.0.input_layernorm.weight"));
   EXPECT_TRUE(train::decays("model.layers.0.mlp.ttt_proj.weight"));
@@ -161,6 +177,20 @@ TEST(AdamW, ClipsGlobalNorm) {
   EXPECT_NEAR(train::clip_grad_norm(params, 1.0), 5.0, 1e-9);
   EXPECT_NEAR(params[1].second.grad().item<float>(), 0.8f, 1e-5);
   EXPECT_NEAR(train::clip_grad_norm(params, 0.0), 1.0, 1e-5);  // 0 = measure only
+}
+
+TEST(AdamW, GlobalNormOfLargeGradientsMatchesDouble) {
+  // Float32 gradients large enough to be summed on several threads, one float64 and one
+  // non-contiguous (the tensor-expression path), against the norm computed in double.
+  torch::manual_seed(5);
+  torch::Tensor a = torch::randn({1000, 777}), b = torch::randn({3, 5}, torch::kFloat64), c = torch::randn({40, 30});
+  train::NamedParameters params{{"a", torch::zeros_like(a)}, {"b", torch::zeros_like(b)}, {"c", torch::zeros({30, 40})}};
+  params[0].second.mutable_grad() = a.clone();
+  params[1].second.mutable_grad() = b.clone();
+  params[2].second.mutable_grad() = c.t();
+  const double expected = std::sqrt(a.to(torch::kFloat64).pow(2).sum().item<double>() + b.pow(2).sum().item<double>() +
+                                    c.to(torch::kFloat64).pow(2).sum().item<double>());
+  EXPECT_NEAR(train::clip_grad_norm(params, 0.0), expected, expected * 1e-12);
 }
 
 TEST(Trainer, LossFalls) {

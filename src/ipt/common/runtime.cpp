@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "ipt/common/error.h"
+#include "ipt/common/large_block_cache.h"
 
 namespace ipt {
 
@@ -29,11 +30,13 @@ void set_blas_threads(int threads) {
 void tune_allocator() {
   // By default glibc mmaps blocks from 128 KiB up and unmaps them on free, so every new tensor
   // pays a page fault per 4 KiB on first touch. Serve blocks up to 32 MiB (glibc's maximum
-  // threshold) from the heap and keep up to 1 GiB of freed heap for reuse. Larger blocks stay
-  // mmap'ed: putting them on the heap too (M_MMAP_MAX = 0) fragmented it badly in measurements
-  // (docs/runtime.md).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // threshold) from the heap and keep up to 1 GiB of freed heap for reuse. Larger tensors get their
+  // own mappings from the large-block cache, which keeps up to 1 GiB of them for the next tensor of
+  // about their size (putting them on the heap instead, M_MMAP_MAX = 0, fragmented it badly in
+  // measurements: docs/runtime.md).
+  mallopt(M_MMAP_THRESHOLD, kLargeBlockBytes);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  install_large_block_cache(size_t{1} << 30);
 }
 
 std::atomic<int> runtime_threads{0};  // set by init_runtime
