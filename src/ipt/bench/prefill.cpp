@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <sstream>
 
@@ -25,8 +26,10 @@ nlohmann::json measure_prefill(const PrefillRun& run) {
   model::CausalLM lm = model::load_model(run.model, load);
   const int64_t vocab = lm->config().vocab_size;
   torch::manual_seed(0);
-  // Thread pools, first-use costs (and on a GPU the kernels' first launch) outside the measurement.
-  lm->hidden_states(torch::randint(0, vocab, {1, 64}, torch::kInt64).to(load.device));
+  // Thread pools, first-use costs (and on a GPU the kernels' first launch) outside the measurement:
+  // a warm-up prefill of the same length, as llama-bench and scripts/bench_transformers.py run one,
+  // capped at 4096 tokens (beyond, first-touch costs are a small part and the warm-up a long one).
+  lm->hidden_states(torch::randint(0, vocab, {1, std::min<int64_t>(run.length, 4096)}, torch::kInt64).to(load.device));
   torch::Tensor ids = torch::randint(0, vocab, {1, run.length}, torch::kInt64).to(load.device);
   synchronize(load.device);
   reset_cuda_peak(load.device);
