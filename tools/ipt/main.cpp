@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", g_options.threads, "intra-op threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-malloc-tuning", g_options.no_malloc_tuning,
-               "let glibc return freed memory to the OS (for measuring what the tuning buys)");
+               "glibc's malloc defaults and libtorch's own CPU allocator, no large-block cache (for measuring what the tuning buys)");
 
   std::map<std::string, CLI::App*> parents{{"", &app}};
   parents["bench"] = app.add_subcommand("bench", "benchmarks (table, or one JSON object with --json)");

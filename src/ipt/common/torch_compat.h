@@ -1,7 +1,8 @@
 #pragma once
-// The one place where the two libtorch versions this code builds against differ: Debian's 1.13
-// (the default build, CPU only) and PyPI's 2.x wheel (the torch2 build, with CUDA). Everything
-// else in the code base is written against the API both share.
+// Where the two libtorch versions this code builds against differ: Debian's 1.13 (the default
+// build, CPU only) and PyPI's 2.x wheel (the torch2 build, with CUDA). Everything else in the code
+// base is written against the API both share, except the CPU allocator's interface, which
+// common/large_block_cache.cpp implements for both under IPT_TORCH2.
 #include <torch/torch.h>
 #include <torch/version.h>
 
