@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iostream>
+
 #include "ipt/common/error.h"
+#include "ipt/common/torch_compat.h"
 #include "ipt/ops/attention/attention.h"
+#include "ipt/ops/attention/kernels.h"
 
 using namespace ipt;
 using ops::AttentionOptions;
@@ -82,6 +86,72 @@ TEST(Attention, Float32WithinTolerance) {
     for (int i = 0; i < 3; ++i)
       EXPECT_LE(rel(ours[i].grad().to(torch::kFloat64), ref[i].grad()), 1e-4) << "window " << window << " input " << i;
   }
+}
+
+// bfloat16 inputs run bf16 block products (oneDNN) with float32 softmax and accumulators; the
+// probabilities and score gradients are rounded to bf16 for the products that take them. Against
+// the definition in float64 on the same (bf16) inputs, every case and block size.
+TEST(Attention, BFloat16KernelWithinTolerance) {
+  if (!ops::attention_detail::bf16_kernel_available()) {
+#if !IPT_TORCH2
+    // Debian's libtorch links oneDNN as a shared library: on an AVX-512 CPU it must be found.
+    ASSERT_FALSE(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+        << "oneDNN's bf16 GEMM was not found or refused this AVX-512 CPU";
+#endif
+    GTEST_SKIP() << "no bf16 GEMM in this process: bfloat16 attention is widened to float32";
+  }
+  double worst_out = 0, worst_grad = 0;
+  for (const Case& c : cases()) {
+    for (int64_t block : {4, 16, 128}) {
+      torch::manual_seed(block + 7);
+      torch::Tensor q = torch::randn({c.B, c.Hq, c.Lq, c.D}).to(torch::kBFloat16);
+      torch::Tensor k = torch::randn({c.B, c.Hkv, c.Lk, c.D}).to(torch::kBFloat16);
+      torch::Tensor v = torch::randn({c.B, c.Hkv, c.Lk, c.D}).to(torch::kBFloat16);
+      torch::Tensor up = torch::randn({c.B, c.Hq, c.Lq, c.D}).to(torch::kBFloat16);
+      AttentionOptions opt;
+      opt.window = c.window;
+      opt.cu_seqlens = c.cu;
+      opt.block_q = block;
+      opt.block_k = block + 3;
+      std::vector<torch::Tensor> ours{q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_()};
+      std::vector<torch::Tensor> ref{q.to(torch::kFloat64).requires_grad_(), k.to(torch::kFloat64).requires_grad_(),
+                                     v.to(torch::kFloat64).requires_grad_()};
+      torch::Tensor o16 = ops::attention(ours[0], ours[1], ours[2], opt);
+      torch::Tensor o64 = ops::attention_reference(ref[0], ref[1], ref[2], opt);
+      ASSERT_EQ(o16.scalar_type(), torch::kBFloat16);
+      const double out_error = rel(o16.to(torch::kFloat64), o64);
+      EXPECT_LE(out_error, 1e-2) << c.name << " block " << block;
+      worst_out = std::max(worst_out, out_error);
+      (o16 * up).sum().backward();
+      (o64 * up.to(torch::kFloat64)).sum().backward();
+      for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(ours[i].grad().scalar_type(), torch::kBFloat16);
+        const double grad_error = rel(ours[i].grad().to(torch::kFloat64), ref[i].grad());
+        EXPECT_LE(grad_error, 4e-2) << c.name << " block " << block << " input " << i;
+        worst_grad = std::max(worst_grad, grad_error);
+      }
+    }
+  }
+  std::cout << "bf16 attention: worst relative error out " << worst_out << ", gradients " << worst_grad << "\n";
+}
+
+// The model's shape (9 query heads over 3 key/value heads of 64, default blocks, 300 rows with two
+// packed documents): bf16 against the float32 kernel on the same inputs.
+TEST(Attention, BFloat16KernelAgreesWithFloat32AtModelShape) {
+  if (!ops::attention_detail::bf16_kernel_available()) GTEST_SKIP() << "no bf16 GEMM in this process";
+  torch::manual_seed(11);
+  torch::Tensor q = torch::randn({1, 9, 300, 64}).to(torch::kBFloat16), k = torch::randn({1, 3, 300, 64}).to(torch::kBFloat16);
+  torch::Tensor v = torch::randn({1, 3, 300, 64}).to(torch::kBFloat16), up = torch::randn({1, 9, 300, 64});
+  AttentionOptions opt;
+  opt.cu_seqlens = {0, 170, 300};
+  std::vector<torch::Tensor> b{q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_()};
+  std::vector<torch::Tensor> f{q.to(torch::kFloat32).requires_grad_(), k.to(torch::kFloat32).requires_grad_(),
+                               v.to(torch::kFloat32).requires_grad_()};
+  torch::Tensor ob = ops::attention(b[0], b[1], b[2], opt), of = ops::attention(f[0], f[1], f[2], opt);
+  EXPECT_LE(rel(ob.to(torch::kFloat32), of), 1e-2);
+  (ob * up.to(torch::kBFloat16)).sum().backward();
+  (of * up).sum().backward();
+  for (int i = 0; i < 3; ++i) EXPECT_LE(rel(b[i].grad().to(torch::kFloat32), f[i].grad()), 3e-2) << "input " << i;
 }
 
 TEST(Attention, PackedEqualsSeparate) {

@@ -99,7 +99,8 @@ AttentionForward run_forward(const Problem& p, const torch::Tensor& q, const tor
             " use attention()");
   AttentionForward r;
   r.out = torch::empty_like(q);
-  r.lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options());
+  const bool bf16 = q.scalar_type() == torch::kBFloat16;
+  r.lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(bf16 ? torch::kFloat32 : q.scalar_type()));
   attention_detail::forward_cpu(p, q, k, v, r.out, r.lse);
   return r;
 }
@@ -126,10 +127,13 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
   }
 };
 
-// Half precision is computed in float32.
+// What the CPU kernel computes in: float16 in float32; bfloat16 as it is where the bf16 kernel is
+// available (bf16 products, float32 softmax and accumulators), else in float32 too.
 torch::Tensor compute_type(const torch::Tensor& t) {
   const auto type = t.scalar_type();
-  return (type == torch::kHalf || type == torch::kBFloat16 ? t.to(torch::kFloat32) : t).contiguous();
+  const bool widen =
+      type == torch::kHalf || (type == torch::kBFloat16 && !attention_detail::bf16_kernel_available());
+  return (widen ? t.to(torch::kFloat32) : t).contiguous();
 }
 
 // Query rows per fused call when a mask is needed (unless AttentionOptions::block_q says): the

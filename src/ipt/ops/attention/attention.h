@@ -24,7 +24,9 @@ struct AttentionOptions {
 
 // q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], Hq a multiple of Hkv, Lq <= Lk: the queries are the
 // last Lq positions of the Lk keys (Lq = Lk for training and whole-sequence prefill).
-// Returns [B, Hq, Lq, D]; differentiable in q, k, v.
+// Returns [B, Hq, Lq, D]; differentiable in q, k, v. On the CPU, bfloat16 inputs run bf16 block
+// products with float32 softmax and accumulators where oneDNN's bf16 GEMM is available (the default
+// build on AVX-512 CPUs), and are widened to float32 otherwise.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& options = {});
 
@@ -36,7 +38,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 torch::Tensor attention_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const AttentionOptions& options = {});
 
-// The forward alone (no autograd, CPU) with each query row's log-sum-exp [B, Hq, Lq] of the scaled scores.
+// The forward alone (no autograd, CPU) with each query row's log-sum-exp [B, Hq, Lq] of the scaled
+// scores. Computed as attention() computes on the CPU: out in the kernel's type (float16 widened to
+// float32; bfloat16 kept where the bf16 kernel runs), lse float32 for 16-bit inputs.
 struct AttentionForward {
   torch::Tensor out, lse;
 };

@@ -3,8 +3,11 @@
 // Work is split into tasks (forward: one query block of one head; backward: one key block of one
 // key/value head and all query heads of its group) that workers pull from a shared counter,
 // largest first, so that the triangular cost of causal masks still balances across threads.
-// Every block product is one BLAS call on raw pointers (at::native::cpublas::gemm, no tensor
-// objects per block); the softmax of a block runs in per-row loops over a thread-local buffer.
+// Every block product is one BLAS call on raw pointers (no tensor objects per block); the softmax
+// of a block runs in per-row loops over a thread-local buffer. bfloat16 inputs stay bfloat16: their
+// block products are oneDNN's bf16 x bf16 -> float32 GEMM, scores, statistics and accumulators are
+// float32, and the probabilities (and score gradients) are rounded to bfloat16 for the products that
+// take them, as flash attention does on GPUs.
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
@@ -257,6 +260,41 @@ void softmax_grad_block(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_hea
     softmax_grad_block_base(S, dP, ld, n, rows_per_head, nk, p0, j0, window, scale, lse, delta);
 }
 
+// float -> bfloat16, rounded to nearest even (NaN stays NaN), `cols` values of each of `rows` rows
+// `ld` apart: the probabilities and score gradients as operands of bf16 products.
+typedef uint32_t U8 __attribute__((vector_size(32)));
+typedef uint16_t H8 __attribute__((vector_size(16)));
+IPT_ALWAYS_INLINE void to_bf16_impl(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * ld;
+    uint16_t* dst = out + r * ld;
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+      const F8 v = load8(row + c);
+      U8 bits;
+      std::memcpy(&bits, &v, sizeof(bits));
+      U8 rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+      rounded = v != v ? U8{} + 0x7fc0u : rounded;
+      const H8 half = __builtin_convertvector(rounded, H8);
+      std::memcpy(dst + c, &half, sizeof(half));
+    }
+    for (; c < cols; ++c) dst[c] = c10::BFloat16(row[c]).x;
+  }
+}
+IPT_TARGET_AVX2 void to_bf16_avx2(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+  to_bf16_impl(x, rows, cols, ld, out);
+}
+void to_bf16_base(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+  to_bf16_impl(x, rows, cols, ld, out);
+}
+void to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, at::BFloat16* out) {
+  auto* bits = reinterpret_cast<uint16_t*>(out);
+  if (use_avx2())
+    to_bf16_avx2(x, rows, cols, ld, bits);
+  else
+    to_bf16_base(x, rows, cols, ld, bits);
+}
+
 }  // namespace
 
 namespace {
@@ -299,6 +337,35 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     c.copy_(product.mul_(alpha));
   else
     c.mul_(beta).add_(product, alpha);
+}
+
+// bf16 blocks, float32 products and accumulators: oneDNN's gemm_bf16bf16f32 (row-major, like
+// gemm above), looked up in the process at run time as ?gemm_ is. Debian's libtorch links oneDNN
+// as a shared library; where it is not found, or refuses this CPU (it needs AVX-512), the bf16
+// kernel is not used and attention() widens bf16 inputs to float32 first.
+using Bf16Gemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const at::BFloat16*, int64_t,
+                         const at::BFloat16*, int64_t, float, float*, int64_t);
+
+Bf16Gemm bf16_gemm_function() {
+  static const Bf16Gemm fn = [] {
+    auto candidate = reinterpret_cast<Bf16Gemm>(dlsym(RTLD_DEFAULT, "dnnl_gemm_bf16bf16f32"));
+    if (!candidate) return Bf16Gemm(nullptr);
+    // A 2x2 product as a probe: status 0 (dnnl_success) and the right numbers.
+    const at::BFloat16 a[4] = {1.0f, 2.0f, 3.0f, 4.0f}, b[4] = {0.5f, 1.0f, -1.0f, 2.0f};
+    float c[4] = {0, 0, 0, 0};
+    const int status = candidate('N', 'N', 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+    const bool right = c[0] == -1.5f && c[1] == 5.0f && c[2] == -2.5f && c[3] == 11.0f;
+    return status == 0 && right ? candidate : Bf16Gemm(nullptr);
+  }();
+  return fn;
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const at::BFloat16* A, int64_t lda,
+          const at::BFloat16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const int status = bf16_gemm_function()(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
+                                          beta, C, ldc);
+  TORCH_CHECK(status == 0, "attention: oneDNN's bf16 GEMM failed with status ", status);
 }
 
 // OpenBLAS (pthreads build) serialises concurrent multi-threaded calls behind one lock: block
@@ -358,9 +425,27 @@ T* scratch(std::vector<T>& buffer, size_t size) {
   return buffer.data();
 }
 
+// Scores, statistics and accumulators are float32 for bf16 inputs, the input type otherwise.
+template <typename T>
+using Acc = std::conditional_t<std::is_same_v<T, at::BFloat16>, float, T>;
+
+// The block `x` ([rows, cols], rows `ld` apart) as an operand of a product with T blocks: itself,
+// or its bf16 rounding in `copy`.
+template <typename T>
+const T* operand(const Acc<T>* x, int64_t rows, int64_t cols, int64_t ld, std::vector<T>& copy) {
+  if constexpr (std::is_same_v<T, Acc<T>>) {
+    return x;
+  } else {
+    if (copy.size() < static_cast<size_t>(rows * ld)) copy.resize(static_cast<size_t>(rows * ld));
+    to_bf16(x, rows, cols, ld, copy.data());
+    return copy.data();
+  }
+}
+
 template <typename T>
 struct Scratch {
-  std::vector<T> s, dp, q, o, acc_k, acc_v, m, l;
+  std::vector<Acc<T>> s, dp, o, acc_k, acc_v, m, l;
+  std::vector<T> q, dout, p_operand, ds_operand;
 };
 template <typename T>
 Scratch<T>& thread_scratch() {
@@ -387,12 +472,13 @@ void forward_impl(const Problem& pb, const torch::Tensor& q_t, const torch::Tens
   const int64_t Hq = q_t.size(1), Lq = q_t.size(2), D = q_t.size(3);
   const int64_t Hkv = k_t.size(1), Lk = k_t.size(2), G = Hq / Hkv;
   const int64_t bq = pb.block_q, bk = pb.block_k, window = pb.window;
-  const T scale = static_cast<T>(pb.scale);
+  using A = Acc<T>;
+  const A scale = static_cast<A>(pb.scale);
   const T* q = q_t.data_ptr<T>();
   const T* k = k_t.data_ptr<T>();
   const T* v = v_t.data_ptr<T>();
   T* out = out_t.data_ptr<T>();
-  T* lse = lse_t.data_ptr<T>();
+  A* lse = lse_t.data_ptr<A>();
 
   std::vector<ForwardTask> tasks;
   std::vector<int64_t> cost;
@@ -422,29 +508,30 @@ void forward_impl(const Problem& pb, const torch::Tensor& q_t, const torch::Tens
     const T* V = v + row_k * D;
 
     Scratch<T>& ws = thread_scratch<T>();
-    T* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
+    A* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
     T* Q = scratch(ws.q, static_cast<size_t>(G * bq * D));
-    T* O = scratch(ws.o, static_cast<size_t>(G * bq * D));
-    T* m = scratch(ws.m, static_cast<size_t>(G * bq));
-    T* l = scratch(ws.l, static_cast<size_t>(G * bq));
+    A* O = scratch(ws.o, static_cast<size_t>(G * bq * D));
+    A* m = scratch(ws.m, static_cast<size_t>(G * bq));
+    A* l = scratch(ws.l, static_cast<size_t>(G * bq));
     gather_heads(q + row_q * D, Lq * D, G, n, D, Q);
-    std::fill(m, m + rows, -std::numeric_limits<T>::infinity());
-    std::fill(l, l + rows, T(0));
-    std::fill(O, O + rows * D, T(0));
+    std::fill(m, m + rows, -std::numeric_limits<A>::infinity());
+    std::fill(l, l + rows, A(0));
+    std::fill(O, O + rows * D, A(0));
 
     const int64_t k_first = visible_begin(p0, window), k_last = p0 + n;  // keys [k_first, k_last)
     for (int64_t j0 = k_first; j0 < k_last; j0 += bk) {
       const int64_t nk = std::min(bk, k_last - j0);
-      gemm<T>(false, true, rows, nk, D, T(1), Q, D, K + j0 * D, D, T(0), S, bk);
-      softmax_block<T>(S, bk, rows, n, nk, p0, j0, window, scale, m, l, O, D);
-      gemm<T>(false, false, rows, D, nk, T(1), S, bk, V + j0 * D, D, T(1), O, D);
+      gemm(false, true, rows, nk, D, A(1), Q, D, K + j0 * D, D, A(0), S, bk);
+      softmax_block<A>(S, bk, rows, n, nk, p0, j0, window, scale, m, l, O, D);
+      const T* P = operand<T>(S, rows, nk, bk, ws.p_operand);
+      gemm(false, false, rows, D, nk, A(1), P, bk, V + j0 * D, D, A(1), O, D);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t g = r / n, i = r % n;
-      const T inv = T(1) / l[r];
-      const T* o_row = O + r * D;
+      const A inv = A(1) / l[r];
+      const A* o_row = O + r * D;
       T* out_row = out + (row_q + g * Lq + i) * D;
-      for (int64_t d = 0; d < D; ++d) out_row[d] = o_row[d] * inv;
+      for (int64_t d = 0; d < D; ++d) out_row[d] = static_cast<T>(o_row[d] * inv);
       lse[row_q + g * Lq + i] = m[r] + std::log(l[r]);
     }
   });
@@ -462,12 +549,14 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
   const int64_t B = q_t.size(0), Hq = q_t.size(1), Lq = q_t.size(2), D = q_t.size(3);
   const int64_t Hkv = k_t.size(1), Lk = k_t.size(2), G = Hq / Hkv;
   const int64_t bq = pb.block_q, bk = pb.block_k, window = pb.window;
-  const T scale = static_cast<T>(pb.scale);
+  using A = Acc<T>;
+  const auto acc_options = q_t.options().dtype(c10::CppTypeToScalarType<A>::value);
+  const A scale = static_cast<A>(pb.scale);
   const T* q = q_t.data_ptr<T>();
   const T* k = k_t.data_ptr<T>();
   const T* v = v_t.data_ptr<T>();
   const T* out = out_t.data_ptr<T>();
-  const T* lse = lse_t.data_ptr<T>();
+  const A* lse = lse_t.data_ptr<A>();
   const T* dout = dout_t.data_ptr<T>();
 
   Gradients g;
@@ -480,12 +569,12 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
 
   // delta_i = rowsum(dO_i * O_i).
   const int64_t rows_total = B * Hq * Lq;
-  torch::Tensor delta_t = torch::empty({B, Hq, Lq}, q_t.options());
-  T* delta = delta_t.data_ptr<T>();
+  torch::Tensor delta_t = torch::empty({B, Hq, Lq}, acc_options);
+  A* delta = delta_t.data_ptr<A>();
   at::parallel_for(0, rows_total, 256, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      T acc = 0;
-      for (int64_t d = 0; d < D; ++d) acc += dout[r * D + d] * out[r * D + d];
+      A acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += static_cast<A>(dout[r * D + d]) * static_cast<A>(out[r * D + d]);
       delta[r] = acc;
     }
   });
@@ -494,7 +583,7 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
   // (made on its first task) and they are summed at the end: memory O(workers * |q|).
   const int64_t workers = std::max<int64_t>(1, at::get_num_threads());
   std::vector<torch::Tensor> dq_parts(static_cast<size_t>(workers));
-  std::vector<T*> dq_ptr(static_cast<size_t>(workers), nullptr);
+  std::vector<A*> dq_ptr(static_cast<size_t>(workers), nullptr);
 
   std::vector<BackwardTask> tasks;
   std::vector<int64_t> cost;
@@ -515,10 +604,10 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
   SingleThreadedBlas blas_guard;
   run_tasks(workers, largest_first(cost), [&](int64_t worker, int64_t ti) {
     if (!dq_ptr[worker]) {
-      dq_parts[worker] = torch::zeros_like(q_t);
-      dq_ptr[worker] = dq_parts[worker].template data_ptr<T>();
+      dq_parts[worker] = torch::zeros(q_t.sizes(), acc_options);
+      dq_ptr[worker] = dq_parts[worker].template data_ptr<A>();
     }
-    T* dq = dq_ptr[worker];
+    A* dq = dq_ptr[worker];
     const BackwardTask& task = tasks[ti];
     const Segment& seg = pb.segments[task.segment];
     const int64_t k0 = task.k0;
@@ -530,16 +619,16 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
     const int64_t i_end = window > 0 ? std::min(seg.q_length(), k0 + nk - 1 + window - seg.offset()) : seg.q_length();
 
     Scratch<T>& ws = thread_scratch<T>();
-    T* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
-    T* dP = scratch(ws.dp, static_cast<size_t>(G * bq * bk));
+    A* S = scratch(ws.s, static_cast<size_t>(G * bq * bk));
+    A* dP = scratch(ws.dp, static_cast<size_t>(G * bq * bk));
     T* Q = scratch(ws.q, static_cast<size_t>(G * bq * D));
-    T* dO = scratch(ws.o, static_cast<size_t>(G * bq * D));
-    T* lse_rows = scratch(ws.m, static_cast<size_t>(G * bq));
-    T* delta_rows = scratch(ws.l, static_cast<size_t>(G * bq));
-    T* dK = scratch(ws.acc_k, static_cast<size_t>(bk * D));
-    T* dV = scratch(ws.acc_v, static_cast<size_t>(bk * D));
-    std::fill(dK, dK + nk * D, T(0));
-    std::fill(dV, dV + nk * D, T(0));
+    T* dO = scratch(ws.dout, static_cast<size_t>(G * bq * D));
+    A* lse_rows = scratch(ws.m, static_cast<size_t>(G * bq));
+    A* delta_rows = scratch(ws.l, static_cast<size_t>(G * bq));
+    A* dK = scratch(ws.acc_k, static_cast<size_t>(bk * D));
+    A* dV = scratch(ws.acc_v, static_cast<size_t>(bk * D));
+    std::fill(dK, dK + nk * D, A(0));
+    std::fill(dV, dV + nk * D, A(0));
 
     for (int64_t i0 = i_begin; i0 < i_end; i0 += bq) {
       const int64_t n = std::min(bq, i_end - i0), rows = G * n;
@@ -548,49 +637,63 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
       gather_heads(dout + row_q * D, Lq * D, G, n, D, dO);
       gather_heads(lse + row_q, Lq, G, n, 1, lse_rows);
       gather_heads(delta + row_q, Lq, G, n, 1, delta_rows);
-      gemm<T>(false, true, rows, nk, D, T(1), Q, D, K, D, T(0), S, bk);
-      gemm<T>(false, true, rows, nk, D, T(1), dO, D, V, D, T(0), dP, bk);
-      softmax_grad_block<T>(S, dP, bk, rows, n, nk, seg.offset() + i0, k0, window, scale, lse_rows, delta_rows);
+      gemm(false, true, rows, nk, D, A(1), Q, D, K, D, A(0), S, bk);
+      gemm(false, true, rows, nk, D, A(1), dO, D, V, D, A(0), dP, bk);
+      softmax_grad_block<A>(S, dP, bk, rows, n, nk, seg.offset() + i0, k0, window, scale, lse_rows, delta_rows);
       // dV += P^T dO, dK += dS^T Q (scaled at the end), dQ += scale * dS K (head by head).
-      gemm<T>(true, false, nk, D, rows, T(1), S, bk, dO, D, T(1), dV, D);
-      gemm<T>(true, false, nk, D, rows, T(1), dP, bk, Q, D, T(1), dK, D);
+      const T* P = operand<T>(S, rows, nk, bk, ws.p_operand);
+      const T* dS = operand<T>(dP, rows, nk, bk, ws.ds_operand);
+      gemm(true, false, nk, D, rows, A(1), P, bk, dO, D, A(1), dV, D);
+      gemm(true, false, nk, D, rows, A(1), dS, bk, Q, D, A(1), dK, D);
       for (int64_t h = 0; h < G; ++h)
-        gemm<T>(false, false, n, D, nk, scale, dP + h * n * bk, bk, K, D, T(1), dq + (row_q + h * Lq) * D, D);
+        gemm(false, false, n, D, nk, scale, dS + h * n * bk, bk, K, D, A(1), dq + (row_q + h * Lq) * D, D);
     }
     T* dk_rows = dk + row_k * D;
     T* dv_rows = dv + row_k * D;
     for (int64_t e = 0; e < nk * D; ++e) {
-      dk_rows[e] = dK[e] * scale;
-      dv_rows[e] = dV[e];
+      dk_rows[e] = static_cast<T>(dK[e] * scale);
+      dv_rows[e] = static_cast<T>(dV[e]);
     }
   });
 
-  g.dq = torch::Tensor();
+  torch::Tensor dq;
   for (auto& part : dq_parts) {
     if (!part.defined()) continue;
-    if (!g.dq.defined())
-      g.dq = part;
+    if (!dq.defined())
+      dq = part;
     else
-      g.dq.add_(part);
+      dq.add_(part);
   }
-  if (!g.dq.defined()) g.dq = torch::zeros_like(q_t);
+  g.dq = dq.defined() ? dq.to(q_t.scalar_type()) : torch::zeros_like(q_t);
   return g;
 }
 
 }  // namespace
 
+bool bf16_kernel_available() { return bf16_gemm_function() != nullptr; }
+
 void forward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                  torch::Tensor& out, torch::Tensor& lse) {
-  if (q.scalar_type() == torch::kFloat64)
-    forward_impl<double>(problem, q, k, v, out, lse);
-  else
-    forward_impl<float>(problem, q, k, v, out, lse);
+  switch (q.scalar_type()) {
+    case torch::kFloat64: return forward_impl<double>(problem, q, k, v, out, lse);
+    case torch::kFloat32: return forward_impl<float>(problem, q, k, v, out, lse);
+    case torch::kBFloat16:
+      TORCH_CHECK(bf16_kernel_available(), "attention: no bf16 GEMM in this process; widen to float32 first");
+      return forward_impl<at::BFloat16>(problem, q, k, v, out, lse);
+    default: TORCH_CHECK(false, "attention: the CPU kernel takes float64, float32 or bfloat16, got ", q.scalar_type());
+  }
 }
 
 Gradients backward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                        const torch::Tensor& out, const torch::Tensor& lse, const torch::Tensor& dout) {
-  if (q.scalar_type() == torch::kFloat64) return backward_impl<double>(problem, q, k, v, out, lse, dout);
-  return backward_impl<float>(problem, q, k, v, out, lse, dout);
+  switch (q.scalar_type()) {
+    case torch::kFloat64: return backward_impl<double>(problem, q, k, v, out, lse, dout);
+    case torch::kFloat32: return backward_impl<float>(problem, q, k, v, out, lse, dout);
+    case torch::kBFloat16:
+      TORCH_CHECK(bf16_kernel_available(), "attention: no bf16 GEMM in this process; widen to float32 first");
+      return backward_impl<at::BFloat16>(problem, q, k, v, out, lse, dout);
+    default: TORCH_CHECK(false, "attention: the CPU kernel takes float64, float32 or bfloat16, got ", q.scalar_type());
+  }
 }
 
 }  // namespace ipt::ops::attention_detail

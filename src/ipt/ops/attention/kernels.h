@@ -24,12 +24,18 @@ struct Problem {
   int64_t block_k = 256;
 };
 
-// q [B, Hq, Lq, D], k, v [B, Hkv, Lk, D], contiguous, float or double.
-// Fills out [B, Hq, Lq, D] and lse [B, Hq, Lq] (both preallocated, contiguous).
+// Whether bfloat16 inputs can run in bfloat16 (oneDNN's bf16 GEMM was found in the process and
+// runs on this CPU); otherwise callers widen them to float32.
+bool bf16_kernel_available();
+
+// q [B, Hq, Lq, D], k, v [B, Hkv, Lk, D], contiguous, float64, float32 or (when available)
+// bfloat16. Fills out [B, Hq, Lq, D] (q's type) and lse [B, Hq, Lq] (float32 for bfloat16 inputs,
+// q's type otherwise), both preallocated and contiguous.
 void forward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                  torch::Tensor& out, torch::Tensor& lse);
 
-// Gradients from the saved out and lse (all contiguous); dq, dk, dv are allocated here.
+// Gradients from the saved out and lse (all contiguous, types as forward_cpu's); dq, dk, dv (q's
+// type) are allocated here.
 struct Gradients {
   torch::Tensor dq, dk, dv;
 };
