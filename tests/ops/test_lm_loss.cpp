@@ -33,6 +33,21 @@ TEST(LmLoss, EqualsFullCrossEntropyWithGradients) {
   }
 }
 
+// One block (the forward keeps the probabilities for the backward): a retained graph's second
+// backward adds the same gradients again, so the kept probabilities are not consumed.
+TEST(LmLoss, KeptProbabilitiesSurviveARetainedGraph) {
+  torch::manual_seed(4);
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor h = torch::randn({6, 5}, o).requires_grad_(), w = torch::randn({11, 5}, o).requires_grad_();
+  torch::Tensor labels = torch::randint(0, 11, {6}, torch::kInt64);
+  ops::LmLoss r = ops::lm_loss(h, w, labels, {64, -100});
+  r.loss.backward({}, /*retain_graph=*/true);
+  const torch::Tensor dh = h.grad().clone(), dw = w.grad().clone();
+  r.loss.backward();
+  EXPECT_TRUE(torch::allclose(h.grad(), 2 * dh, 1e-12, 1e-14));
+  EXPECT_TRUE(torch::allclose(w.grad(), 2 * dw, 1e-12, 1e-14));
+}
+
 TEST(LmLoss, AllIgnoredGivesZeroAndZeroGradient) {
   torch::Tensor h = torch::randn({4, 3}, torch::kFloat64).requires_grad_(), w = torch::randn({5, 3}, torch::kFloat64);
   ops::LmLoss r = ops::lm_loss(h, w, torch::full({4}, -100, torch::kInt64));

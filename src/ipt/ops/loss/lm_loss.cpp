@@ -12,8 +12,14 @@ torch::Dtype stat_type(const torch::Tensor& t) {
   return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-// Forward saves hidden, head, labels and each row's log-sum-exp; backward rebuilds a block of
-// logits at a time: d logits = (softmax - onehot) / counted.
+// When every row fits in one block and that block's probabilities take at most this much, the
+// forward keeps them for the backward instead of it recomputing the logits (a product as large as
+// the head's forward: a tenth of a SmolLM2-135M training step at 512 tokens). Memory stays
+// bounded by one block, as the forward already needs; it only lives longer.
+constexpr int64_t kKeepProbabilitiesBytes = int64_t{256} << 20;
+
+// Forward saves hidden, head, labels and each row's log-sum-exp (and the probabilities, above);
+// backward rebuilds a block of logits at a time: d logits = (softmax - onehot) / counted.
 struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor hidden, torch::Tensor head,
                                torch::Tensor labels, int64_t block_rows, int64_t ignore_index,
@@ -23,6 +29,8 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
     torch::Tensor nll = torch::zeros({N}, lse.options());
     torch::Tensor valid = labels != ignore_index;
     torch::Tensor safe_labels = labels.clamp_min(0);
+    const bool keep = N <= block_rows && N * head.size(0) * lse.element_size() <= kKeepProbabilitiesBytes;
+    torch::Tensor probabilities;  // [N, V] when kept
     for (int64_t begin = 0; begin < N; begin += block_rows) {
       const int64_t n = std::min(block_rows, N - begin);
       torch::Tensor logits = torch::mm(hidden.narrow(0, begin, n), head.t()).to(lse.scalar_type());  // [n, V]
@@ -30,11 +38,12 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
       lse.narrow(0, begin, n).copy_(block_lse);
       torch::Tensor picked = logits.gather(1, safe_labels.narrow(0, begin, n).unsqueeze(1)).squeeze(1);
       nll.narrow(0, begin, n).copy_((block_lse - picked) * valid.narrow(0, begin, n).to(lse.scalar_type()));
+      if (keep) probabilities = logits.sub_(block_lse.unsqueeze(1)).exp_();
     }
     const int64_t counted = valid.sum().item<int64_t>();
     *token_nll_out = nll;
     *counted_out = counted;
-    ctx->save_for_backward({hidden, head, labels, lse});
+    ctx->save_for_backward({hidden, head, labels, lse, probabilities});
     ctx->saved_data["block_rows"] = block_rows;
     ctx->saved_data["ignore_index"] = ignore_index;
     ctx->saved_data["counted"] = counted;
@@ -44,7 +53,7 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
-    torch::Tensor hidden = saved[0], head = saved[1], labels = saved[2], lse = saved[3];
+    torch::Tensor hidden = saved[0], head = saved[1], labels = saved[2], lse = saved[3], probabilities = saved[4];
     const int64_t block_rows = ctx->saved_data["block_rows"].toInt();
     const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
     const int64_t counted = ctx->saved_data["counted"].toInt();
@@ -56,11 +65,16 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
       for (int64_t begin = 0; begin < N; begin += block_rows) {
         const int64_t n = std::min(block_rows, N - begin);
         torch::Tensor h = hidden.narrow(0, begin, n), y = labels.narrow(0, begin, n);
-        torch::Tensor valid = (y != ignore_index).to(lse.scalar_type()).unsqueeze(1);
-        // softmax - onehot, zero on ignored rows, times the upstream scale.
-        torch::Tensor g = torch::mm(h, head.t()).to(lse.scalar_type()).sub_(lse.narrow(0, begin, n).unsqueeze(1)).exp_();
-        g.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -torch::ones({n, 1}, g.options()));
-        g.mul_(valid).mul_(scale);
+        // softmax - onehot, zero on ignored rows, times the upstream scale; the kept probabilities
+        // are only read (a retained graph may run this backward again).
+        const torch::Tensor row_scale = (y != ignore_index).to(lse.scalar_type()).mul_(scale).unsqueeze(1);
+        torch::Tensor g = probabilities.defined() ? probabilities * row_scale
+                                                  : torch::mm(h, head.t())
+                                                        .to(lse.scalar_type())
+                                                        .sub_(lse.narrow(0, begin, n).unsqueeze(1))
+                                                        .exp_()
+                                                        .mul_(row_scale);
+        g.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -row_scale);
         const torch::Tensor g_compute = g.to(head.scalar_type());  // products in the compute type
         d_hidden.narrow(0, begin, n).copy_(torch::mm(g_compute, head));
         if (d_head.scalar_type() == h.scalar_type()) d_head.addmm_(g_compute.t(), h);
