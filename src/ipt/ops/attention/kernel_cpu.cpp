@@ -5,9 +5,9 @@
 // largest first, so that the triangular cost of causal masks still balances across threads.
 // Every block product is one BLAS call on raw pointers (no tensor objects per block); the softmax
 // of a block runs in per-row loops over a thread-local buffer. bfloat16 inputs stay bfloat16: their
-// block products are oneDNN's bf16 x bf16 -> float32 GEMM, scores, statistics and accumulators are
-// float32, and the probabilities (and score gradients) are rounded to bfloat16 for the products that
-// take them, as flash attention does on GPUs.
+// block products are bf16 x bf16 -> float32 (ops/gemm/bf16_gemm.h); scores, statistics and
+// accumulators are float32, and the probabilities (and score gradients) are rounded to bfloat16 for
+// the products that take them, as flash attention does on GPUs.
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "ipt/ops/attention/kernels.h"
+#include "ipt/ops/gemm/bf16_gemm.h"
 
 // The 8-float vector values below never cross a non-inlined call; the ABI note does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -339,33 +340,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     c.mul_(beta).add_(product, alpha);
 }
 
-// bf16 blocks, float32 products and accumulators: oneDNN's gemm_bf16bf16f32 (row-major, like
-// gemm above), looked up in the process at run time as ?gemm_ is. Debian's libtorch links oneDNN
-// as a shared library; where it is not found, or refuses this CPU (it needs AVX-512), the bf16
-// kernel is not used and attention() widens bf16 inputs to float32 first.
-using Bf16Gemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const at::BFloat16*, int64_t,
-                         const at::BFloat16*, int64_t, float, float*, int64_t);
-
-Bf16Gemm bf16_gemm_function() {
-  static const Bf16Gemm fn = [] {
-    auto candidate = reinterpret_cast<Bf16Gemm>(dlsym(RTLD_DEFAULT, "dnnl_gemm_bf16bf16f32"));
-    if (!candidate) return Bf16Gemm(nullptr);
-    // A 2x2 product as a probe: status 0 (dnnl_success) and the right numbers.
-    const at::BFloat16 a[4] = {1.0f, 2.0f, 3.0f, 4.0f}, b[4] = {0.5f, 1.0f, -1.0f, 2.0f};
-    float c[4] = {0, 0, 0, 0};
-    const int status = candidate('N', 'N', 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
-    const bool right = c[0] == -1.5f && c[1] == 5.0f && c[2] == -2.5f && c[3] == 11.0f;
-    return status == 0 && right ? candidate : Bf16Gemm(nullptr);
-  }();
-  return fn;
-}
-
+// bf16 blocks, float32 products and accumulators (ops/gemm/bf16_gemm.h).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const at::BFloat16* A, int64_t lda,
           const at::BFloat16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  const int status = bf16_gemm_function()(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
-                                          beta, C, ldc);
-  TORCH_CHECK(status == 0, "attention: oneDNN's bf16 GEMM failed with status ", status);
+  gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // OpenBLAS (pthreads build) serialises concurrent multi-threaded calls behind one lock: block
@@ -670,7 +648,7 @@ Gradients backward_impl(const Problem& pb, const torch::Tensor& q_t, const torch
 
 }  // namespace
 
-bool bf16_kernel_available() { return bf16_gemm_function() != nullptr; }
+bool bf16_kernel_available() { return bf16_gemm_available(); }
 
 void forward_cpu(const Problem& problem, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                  torch::Tensor& out, torch::Tensor& lse) {

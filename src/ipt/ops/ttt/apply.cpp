@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "ipt/common/error.h"
+#include "ipt/ops/gemm/bf16_gemm.h"
 #include "ipt/ops/ttt/kernels.h"
 
 namespace ipt::ttt {
@@ -209,7 +210,9 @@ torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_c
             "chunk_delta needs Z [n, h] and V [n, d] with the same n, got ", shape_of(Z_chunk), " and ",
             shape_of(V_chunk));
   torch::NoGradGuard no_grad;
-  torch::Tensor update = lr * torch::mm(V_chunk.t(), Z_chunk);
+  const bool bf16 = Z_chunk.scalar_type() == torch::kBFloat16 && V_chunk.scalar_type() == torch::kBFloat16 &&
+                    Z_chunk.device().is_cpu() && ops::bf16_gemm_available();
+  torch::Tensor update = bf16 ? ops::mm_bf16(V_chunk.t(), Z_chunk).mul_(lr) : lr * torch::mm(V_chunk.t(), Z_chunk);
   return update.mul_(detail::clip_scale(update, clip));
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "ipt/common/error.h"
+#include "ipt/ops/gemm/bf16_gemm.h"
 #include "ipt/ops/matvec/matvec.h"
 #include "ipt/ops/ttt/ttt.h"
 
@@ -65,7 +66,13 @@ void Stream::append(const torch::Tensor& z_rows, const torch::Tensor& v_rows) {
   state_.pending_v = torch::cat({state_.pending_v, v_rows.to(type)});
   if (pending() == chunk_size_) {
     if (decay_ < 1.0) state_.weight.sub_(origin_).mul_(decay_).add_(origin_);  // as ttt::apply decays
-    state_.weight.add_(chunk_delta(state_.pending_z, state_.pending_v, lr_, clip_));
+    // In bf16 compute the rows came in as bf16: where the bf16 GEMM runs, their product is bf16 with
+    // float32 sums (the float32 numbers up to summation order, at the bf16 rate, on libtorch's
+    // threads instead of OpenBLAS's, which then spin against them).
+    const bool bf16 = compute_weight_.scalar_type() == torch::kBFloat16 && ops::bf16_gemm_available();
+    state_.weight.add_(bf16 ? chunk_delta(state_.pending_z.to(torch::kBFloat16), state_.pending_v.to(torch::kBFloat16),
+                                          lr_, clip_)
+                            : chunk_delta(state_.pending_z, state_.pending_v, lr_, clip_));
     if (!compute_weight_.is_same(state_.weight)) compute_weight_.copy_(state_.weight);
     state_.updates += 1;
     state_.pending_z = state_.pending_z.narrow(0, 0, 0);

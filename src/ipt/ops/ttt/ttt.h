@@ -68,7 +68,9 @@ Output apply(const torch::Tensor& Z, const torch::Tensor& V, const torch::Tensor
 // Checks a decay lambda: finite and in (0, 1]; `what` names the setting in the error.
 void check_decay(double decay, const std::string& what);
 
-// One chunk's update s * lr * V_c^T Z_c (clipped as in Options), no gradient.
+// One chunk's update s * lr * V_c^T Z_c (clipped as in Options), no gradient. bfloat16 rows on the
+// CPU give a float32 update where the bf16 GEMM runs (ops/gemm/bf16_gemm.h: exact products, float32
+// sums), the rows' type otherwise.
 torch::Tensor chunk_delta(const torch::Tensor& Z_chunk, const torch::Tensor& V_chunk, double lr, double clip);
 
 // Token-by-token (or any-size-piece) continuation of one document: outputs use the current fast
