@@ -61,8 +61,10 @@ struct Output {
   std::vector<DocumentState> states;  // one per document (row-major: rows, then packed documents)
 };
 
-// Z [B, L, h], V [B, L, d], W0 [d, h]; floating types, one device. Half and bfloat16 inputs are
-// computed in float32 and returned in their own type. Differentiable in Z, V and W0.
+// Z [B, L, h], V [B, L, d], W0 [d, h]; floating types, one device. Half and bfloat16 inputs run
+// their products in that type with the fast weight (and the backward's gradient sum) in float32
+// masters; the reference algorithm computes them in float32. Outputs in the inputs' type.
+// Differentiable in Z, V and W0.
 Output apply(const torch::Tensor& Z, const torch::Tensor& V, const torch::Tensor& W0, const Options& options);
 
 // Checks a decay lambda: finite and in (0, 1]; `what` names the setting in the error.
