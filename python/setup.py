@@ -1,7 +1,9 @@
 """Builds inplace_ttt._C against the torch that is installed (so: `pip install --no-build-isolation`).
 
 The extension compiles the engine's operator sources from the repository's src/ directly (no copy):
-src/ipt/ops/ttt/*.cpp but stream.cpp (decoding streams, which need ops/matvec) plus python/csrc. Set CXX="ccache g++"
+src/ipt/ops/ttt/*.cpp but stream.cpp (decoding streams, which need ops/matvec), the bf16 GEMM lookup
+the chunk update may use (src/ipt/ops/gemm/bf16_gemm.cpp; torch's wheel keeps oneDNN private, so in
+Python it finds none and the update stays a torch product) plus python/csrc. Set CXX="ccache g++"
 to reuse objects between builds; MAX_JOBS bounds the parallel compiles.
 """
 import os
@@ -27,6 +29,7 @@ if not os.path.isdir(os.path.join(SRC, "ipt", "ops", "ttt")):
 
 sources = [os.path.join(HERE, "csrc", f) for f in ("ops.cpp", "module.cpp")]
 sources += sorted(os.path.join(TTT_DIR, f) for f in os.listdir(TTT_DIR) if f.endswith(".cpp") and f != "stream.cpp")
+sources.append(os.path.join(SRC, "ipt", "ops", "gemm", "bf16_gemm.cpp"))
 
 setup(
     name="inplace_ttt",
