@@ -123,3 +123,60 @@ TEST(Rope, BadInput) {
   EXPECT_THROW(ops::apply_rope(torch::randn({1, 1, 4, 8}), torch::arange(3), t), Error);
   EXPECT_THROW(ops::apply_rope(torch::randn({1, 1, 4, 6}), torch::arange(4), t), Error);
 }
+
+namespace {
+struct RopeRun {
+  torch::Tensor y, dx;
+};
+// y and the gradient of sum(y * probe) with respect to x, by `f`.
+template <typename F>
+RopeRun rope_run(F f, const torch::Tensor& x, const ops::RopeAngles& angles, const torch::Tensor& probe) {
+  torch::Tensor leaf = x.detach().clone().set_requires_grad(true);
+  torch::Tensor y = f(leaf.transpose(1, 2), angles);  // [B, L, H, D] storage seen as [B, H, L, D], as the model does
+  (y * probe.to(y.scalar_type())).sum().backward();
+  return {y.detach(), leaf.grad()};
+}
+double rel(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor x = a.to(torch::kFloat64), y = b.to(torch::kFloat64);
+  return ((x - y).abs().max() / y.abs().max()).item<double>();
+}
+}  // namespace
+
+TEST(Rope, FusedPassMatchesTheExpression) {
+  // float32 against the expression in float64; bfloat16 against the expression on the same bf16
+  // inputs (within a bf16 rounding) and no further from float64 on average. Both angle layouts
+  // ([L, D]; [B, 1, L, D] from per-row positions), head dims with and without a vector tail.
+  torch::manual_seed(8);
+  for (int64_t D : {64, 6}) {
+    RopeParams p;
+    p.head_dim = D;
+    const auto table = ops::rope_table(p);
+    for (bool per_row : {false, true}) {
+      torch::Tensor positions = per_row ? torch::tensor({{0, 1, 2, 0, 1, 2, 3}, {9, 10, 11, 12, 13, 14, 15}})
+                                        : torch::arange(100, 107);
+      torch::Tensor x = torch::randn({2, 7, 3, D}) * 2;  // [B, L, H, D]
+      torch::Tensor probe = torch::randn({2, 3, 7, D});
+      auto fused = [](const torch::Tensor& a, const ops::RopeAngles& g) { return ops::apply_rope(a, g); };
+      auto expr = [](const torch::Tensor& a, const ops::RopeAngles& g) { return ops::apply_rope_reference(a, g); };
+      const auto a32 = ops::rope_angles(positions, table, torch::kFloat32);
+      const auto a64 = ops::rope_angles(positions, table, torch::kFloat64);
+      const auto f32 = rope_run(fused, x, a32, probe);
+      const auto e64 = rope_run(expr, x.to(torch::kFloat64), a64, probe.to(torch::kFloat64));
+      EXPECT_TRUE(f32.y.is_contiguous());
+      EXPECT_LT(rel(f32.y, e64.y), 1e-6) << D << " " << per_row;
+      EXPECT_LT(rel(f32.dx, e64.dx), 1e-6) << D << " " << per_row;
+      const auto a16 = ops::rope_angles(positions, table, torch::kBFloat16);
+      const torch::Tensor xb = x.to(torch::kBFloat16);
+      const auto f16 = rope_run(fused, xb, a16, probe);
+      const auto e16 = rope_run(expr, xb, a16, probe);
+      const auto e16_64 = rope_run(expr, xb.to(torch::kFloat64), {a16.cos.to(torch::kFloat64), a16.sin.to(torch::kFloat64)},
+                                   probe.to(torch::kFloat64));
+      EXPECT_EQ(f16.y.scalar_type(), torch::kBFloat16);
+      for (auto [f, e, d] : {std::tuple{f16.y, e16.y, e16_64.y}, {f16.dx, e16.dx, e16_64.dx}}) {
+        EXPECT_LT(rel(f, e), 1e-2);
+        auto mean_error = [&](const torch::Tensor& t) { return (t.to(torch::kFloat64) - d).abs().mean().item<double>(); };
+        EXPECT_LE(mean_error(f), 1.05 * mean_error(e) + 1e-12);
+      }
+    }
+  }
+}

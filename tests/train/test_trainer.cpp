@@ -179,6 +179,50 @@ TEST(AdamW, ClipsGlobalNorm) {
   EXPECT_NEAR(train::clip_grad_norm(params, 0.0), 1.0, 1e-5);  // 0 = measure only
 }
 
+TEST(AdamW, ScaleAtReadEqualsClippingFirstAndCopiesFollowInBf16) {
+  // step(lr, clip_scale(norm)) against clip_grad_norm then step(lr): the same bits, for the fused
+  // float32 path (a large parameter, threads, an odd tail) and the tensor expression (float64).
+  // The bf16 compute copies equal each updated master rounded to bf16, NaN included.
+  torch::manual_seed(6);
+  auto make = [] {
+    torch::manual_seed(7);
+    return train::NamedParameters{{"w", torch::randn({301, 777})}, {"d", torch::randn({5, 3}, torch::kFloat64)}};
+  };
+  train::NamedParameters clipped = make(), scaled = make();
+  train::AdamW by_clipping(clipped, {}), by_scale(scaled, {});
+  std::vector<torch::Tensor> copies{torch::zeros({301, 777}, torch::kBFloat16), torch::zeros({5, 3}, torch::kBFloat16)};
+  by_scale.set_compute_copies(copies);
+  for (int step = 1; step <= 3; ++step) {
+    for (size_t i = 0; i < clipped.size(); ++i) {
+      torch::Tensor g = torch::randn_like(clipped[i].second) * 3;
+      clipped[i].second.mutable_grad() = g.clone();
+      scaled[i].second.mutable_grad() = g.clone();
+    }
+    const double norm = train::clip_grad_norm(clipped, 1.0);
+    by_clipping.step(0.01);
+    const double same_norm = train::grad_norm(scaled);
+    EXPECT_EQ(norm, same_norm);
+    EXPECT_LT(train::clip_scale(norm, 1.0), 1.0);
+    by_scale.step(0.01, train::clip_scale(same_norm, 1.0));
+    for (size_t i = 0; i < clipped.size(); ++i) {
+      EXPECT_TRUE(torch::equal(clipped[i].second, scaled[i].second)) << clipped[i].first << " step " << step;
+      EXPECT_TRUE(torch::equal(copies[i], scaled[i].second.to(torch::kBFloat16))) << clipped[i].first;
+    }
+  }
+  EXPECT_EQ(train::clip_scale(0.5, 1.0), 1.0);
+  EXPECT_EQ(train::clip_scale(5.0, 0.0), 1.0);  // 0 = no clipping
+  // NaN and rounding ties in the copy: a parameter set so, stepped with zero learning rate.
+  train::NamedParameters p{{"x", torch::tensor({std::nanf(""), 1.00390625f, 1.01171875f, -2.5f})}};
+  p[0].second.mutable_grad() = torch::zeros({4});
+  torch::Tensor copy = torch::zeros({4}, torch::kBFloat16);
+  train::AdamW adam(p, {0.9, 0.95, 1e-8, 0.0});
+  adam.set_compute_copies({copy});
+  adam.step(0.0);
+  EXPECT_TRUE(std::isnan(copy[0].item<float>()));
+  EXPECT_TRUE(torch::equal(copy.narrow(0, 1, 3), p[0].second.narrow(0, 1, 3).to(torch::kBFloat16)));
+  EXPECT_THROW(adam.set_compute_copies({torch::zeros({3}, torch::kBFloat16)}), Error);
+}
+
 TEST(AdamW, GlobalNormOfLargeGradientsMatchesDouble) {
   // Float32 gradients large enough to be summed on several threads, one float64 and one
   // non-contiguous (the tensor-expression path), against the norm computed in double.

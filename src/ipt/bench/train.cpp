@@ -37,37 +37,36 @@ nlohmann::json measure_train_steps(const TrainOptions& o, bool ttt, bool checkpo
   for (const auto& p : master->named_parameters()) params.emplace_back(p.key(), p.value());
   for (const auto& p : lm->named_parameters()) compute_params.emplace_back(p.key(), p.value());
   train::AdamW adam(params, {});
+  if (mixed) {  // the optimizer writes each updated master into its bf16 copy, as the trainer's does
+    std::vector<torch::Tensor> copies;
+    for (const auto& [name, p] : compute_params) copies.push_back(p);
+    adam.set_compute_copies(std::move(copies));
+  }
   const int64_t d = lm->config().hidden_size;
   torch::manual_seed(0);
   torch::Tensor ids = torch::randint(0, lm->config().vocab_size, {1, o.seq_len + 1}, torch::kInt64).to(load.device);
   torch::Tensor input = ids.narrow(1, 0, o.seq_len), labels = ids.narrow(1, 1, o.seq_len).reshape({-1});
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // where a step's time goes
   auto train_step = [&] {
-    for (auto& [name, p] : params)
-      if (p.grad().defined()) p.mutable_grad().zero_();
     Stopwatch phase;
-    if (mixed) {
-      torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < params.size(); ++i) compute_params[i].second.copy_(params[i].second);
-    }
     torch::Tensor hidden = lm->hidden_states(input);
     torch::Tensor loss = ops::lm_loss(hidden.reshape({-1, d}), lm->head_weight(), labels).loss;
     forward_ms += phase.ms();
     Stopwatch backward;
-    loss.backward();
+    loss.backward();  // gradients were reset: the backward hands them over, nothing is added to zeros
     if (mixed) {
       torch::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) {
         torch::Tensor& g = compute_params[i].second.mutable_grad();
         params[i].second.mutable_grad() = g.to(torch::kFloat32);
-        g.zero_();
+        g.reset();
       }
     }
     backward_ms += backward.ms();
     Stopwatch optimizer;
-    train::clip_grad_norm(params, 1.0);
-    adam.step(1e-4);
-    synchronize(load.device);  // (clip_grad_norm reads the norm back already; the step's kernels too)
+    adam.step(1e-4, train::clip_scale(train::grad_norm(params), 1.0));
+    synchronize(load.device);  // (grad_norm reads the norm back already; the step's kernels too)
+    for (auto& [name, p] : params) p.mutable_grad().reset();
     optimizer_ms += optimizer.ms();
   };
   train_step();  // warm-up: thread pools, first touch of gradient and moment buffers

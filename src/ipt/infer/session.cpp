@@ -11,6 +11,7 @@
 #include "ipt/common/runtime.h"
 #include "ipt/infer/batcher.h"
 #include "ipt/io/safetensors.h"
+#include "ipt/ops/activation/swiglu.h"
 #include "ipt/ops/attention/attention.h"
 #include "ipt/ops/matvec/matvec.h"
 #include "ipt/ops/rope/rope.h"
@@ -390,7 +391,7 @@ torch::Tensor Session::forward(const std::vector<int64_t>& tokens, bool decoding
       mlp_out = decoding ? stream->step(mlp_in, target_source) : stream->prefill(mlp_in, target_source);
     else
       mlp_out = project(layer.mlp->down_proj,  // W0 (plain MLP, or TTT off)
-                        torch::silu(project(layer.mlp->gate_proj, mlp_in)) * project(layer.mlp->up_proj, mlp_in));
+                        ops::swiglu(project(layer.mlp->gate_proj, mlp_in), project(layer.mlp->up_proj, mlp_in)));
     x = h + mlp_out;
   }
   torch::Tensor hidden = all_logits ? lm_->model->norm(x)[0] : lm_->model->norm(x.narrow(1, n - 1, 1))[0];

@@ -4,6 +4,7 @@
 #include "ipt/parallel/context_parallel.h"
 #include "ipt/model/decode_step.h"
 #include "ipt/ops/attention/attention.h"
+#include "ipt/ops/norm/rms_norm.h"
 
 namespace ipt::model {
 
@@ -12,10 +13,7 @@ RMSNormImpl::RMSNormImpl(int64_t size, double eps) : eps_(eps) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // In float32 at least, as Hugging Face does, then back to the input's type.
-  torch::Tensor xf = x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
-  torch::Tensor normed = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps_);
-  return weight * normed.to(x.scalar_type());
+  return ops::rms_norm(x, weight, eps_);
 }
 
 namespace {
@@ -52,9 +50,9 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::qkv(const
   }
   // Dynamic NTK scaling depends on how far positions reach.
   const int64_t reach = positions.numel() ? positions.max().item<int64_t>() + 1 : 0;
-  ops::RopeTable table = ops::rope_table(rope, reach);
-  q = ops::apply_rope(q.transpose(1, 2), positions, table);
-  k = ops::apply_rope(k.transpose(1, 2), positions, table);
+  const ops::RopeAngles angles = ops::rope_angles(positions, ops::rope_table(rope, reach), q.scalar_type());
+  q = ops::apply_rope(q.transpose(1, 2), angles);
+  k = ops::apply_rope(k.transpose(1, 2), angles);
   return {q, k, v};
 }
 

@@ -5,6 +5,7 @@
 
 #include "ipt/common/error.h"
 #include "ipt/parallel/context_parallel.h"
+#include "ipt/ops/activation/swiglu.h"
 #include "ipt/ops/matvec/matvec.h"
 
 namespace ipt::model {
@@ -45,7 +46,7 @@ void GatedMlpImpl::drop_in_init(double initializer_range) {
 }
 
 torch::Tensor GatedMlpImpl::activations(const torch::Tensor& H) {
-  return torch::silu(gate_proj(H)) * up_proj(H);
+  return ops::swiglu(gate_proj(H), up_proj(H));
 }
 
 torch::Tensor GatedMlpImpl::target(const torch::Tensor& X, const std::vector<int64_t>& cu_seqlens) {

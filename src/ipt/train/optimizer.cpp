@@ -18,6 +18,7 @@ struct AdamWCoefficients {
   float step_size;        // lr / (1 - beta1^t)
   float inv_sqrt_correction2;  // 1 / sqrt(1 - beta2^t)
   float eps;
+  float grad_scale;       // the clipping factor, applied to each gradient as it is read
 };
 
 bool fusable(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& m, const torch::Tensor& v) {
@@ -28,27 +29,47 @@ bool fusable(const torch::Tensor& p, const torch::Tensor& grad, const torch::Ten
 
 // The whole update of one float32 parameter in one read and one write of the parameter and its
 // moments: the tensor expression in AdamW::step makes six passes and two temporaries, which was a
-// fifth of a SmolLM2-135M training step. Plain multiplies and adds in both versions (no fused
-// multiply-add), so the AVX-512 one gives the scalar one's results bit for bit.
-void adamw_scalar(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end, const AdamWCoefficients& c) {
+// fifth of a SmolLM2-135M training step. The clipping factor is applied as the gradient is read,
+// and a bfloat16 compute copy (mixed precision), when given, is written from the new value in the
+// same pass. Plain multiplies and adds in both versions (no fused multiply-add), so the AVX-512 one
+// gives the scalar one's results bit for bit.
+void adamw_scalar(float* p, const float* g, float* m, float* v, c10::BFloat16* copy, int64_t begin, int64_t end,
+                  const AdamWCoefficients& c) {
   for (int64_t k = begin; k < end; ++k) {
-    const float mk = c.beta1 * m[k] + c.one_minus_beta1 * g[k];
-    const float vk = c.beta2 * v[k] + c.one_minus_beta2 * (g[k] * g[k]);
+    const float gk = g[k] * c.grad_scale;
+    const float mk = c.beta1 * m[k] + c.one_minus_beta1 * gk;
+    const float vk = c.beta2 * v[k] + c.one_minus_beta2 * (gk * gk);
     m[k] = mk;
     v[k] = vk;
     p[k] = p[k] * c.decay - c.step_size * mk / (std::sqrt(vk) * c.inv_sqrt_correction2 + c.eps);
+    if (copy) copy[k] = c10::BFloat16(p[k]);
   }
 }
 
-__attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, float* m, float* v, int64_t begin,
-                                                     int64_t end, const AdamWCoefficients& c) {
+// float -> bfloat16 bits, rounded to nearest even, NaN kept a NaN (c10::BFloat16's rounding). The
+// maskz forms with every lane set are the plain intrinsics without GCC 12's false
+// uninitialised-value warnings.
+__attribute__((target("avx512f"))) inline __m256i to_bf16_avx512(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(0xFFFF, bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded =
+      _mm512_maskz_srli_epi32(0xFFFF, _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0));
+  return _mm512_maskz_cvtepi32_epi16(0xFFFF, rounded);
+}
+
+__attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, float* m, float* v,
+                                                     c10::BFloat16* copy, int64_t begin, int64_t end,
+                                                     const AdamWCoefficients& c) {
   const __m512 beta1 = _mm512_set1_ps(c.beta1), beta2 = _mm512_set1_ps(c.beta2);
   const __m512 one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
   const __m512 decay = _mm512_set1_ps(c.decay), step_size = _mm512_set1_ps(c.step_size);
   const __m512 inv_sqrt_correction2 = _mm512_set1_ps(c.inv_sqrt_correction2), eps = _mm512_set1_ps(c.eps);
+  const __m512 grad_scale = _mm512_set1_ps(c.grad_scale);
   int64_t k = begin;
   for (; k + 16 <= end; k += 16) {
-    const __m512 gk = _mm512_loadu_ps(g + k);
+    const __m512 gk = _mm512_mul_ps(_mm512_loadu_ps(g + k), grad_scale);
     const __m512 mk = _mm512_add_ps(_mm512_mul_ps(beta1, _mm512_loadu_ps(m + k)), _mm512_mul_ps(one_minus_beta1, gk));
     const __m512 vk = _mm512_add_ps(_mm512_mul_ps(beta2, _mm512_loadu_ps(v + k)),
                                     _mm512_mul_ps(one_minus_beta2, _mm512_mul_ps(gk, gk)));
@@ -58,18 +79,21 @@ __attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, f
     const __m512 root = _mm512_maskz_sqrt_ps(0xFFFF, vk);
     const __m512 denom = _mm512_add_ps(_mm512_mul_ps(root, inv_sqrt_correction2), eps);
     const __m512 update = _mm512_div_ps(_mm512_mul_ps(step_size, mk), denom);
-    _mm512_storeu_ps(p + k, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + k), decay), update));
+    const __m512 pk = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + k), decay), update);
+    _mm512_storeu_ps(p + k, pk);
+    if (copy) _mm256_storeu_si256(reinterpret_cast<__m256i*>(copy + k), to_bf16_avx512(pk));
   }
-  adamw_scalar(p, g, m, v, k, end, c);
+  adamw_scalar(p, g, m, v, copy, k, end, c);
 }
 
-void adamw_fused(float* p, const float* g, float* m, float* v, int64_t n, const AdamWCoefficients& c) {
+void adamw_fused(float* p, const float* g, float* m, float* v, c10::BFloat16* copy, int64_t n,
+                 const AdamWCoefficients& c) {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
     if (avx512)
-      adamw_avx512(p, g, m, v, begin, end, c);
+      adamw_avx512(p, g, m, v, copy, begin, end, c);
     else
-      adamw_scalar(p, g, m, v, begin, end, c);
+      adamw_scalar(p, g, m, v, copy, begin, end, c);
   });
 }
 
@@ -104,7 +128,16 @@ AdamW::AdamW(NamedParameters parameters, AdamWOptions options)
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::set_compute_copies(std::vector<torch::Tensor> copies) {
+  IPT_CHECK(copies.empty() || copies.size() == parameters_.size(), "AdamW: ", copies.size(),
+            " compute copies for ", parameters_.size(), " parameters");
+  for (size_t i = 0; i < copies.size(); ++i)
+    IPT_CHECK(copies[i].sizes() == parameters_[i].second.sizes(), "AdamW: the compute copy of ",
+              parameters_[i].first, " has shape ", copies[i].sizes(), ", the parameter ", parameters_[i].second.sizes());
+  compute_copies_ = std::move(copies);
+}
+
+void AdamW::step(double lr, double grad_scale) {
   torch::NoGradGuard no_grad;
   ++steps_;
   const double correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
@@ -116,7 +149,10 @@ void AdamW::step(double lr) {
     const torch::Tensor& grad = p.grad();
     if (!grad.defined()) continue;
     const bool decay = options_.weight_decay != 0 && decays(name);
-    if (fusable(p, grad, exp_avg_[i], exp_avg_sq_[i])) {
+    torch::Tensor copy = compute_copies_.empty() ? torch::Tensor() : compute_copies_[i];
+    const bool copy_fusable = !copy.defined() || (copy.device().is_cpu() && copy.scalar_type() == torch::kBFloat16 &&
+                                                  copy.is_contiguous());
+    if (fusable(p, grad, exp_avg_[i], exp_avg_sq_[i]) && copy_fusable) {
       const AdamWCoefficients c{static_cast<float>(decay ? 1.0 - lr * options_.weight_decay : 1.0),
                                 static_cast<float>(options_.beta1),
                                 static_cast<float>(options_.beta2),
@@ -124,16 +160,20 @@ void AdamW::step(double lr) {
                                 static_cast<float>(1.0 - options_.beta2),
                                 static_cast<float>(step_size),
                                 static_cast<float>(1.0 / sqrt_correction2),
-                                static_cast<float>(options_.eps)};
+                                static_cast<float>(options_.eps),
+                                static_cast<float>(grad_scale)};
       adamw_fused(p.data_ptr<float>(), grad.data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
-                  exp_avg_sq_[i].data_ptr<float>(), p.numel(), c);
+                  exp_avg_sq_[i].data_ptr<float>(), copy.defined() ? copy.data_ptr<c10::BFloat16>() : nullptr,
+                  p.numel(), c);
       continue;
     }
+    const torch::Tensor g = grad_scale == 1.0 ? grad : grad * grad_scale;
     if (decay) p.mul_(1.0 - lr * options_.weight_decay);
-    exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
-    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+    exp_avg_[i].mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
+    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
     torch::Tensor denom = (exp_avg_sq_[i].sqrt() / sqrt_correction2).add_(options_.eps);
     p.addcdiv_(exp_avg_[i], denom, -step_size);
+    if (copy.defined()) copy.copy_(p);
   }
 }
 
@@ -165,7 +205,7 @@ void AdamW::load_state(const io::TensorMap& state) {
   steps_ = it->second.to(torch::kInt64).item<int64_t>();
 }
 
-double clip_grad_norm(const NamedParameters& parameters, double max_norm) {
+double grad_norm(const NamedParameters& parameters) {
   torch::NoGradGuard no_grad;
   double squares = 0;
   for (const auto& [name, p] : parameters) {
@@ -178,11 +218,20 @@ double clip_grad_norm(const NamedParameters& parameters, double max_norm) {
   }
   const double norm = std::sqrt(squares);
   IPT_CHECK(std::isfinite(norm), "gradient norm is not finite (", norm, "): the loss diverged");
-  if (max_norm > 0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
+  return norm;
+}
+
+double clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
+double clip_grad_norm(const NamedParameters& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  const double norm = grad_norm(parameters);
+  const double scale = clip_scale(norm, max_norm);
+  if (scale != 1.0)
     for (const auto& [name, p] : parameters)
       if (p.grad().defined()) p.grad().mul_(scale);
-  }
   return norm;
 }
 

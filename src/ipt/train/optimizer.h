@@ -27,9 +27,13 @@ class AdamW {
  public:
   AdamW(NamedParameters parameters, AdamWOptions options);
 
-  // One update with learning rate `lr` from each parameter's .grad() (a parameter without a
-  // gradient is skipped, its moments unchanged).
-  void step(double lr);
+  // One update with learning rate `lr` from each parameter's .grad() times `grad_scale` (the
+  // clipping factor; the gradients themselves are not changed). A parameter without a gradient is
+  // skipped, its moments unchanged.
+  void step(double lr, double grad_scale = 1.0);
+  // Mixed precision: after each update, parameter i is also written to copies[i] (the bfloat16
+  // copy the model computes with), in the same pass for float32 CPU parameters. Empty: none.
+  void set_compute_copies(std::vector<torch::Tensor> copies);
   int64_t steps() const { return steps_; }
   const NamedParameters& parameters() const { return parameters_; }
 
@@ -42,12 +46,16 @@ class AdamW {
   NamedParameters parameters_;
   AdamWOptions options_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> compute_copies_;
   int64_t steps_ = 0;
 };
 
-// L2 norm of all gradients together; when max_norm > 0 and the norm exceeds it, every gradient is
-// scaled by max_norm / (norm + 1e-6) as torch.nn.utils.clip_grad_norm_ does. Returns the norm
-// before clipping.
+// L2 norm of all gradients together (accumulated in float64); throws when it is not finite.
+double grad_norm(const NamedParameters& parameters);
+// The factor torch.nn.utils.clip_grad_norm_ scales gradients by: max_norm / (norm + 1e-6) when
+// max_norm > 0 and the norm exceeds it, else 1. Pass it to AdamW::step instead of scaling.
+double clip_scale(double norm, double max_norm);
+// grad_norm, then every gradient scaled by clip_scale in place. Returns the norm before clipping.
 double clip_grad_norm(const NamedParameters& parameters, double max_norm);
 
 }  // namespace ipt::train

@@ -176,18 +176,18 @@ void Trainer::build_model() {
       p.set_requires_grad(true);
       compute_trainable_.emplace_back(name, p);
     }
+    // The optimizer writes each updated master into its bf16 copy in the same pass.
+    std::vector<torch::Tensor> copies;
+    for (const auto& [name, p] : compute_trainable_) copies.push_back(p);
+    optimizer_->set_compute_copies(std::move(copies));
   }
 
   loader_ = std::make_unique<data::Loader>(*train_data_, loader_options());
 }
 
 void Trainer::sync_compute_weights() {
-  if (!compute_model_) return;
+  if (!compute_model_ || compute_synced_) return;  // after the first copy, the optimizer keeps them equal
   torch::NoGradGuard no_grad;
-  if (compute_synced_) {  // only what the optimizer changes
-    for (size_t i = 0; i < trainable_.size(); ++i) compute_trainable_[i].second.copy_(trainable_[i].second);
-    return;
-  }
   auto compute_params = compute_model_->named_parameters();
   for (const auto& p : model_->named_parameters()) compute_params[p.key()].copy_(p.value());
   compute_synced_ = true;
@@ -202,7 +202,7 @@ void Trainer::add_compute_gradients() {
     torch::Tensor& master = trainable_[i].second.mutable_grad();
     if (!master.defined()) master = torch::zeros_like(trainable_[i].second);
     master.add_(g);  // float32 sum over micro-batches
-    g.zero_();
+    g.reset();       // the next backward hands its gradient over instead of adding to zeros
   }
 }
 
@@ -339,10 +339,10 @@ StepResult Trainer::step() {
   if (mix_draw_->active())
     r.synthetic_fraction = static_cast<double>(mix_draw_->synthetic_rows(step_, config_.train.global_batch_size)) /
                            static_cast<double>(config_.train.global_batch_size);
-  r.grad_norm = clip_grad_norm(trainable_, config_.train.max_grad_norm);
+  r.grad_norm = grad_norm(trainable_);
   r.lr = learning_rate(config_.train, step_);
   kill_point("step", step_ + 1);
-  optimizer_->step(r.lr);
+  optimizer_->step(r.lr, clip_scale(r.grad_norm, config_.train.max_grad_norm));
   ++step_;
   r.step = step_;
   r.tokens = static_cast<int64_t>(global_tokens);

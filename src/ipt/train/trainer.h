@@ -94,7 +94,7 @@ class Trainer {
   NamedParameters compute_trainable_;  // compute_model_'s parameters, in trainable_'s order
   model::CausalLM& compute() { return compute_model_ ? compute_model_ : model_; }
   void sync_compute_weights();
-  bool compute_synced_ = false;  // the frozen parameters were copied once; later syncs copy the trainable ones
+  bool compute_synced_ = false;  // compute_model_ holds the masters' values; the optimizer keeps them so
   void add_compute_gradients();
   NamedParameters trainable_;
   std::unique_ptr<AdamW> optimizer_;

@@ -119,6 +119,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
                 it->second.sizes(), ", the model has ", p.value().sizes());
       p.value().copy_(it->second);
     }
+    compute_synced_ = false;  // mixed precision: the bf16 copy follows at the next step
   }
   io::TensorMap state = io::read_safetensors((fs::path(dir) / "optimizer.safetensors").string());
   optimizer_->load_state(state);

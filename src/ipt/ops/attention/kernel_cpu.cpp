@@ -20,9 +20,8 @@
 
 #include "ipt/ops/attention/kernels.h"
 #include "ipt/ops/gemm/bf16_gemm.h"
+#include "ipt/ops/vec8.h"
 
-// The 8-float vector values below never cross a non-inlined call; the ABI note does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace ipt::ops::attention_detail {
 
@@ -33,46 +32,7 @@ namespace ipt::ops::attention_detail {
 
 namespace {
 
-#define IPT_ALWAYS_INLINE inline __attribute__((always_inline))
-
-// Eight floats as one value (GCC vector extension): AVX registers in the haswell clone, pairs
-// of SSE registers in the baseline one. Reductions over them are explicit, so no -ffast-math is
-// needed for the loops below to vectorise.
-typedef float F8 __attribute__((vector_size(32)));
-typedef int32_t I8 __attribute__((vector_size(32)));
-
-IPT_ALWAYS_INLINE F8 load8(const float* p) {
-  F8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-IPT_ALWAYS_INLINE void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof(v)); }
-IPT_ALWAYS_INLINE F8 splat8(float x) { return F8{x, x, x, x, x, x, x, x}; }
-
-// exp(x) for x <= 0 (fine up to ~88): Cephes' expf reduction and polynomial, branch-free.
-template <typename V, typename I>
-IPT_ALWAYS_INLINE V exp_poly(V x) {
-  x = x < -87.0f ? V{} - 87.0f : x;
-  const V t = x * 1.44269504088896341f;
-  const V z = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
-  V r = x - z * 0.693359375f;
-  r = r - z * -2.12194440e-4f;
-  V p = V{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  I bits;
-  if constexpr (std::is_same_v<V, float>)
-    bits = (static_cast<int32_t>(z) + 127) << 23;
-  else
-    bits = (__builtin_convertvector(z, I) + 127) << 23;
-  V two_z;
-  std::memcpy(&two_z, &bits, sizeof(two_z));
-  return p * two_z;
-}
+using namespace vec8;
 
 IPT_ALWAYS_INLINE float exp_nonpositive(float x) { return exp_poly<float, int32_t>(x); }
 IPT_ALWAYS_INLINE double exp_nonpositive(double x) { return std::exp(x); }
@@ -201,26 +161,9 @@ IPT_ALWAYS_INLINE void softmax_grad_block_impl(T* S, T* dP, int64_t ld, int64_t 
 
 }  // namespace
 
-// Each block function twice: for AVX2+FMA and for the baseline ISA, picked once at run time by
-// CPU features (target_clones' "arch=" would pick by CPU model and miss AMD parts).
-#if defined(__x86_64__) && defined(__GNUC__)
-#define IPT_HAVE_AVX2_PATH 1
-#define IPT_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define IPT_HAVE_AVX2_PATH 0
-#define IPT_TARGET_AVX2
-#endif
+// Each block function twice, for AVX2+FMA and for the baseline ISA (vec8.h).
 
 namespace {
-
-bool use_avx2() {
-#if IPT_HAVE_AVX2_PATH
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-#else
-  return false;
-#endif
-}
 
 template <typename T>
 IPT_TARGET_AVX2 void softmax_block_avx2(T* S, int64_t ld, int64_t n, int64_t rows_per_head, int64_t nk, int64_t p0,
@@ -263,37 +206,26 @@ void softmax_grad_block(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_hea
 
 // float -> bfloat16, rounded to nearest even (NaN stays NaN), `cols` values of each of `rows` rows
 // `ld` apart: the probabilities and score gradients as operands of bf16 products.
-typedef uint32_t U8 __attribute__((vector_size(32)));
-typedef uint16_t H8 __attribute__((vector_size(16)));
-IPT_ALWAYS_INLINE void to_bf16_impl(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+IPT_ALWAYS_INLINE void to_bf16_impl(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * ld;
-    uint16_t* dst = out + r * ld;
+    c10::BFloat16* dst = out + r * ld;
     int64_t c = 0;
-    for (; c + 8 <= cols; c += 8) {
-      const F8 v = load8(row + c);
-      U8 bits;
-      std::memcpy(&bits, &v, sizeof(bits));
-      U8 rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-      rounded = v != v ? U8{} + 0x7fc0u : rounded;
-      const H8 half = __builtin_convertvector(rounded, H8);
-      std::memcpy(dst + c, &half, sizeof(half));
-    }
-    for (; c < cols; ++c) dst[c] = c10::BFloat16(row[c]).x;
+    for (; c + 8 <= cols; c += 8) store8(dst + c, load8(row + c));
+    for (; c < cols; ++c) dst[c] = c10::BFloat16(row[c]);
   }
 }
-IPT_TARGET_AVX2 void to_bf16_avx2(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+IPT_TARGET_AVX2 void to_bf16_avx2(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
   to_bf16_impl(x, rows, cols, ld, out);
 }
-void to_bf16_base(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+void to_bf16_base(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
   to_bf16_impl(x, rows, cols, ld, out);
 }
 void to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, at::BFloat16* out) {
-  auto* bits = reinterpret_cast<uint16_t*>(out);
   if (use_avx2())
-    to_bf16_avx2(x, rows, cols, ld, bits);
+    to_bf16_avx2(x, rows, cols, ld, out);
   else
-    to_bf16_base(x, rows, cols, ld, bits);
+    to_bf16_base(x, rows, cols, ld, out);
 }
 
 }  // namespace

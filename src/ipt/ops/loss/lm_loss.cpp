@@ -58,7 +58,10 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
     const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
     const int64_t counted = ctx->saved_data["counted"].toInt();
     torch::Tensor d_hidden = torch::zeros_like(hidden);
-    torch::Tensor d_head = torch::zeros(head.sizes(), head.options().dtype(lse.scalar_type()));
+    // Several blocks sum the head's gradient in float32; one block's product is the gradient.
+    const bool one_block = hidden.size(0) <= block_rows;
+    torch::Tensor d_head = one_block && counted > 0 ? torch::Tensor()
+                                                    : torch::zeros(head.sizes(), head.options().dtype(lse.scalar_type()));
     if (counted > 0) {
       const double scale = grad_outputs[0].item<double>() / static_cast<double>(counted);
       const int64_t N = hidden.size(0);
@@ -77,7 +80,8 @@ struct BlockedLmLoss : public torch::autograd::Function<BlockedLmLoss> {
         g.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -row_scale);
         const torch::Tensor g_compute = g.to(head.scalar_type());  // products in the compute type
         d_hidden.narrow(0, begin, n).copy_(torch::mm(g_compute, head));
-        if (d_head.scalar_type() == h.scalar_type()) d_head.addmm_(g_compute.t(), h);
+        if (one_block) d_head = torch::mm(g_compute.t(), h);
+        else if (d_head.scalar_type() == h.scalar_type()) d_head.addmm_(g_compute.t(), h);
         else d_head.add_(torch::mm(g_compute.t(), h));
       }
     }

@@ -2,7 +2,10 @@
 
 #include <cmath>
 
+#include <ATen/Parallel.h>
+
 #include "ipt/common/error.h"
+#include "ipt/ops/vec8.h"
 
 namespace ipt::ops {
 
@@ -89,10 +92,127 @@ RopeAngles rope_angles(const torch::Tensor& positions, const RopeTable& table, t
   return {(emb.cos() * table.attention_scaling).to(dtype), (emb.sin() * table.attention_scaling).to(dtype)};
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const RopeAngles& angles) {
+torch::Tensor apply_rope_reference(const torch::Tensor& x, const RopeAngles& angles) {
   const int64_t half = x.size(3) / 2;
   torch::Tensor rotated = torch::cat({-x.narrow(3, half, half), x.narrow(3, 0, half)}, 3);
   return x * angles.cos + rotated * angles.sin;
+}
+
+namespace {
+
+using namespace vec8;
+
+// One row of D = 2 * half values: y = x cos + rotate_half(x) sin, each product and the sum
+// rounded to T as the expression rounds them; the backward is the transposed rotation,
+// dx = dy cos + rotate_half^T(dy sin), the same loop with the sign moved.
+template <typename T, bool kBackward>
+IPT_ALWAYS_INLINE void rope_row(const T* x, const T* c, const T* s, T* y, int64_t half) {
+  int64_t i = 0;
+  for (; i + 8 <= half; i += 8) {
+    const F8 lo = load8(x + i), hi = load8(x + half + i);
+    const F8 c_lo = load8(c + i), c_hi = load8(c + half + i), s_lo = load8(s + i), s_hi = load8(s + half + i);
+    if constexpr (!kBackward) {
+      store8(y + i, round_to<T>(lo * c_lo) + round_to<T>(-hi * s_lo));
+      store8(y + half + i, round_to<T>(hi * c_hi) + round_to<T>(lo * s_hi));
+    } else {
+      store8(y + i, round_to<T>(lo * c_lo) + round_to<T>(hi * s_hi));
+      store8(y + half + i, round_to<T>(hi * c_hi) - round_to<T>(lo * s_lo));
+    }
+  }
+  for (; i < half; ++i) {
+    const float lo = static_cast<float>(x[i]), hi = static_cast<float>(x[half + i]);
+    const float c_lo = static_cast<float>(c[i]), c_hi = static_cast<float>(c[half + i]);
+    const float s_lo = static_cast<float>(s[i]), s_hi = static_cast<float>(s[half + i]);
+    if constexpr (!kBackward) {
+      y[i] = static_cast<T>(round_to<T>(lo * c_lo) + round_to<T>(-hi * s_lo));
+      y[half + i] = static_cast<T>(round_to<T>(hi * c_hi) + round_to<T>(lo * s_hi));
+    } else {
+      y[i] = static_cast<T>(round_to<T>(lo * c_lo) + round_to<T>(hi * s_hi));
+      y[half + i] = static_cast<T>(round_to<T>(hi * c_hi) - round_to<T>(lo * s_lo));
+    }
+  }
+}
+
+struct RowLayout {
+  int64_t B, H, L, D;
+  int64_t sb, sh, sl;   // x's strides (its last one is 1)
+  int64_t angle_batch;  // cos/sin stride between batch rows (0: one [L, D] table for all)
+};
+
+template <typename T, bool kBackward>
+IPT_ALWAYS_INLINE void rope_rows(const T* x, const T* c, const T* s, T* y, const RowLayout& t, int64_t begin,
+                                 int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t l = r % t.L, h = (r / t.L) % t.H, b = r / (t.L * t.H);
+    const int64_t angle = b * t.angle_batch + l * t.D;
+    rope_row<T, kBackward>(x + b * t.sb + h * t.sh + l * t.sl, c + angle, s + angle, y + r * t.D, t.D / 2);
+  }
+}
+template <typename T, bool kBackward>
+IPT_TARGET_AVX2 void rope_rows_avx2(const T* x, const T* c, const T* s, T* y, const RowLayout& t, int64_t begin,
+                                    int64_t end) {
+  rope_rows<T, kBackward>(x, c, s, y, t, begin, end);
+}
+template <typename T, bool kBackward>
+void rope_rows_base(const T* x, const T* c, const T* s, T* y, const RowLayout& t, int64_t begin, int64_t end) {
+  rope_rows<T, kBackward>(x, c, s, y, t, begin, end);
+}
+
+// y (contiguous [B, H, L, D]) from x (any strides with a unit last one).
+template <bool kBackward>
+torch::Tensor rotate(const torch::Tensor& x_in, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const torch::Tensor x = x_in.stride(3) == 1 ? x_in : x_in.contiguous();
+  const RowLayout t{x.size(0), x.size(1), x.size(2), x.size(3), x.stride(0), x.stride(1), x.stride(2),
+                    cos.dim() == 4 ? x.size(2) * x.size(3) : 0};
+  torch::Tensor y = torch::empty(x.sizes(), x.options());
+  const int64_t rows = t.B * t.H * t.L;
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data_ptr<T>();
+    const T* cp = cos.data_ptr<T>();
+    const T* sp = sin.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / t.D), [&](int64_t begin, int64_t end) {
+      (use_avx2() ? rope_rows_avx2<T, kBackward> : rope_rows_base<T, kBackward>)(xp, cp, sp, yp, t, begin, end);
+    });
+  };
+  if (x.scalar_type() == torch::kBFloat16)
+    run(c10::BFloat16());
+  else
+    run(float());
+  return y;
+}
+
+class RopeFunction : public torch::autograd::Function<RopeFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotate<false>(x, cos, sin);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    return {rotate<true>(grad_outputs[0].to(saved[0].scalar_type()), saved[0], saved[1]), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeAngles& angles) {
+  IPT_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x must be [B, H, L, D] with D even, got ", x.sizes());
+  const torch::Tensor &cos = angles.cos, &sin = angles.sin;
+  const bool table_2d = cos.dim() == 2 && cos.size(0) == x.size(2) && cos.size(1) == x.size(3);
+  const bool table_4d = cos.dim() == 4 && cos.size(0) == x.size(0) && cos.size(1) == 1 && cos.size(2) == x.size(2) &&
+                        cos.size(3) == x.size(3);
+  const bool fused = x.device().is_cpu() && (table_2d || table_4d) && sin.sizes() == cos.sizes() &&
+                     cos.scalar_type() == x.scalar_type() && sin.scalar_type() == x.scalar_type() &&
+                     cos.is_contiguous() && sin.is_contiguous() &&
+                     (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) && x.numel() > 0 &&
+                     !cos.requires_grad() && !sin.requires_grad();
+  if (!fused) return apply_rope_reference(x, angles);
+  return RopeFunction::apply(x, cos, sin);
 }
 
 }  // namespace ipt::ops

@@ -37,6 +37,10 @@ struct RopeAngles {
   torch::Tensor cos, sin;
 };
 RopeAngles rope_angles(const torch::Tensor& positions, const RopeTable& table, torch::Dtype dtype);
+// float32 and bfloat16 on the CPU: one fused pass forward and one backward, with the expression's
+// roundings (each product and the sum rounded to x's type); otherwise the expression itself,
+// apply_rope_reference. The result is contiguous.
 torch::Tensor apply_rope(const torch::Tensor& x, const RopeAngles& angles);
+torch::Tensor apply_rope_reference(const torch::Tensor& x, const RopeAngles& angles);
 
 }  // namespace ipt::ops
