@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Stage 4 (docs/RESULTS.md section 10): retrieval inside the attention window. The bundled model
+# (stage 3's) and a no-TTT twin made from it continue on rows of 256 tokens with 80% retrieval rows
+# (the needle inside the 128-token window for about half of them), then briefly on rows of 2048 with
+# stage 3's mix, so that the fast weights keep their range. Every command, in order:
+#   experiments/stage4/run.sh prepare                 runs/stage4-base (models/default) and the twin's start
+#   experiments/stage4/run.sh train ttt|twin          both stages (the two models side by side, -t 1 each)
+#   experiments/stage4/run.sh tune bundled|ttt        the ship rule's inputs, tune splits only
+#   experiments/stage4/run.sh eval bundled|ttt|twin   test splits: retrieval, NLL on four domains, continuations
+# The ship rule, fixed before training: stage 4's TTT model replaces models/default if, on the tune
+# splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at 512 / 1024 / 2048
+# stays within 10 points of the bundled model's at every length, and its English NLL at 2048 and
+# 8192 is at most 0.02 nats worse.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+IPT=${IPT:-build/ipt}
+export OMP_WAIT_POLICY=passive
+out=runs/exp10
+mkdir -p $out
+STEPS_256=60   # 60 steps x 32 rows x 256 tokens = 0.49 M tokens
+STEPS_2048=20  # 20 steps x 8 rows x 2048 tokens = 0.33 M tokens
+
+model_dir() {
+  case $1 in
+    bundled) echo runs/stage4-base ;;
+    ttt|twin) echo runs/stage4-$1-2048/checkpoint-$STEPS_2048 ;;
+  esac
+}
+
+case "${1:-}" in
+prepare)
+  mkdir -p runs/stage4-base
+  for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do cp models/default/$f runs/stage4-base/; done
+  python3 experiments/stage3/strip_ttt.py runs/stage4-base runs/stage4-twin-base
+  ;;
+train)
+  m=$2  # ttt | twin
+  $IPT -t 1 train --config experiments/configs/stage4-$m.yaml
+  # Rows of 2048 (16 chunk updates) with stage 3's mix and schedule shape, from the stage above.
+  $IPT -t 1 train --config experiments/configs/stage3-$m.yaml --model.model_path=runs/stage4-$m-256/checkpoint-$STEPS_256 \
+    --data.max_seq_len=2048 --train.global_batch_size=8 --train.micro_batch_size=8 --train.lr=3e-4 --train.lr_min=3e-5 \
+    --train.seed=10 --train.output_dir=runs/stage4-$m-2048 --train.max_steps=$STEPS_2048 --train.save_steps=$STEPS_2048 \
+    --train.eval_steps=$STEPS_2048
+  ;;
+tune)
+  name=$2
+  m=$(model_dir $name)
+  $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 256 --samples 40 --seed 1000 \
+    --haystack data/exp5/tune --json > $out/tune-ruler256-$name.json
+  $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 512 1024 2048 --samples 20 --seed 1000 \
+    --haystack data/exp5/tune --json > $out/tune-ruler-$name.json
+  $IPT -t 1 eval ppl -m $m --data data/exp9/prose/tune --contexts 2048 8192 --block 256 --same-docs --docs 14 \
+    --json > $out/tune-ppl-english-$name.json
+  ;;
+eval)
+  name=$2
+  m=$(model_dir $name)
+  cmp=--compare-no-ttt; [ $name = twin ] && cmp=""   # the twin has no fast weights to freeze
+  for p in "The state of the union is" "The kernel"; do
+    $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0 > "$out/generate-$name-$(echo $p | cut -d' ' -f2).txt"
+    $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0.7 --seed 1 > "$out/generate-sampled-$name-$(echo $p | cut -d' ' -f2).txt"
+  done
+  H="--samples 40 --seed 5000 --haystack data/exp5/test $cmp --json"
+  $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 niah_single_2 --lengths 256 $H > $out/test-ruler256-$name.json
+  H="--samples 20 --seed 5000 --haystack data/exp5/test $cmp --json"
+  $IPT -t 1 eval ruler -m $m --tasks passkey --lengths 512 1024 2048 $H > $out/test-ruler-passkey-$name.json
+  $IPT -t 1 eval ruler -m $m --tasks niah_single_1 niah_single_2 --lengths 512 1024 2048 $H > $out/test-ruler-niah-$name.json
+  P="--block 256 --same-docs --docs 12 $cmp --json"
+  $IPT -t 1 eval ppl -m $m --data data/exp9/prose/test --contexts 512 2048 8192 $P > $out/test-ppl-english-$name.json
+  $IPT -t 1 eval ppl -m $m --data data/exp5/heldout-prose --contexts 512 2048 8192 $P > $out/test-ppl-prose-$name.json
+  $IPT -t 1 eval ppl -m $m --data data/exp5/heldout-code --contexts 512 2048 8192 $P > $out/test-ppl-code-$name.json
+  $IPT -t 1 eval ppl -m $m --data data/exp8/heldout-techdoc --contexts 512 2048 8192 $P > $out/test-ppl-techdoc-$name.json
+  ;;
+*)
+  sed -n 2,14p "$0"
+  exit 2
+  ;;
+esac
