@@ -7,6 +7,10 @@
 #   experiments/stage4/run.sh train ttt|twin          both stages (the two models side by side, -t 1 each)
 #   experiments/stage4/run.sh tune bundled|ttt        the ship rule's inputs, tune splits only
 #   experiments/stage4/run.sh eval bundled|ttt|twin   test splits: retrieval, NLL on four domains, continuations
+#   experiments/stage4/run.sh train128 ttt|twin       a second variant, after the first failed the rule on the
+#                                                     tune splits: rows of 128 tokens (one chunk, so only
+#                                                     attention can find the needle), then the same 2048 stage
+#   experiments/stage4/run.sh tune|eval ttt128|twin128   the same evaluation for it
 # The ship rule, fixed before training: stage 4's TTT model replaces models/default if, on the tune
 # splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at 512 / 1024 / 2048
 # stays within 10 points of the bundled model's at every length, and its English NLL at 2048 and
@@ -19,11 +23,13 @@ out=runs/exp10
 mkdir -p $out
 STEPS_256=60   # 60 steps x 32 rows x 256 tokens = 0.49 M tokens
 STEPS_2048=20  # 20 steps x 8 rows x 2048 tokens = 0.33 M tokens
+STEPS_128=100  # 100 steps x 32 rows x 128 tokens = 0.41 M tokens
 
 model_dir() {
   case $1 in
     bundled) echo runs/stage4-base ;;
     ttt|twin) echo runs/stage4-$1-2048/checkpoint-$STEPS_2048 ;;
+    ttt128|twin128) echo runs/stage4b-${1%128}-2048/checkpoint-$STEPS_2048 ;;
   esac
 }
 
@@ -42,6 +48,17 @@ train)
     --train.seed=10 --train.output_dir=runs/stage4-$m-2048 --train.max_steps=$STEPS_2048 --train.save_steps=$STEPS_2048 \
     --train.eval_steps=$STEPS_2048
   ;;
+train128)
+  m=$2  # ttt | twin
+  # niah_single_1/2 do not fit in 128 tokens: passkey alone (80% of the rows).
+  $IPT -t 1 train --config experiments/configs/stage4-$m.yaml --data.max_seq_len=128 --train.output_dir=runs/stage4b-$m-128 \
+    --data.synthetic_mix.passkey=0.8 --data.synthetic_mix.niah_single_1=0 --data.synthetic_mix.niah_single_2=0 \
+    --train.max_steps=$STEPS_128 --train.save_steps=$STEPS_128 --train.eval_steps=$STEPS_128
+  $IPT -t 1 train --config experiments/configs/stage3-$m.yaml --model.model_path=runs/stage4b-$m-128/checkpoint-$STEPS_128 \
+    --data.max_seq_len=2048 --train.global_batch_size=8 --train.micro_batch_size=8 --train.lr=3e-4 --train.lr_min=3e-5 \
+    --train.seed=10 --train.output_dir=runs/stage4b-$m-2048 --train.max_steps=$STEPS_2048 --train.save_steps=$STEPS_2048 \
+    --train.eval_steps=$STEPS_2048
+  ;;
 tune)
   name=$2
   m=$(model_dir $name)
@@ -55,7 +72,7 @@ tune)
 eval)
   name=$2
   m=$(model_dir $name)
-  cmp=--compare-no-ttt; [ $name = twin ] && cmp=""   # the twin has no fast weights to freeze
+  cmp=--compare-no-ttt; [ ${name#twin} != $name ] && cmp=""   # the twin has no fast weights to freeze
   for p in "The state of the union is" "The kernel"; do
     $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0 > "$out/generate-$name-$(echo $p | cut -d' ' -f2).txt"
     $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0.7 --seed 1 > "$out/generate-sampled-$name-$(echo $p | cut -d' ' -f2).txt"
