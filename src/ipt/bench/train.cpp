@@ -56,9 +56,12 @@ nlohmann::json measure_train_steps(const TrainOptions& o, bool ttt, bool checkpo
     loss.backward();  // gradients were reset: the backward hands them over, nothing is added to zeros
     if (mixed) {
       torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < params.size(); ++i) {
+      for (size_t i = 0; i < params.size(); ++i) {  // into the master's float32 buffer, as the trainer does
         torch::Tensor& g = compute_params[i].second.mutable_grad();
-        params[i].second.mutable_grad() = g.to(torch::kFloat32);
+        if (!g.defined()) continue;
+        torch::Tensor& master_grad = params[i].second.mutable_grad();
+        if (!master_grad.defined()) master_grad = torch::empty_like(params[i].second);
+        master_grad.copy_(g);
         g.reset();
       }
     }
@@ -66,7 +69,8 @@ nlohmann::json measure_train_steps(const TrainOptions& o, bool ttt, bool checkpo
     Stopwatch optimizer;
     adam.step(1e-4, train::clip_scale(train::grad_norm(params), 1.0));
     synchronize(load.device);  // (grad_norm reads the norm back already; the step's kernels too)
-    for (auto& [name, p] : params) p.mutable_grad().reset();
+    if (!mixed)
+      for (auto& [name, p] : params) p.mutable_grad().reset();
     optimizer_ms += optimizer.ms();
   };
   train_step();  // warm-up: thread pools, first touch of gradient and moment buffers

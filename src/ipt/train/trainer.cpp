@@ -198,12 +198,21 @@ void Trainer::add_compute_gradients() {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < trainable_.size(); ++i) {
     torch::Tensor& g = compute_trainable_[i].second.mutable_grad();
-    if (!g.defined()) continue;
     torch::Tensor& master = trainable_[i].second.mutable_grad();
-    if (!master.defined()) master = torch::zeros_like(trainable_[i].second);
-    master.add_(g);  // float32 sum over micro-batches
-    g.reset();       // the next backward hands its gradient over instead of adding to zeros
+    if (!g.defined()) {
+      if (master_grads_fresh_ && master.defined()) master.zero_();
+      continue;
+    }
+    if (!master.defined()) master = torch::empty_like(trainable_[i].second);
+    // The step's first gradient is converted into the float32 buffer in place (a mixed-type add_
+    // would allocate a converted copy of it); later micro-batches add to it.
+    if (master_grads_fresh_)
+      master.copy_(g);
+    else
+      master.add_(g);
+    g.reset();  // the next backward hands its gradient over instead of adding to zeros
   }
+  master_grads_fresh_ = false;
 }
 
 data::LoaderOptions Trainer::loader_options() const {
@@ -325,12 +334,19 @@ StepResult Trainer::step() {
   if (comm_) comm_->all_reduce_sum(counts);
   const double global_tokens = counts.item<double>();
 
-  for (auto& [name, p] : trainable_)
-    if (p.grad().defined()) p.mutable_grad().zero_();
+  if (compute_model_) {
+    master_grads_fresh_ = true;  // the first micro-batch's gradients overwrite the master's
+  } else {
+    for (auto& [name, p] : trainable_)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+  }
   sync_compute_weights();
   double nll = 0;
   if (global_tokens > 0)
     for (const data::Batch& b : micro) nll += accumulate(b, 1.0 / global_tokens);
+  if (compute_model_ && master_grads_fresh_)  // no backward ran: no gradient this step
+    for (auto& [name, p] : trainable_)
+      if (p.grad().defined()) p.mutable_grad().zero_();
   all_reduce_gradients();
   torch::Tensor nll_sum = torch::tensor({nll}, torch::kFloat64);
   if (comm_) comm_->all_reduce_sum(nll_sum);

@@ -96,6 +96,7 @@ class Trainer {
   void sync_compute_weights();
   bool compute_synced_ = false;  // compute_model_ holds the masters' values; the optimizer keeps them so
   void add_compute_gradients();
+  bool master_grads_fresh_ = false;  // mixed precision: no micro-batch of this step has added its gradients yet
   NamedParameters trainable_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<data::Dataset> train_data_, val_data_;
