@@ -259,10 +259,11 @@ TEST(Trainer, AccumulationEqualsOneBigBatch) {
   struct Result {
     std::map<std::string, torch::Tensor> first_gradients, weights;
   };
-  auto run = [&](const std::string& name, int64_t micro) {
-    train::Trainer t(make_config(scratch_dir(name).string(), {"data.layout=padded", "train.max_steps=3",
-                                                              "train.micro_batch_size=" + std::to_string(micro)}),
-                     nullptr, quiet());
+  auto run = [&](const std::string& name, int64_t micro, bool mixed) {
+    std::vector<std::string> o = {"data.layout=padded", "train.max_steps=3",
+                                  "train.micro_batch_size=" + std::to_string(micro)};
+    if (mixed) o.push_back("train.enable_mixed_precision=true");
+    train::Trainer t(make_config(scratch_dir(name).string(), o), nullptr, quiet());
     Result r;
     t.step();
     for (const auto& p : t.model()->named_parameters()) r.first_gradients[p.key()] = p.value().grad().clone();
@@ -271,9 +272,14 @@ TEST(Trainer, AccumulationEqualsOneBigBatch) {
     r.weights = weights(t);
     return r;
   };
-  const Result one = run("accum_1", 4), four = run("accum_4", 1);
+  const Result one = run("accum_1", 4, false), four = run("accum_4", 1, false);
   EXPECT_LT(max_relative_difference(four.first_gradients, one.first_gradients), 1e-5);
   EXPECT_LT(max_relative_difference(four.weights, one.weights), 5e-4);
+  // Mixed precision: the first micro-batch's bf16 gradients are copied into the float32 master,
+  // the others added; the sums agree to bf16 rounding (a lost or doubled micro-batch would be off
+  // by a quarter or more).
+  const Result mixed_one = run("accum_mixed_1", 4, true), mixed_four = run("accum_mixed_4", 1, true);
+  EXPECT_LT(max_relative_difference(mixed_four.first_gradients, mixed_one.first_gradients), 3e-2);
 }
 
 TEST(Trainer, ResumeIsBitExact) {

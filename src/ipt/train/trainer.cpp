@@ -203,7 +203,8 @@ void Trainer::add_compute_gradients() {
       if (master_grads_fresh_ && master.defined()) master.zero_();
       continue;
     }
-    if (!master.defined()) master = torch::empty_like(trainable_[i].second);
+    if (!master.defined())  // overwritten below when fresh; a later first gradient adds to zeros
+      master = master_grads_fresh_ ? torch::empty_like(trainable_[i].second) : torch::zeros_like(trainable_[i].second);
     // The step's first gradient is converted into the float32 buffer in place (a mixed-type add_
     // would allocate a converted copy of it); later micro-batches add to it.
     if (master_grads_fresh_)
