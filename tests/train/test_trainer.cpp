@@ -311,8 +311,8 @@ TEST(Trainer, ResumeIsBitExact) {
 }
 
 TEST(Trainer, TttOnlyChangesTttTensors) {
-  // Also in mixed precision (after the first step only the trainable tensors are copied into the
-  // bf16 compute model; the bit-exact resume of MixedPrecision... covers that those copies are right).
+  // Also in mixed precision (after the first step the optimizer writes only the trainable tensors
+  // into the bf16 compute model; the bit-exact resume of MixedPrecision... covers those copies).
   for (const bool mixed : {false, true}) {
     std::vector<std::string> o = {"train.trainable=ttt"};
     if (mixed) o.push_back("train.enable_mixed_precision=true");

@@ -1,9 +1,10 @@
 #pragma once
-// Eight floats as one value (a GCC vector extension) for the CPU kernels' element-wise loops: AVX
+// Eight floats as one value (a GCC vector extension) for the CPU kernels' element-wise loops (the
+// kernels in src/ipt/ops and the optimizer's bf16 copy): AVX
 // registers in functions compiled with IPT_TARGET_AVX2, pairs of SSE registers in the baseline
 // copies; a kernel compiles its loop body twice and picks once at run time with use_avx2()
 // (target_clones' "arch=" would pick by CPU model and miss AMD parts). Reductions over these values
-// are explicit, so no -ffast-math is needed for the loops to vectorise. Private to src/ipt/ops.
+// are explicit, so no -ffast-math is needed for the loops to vectorise.
 #include <c10/util/BFloat16.h>
 
 #include <cstdint>
@@ -83,6 +84,21 @@ IPT_ALWAYS_INLINE F8 round_to(F8 v) {
 template <typename T>
 IPT_ALWAYS_INLINE float round_to(float v) {
   return static_cast<float>(static_cast<T>(v));
+}
+
+// n floats to bfloat16 (store8's rounding), compiled for AVX2 and the baseline, picked at run time.
+IPT_ALWAYS_INLINE void to_bf16_impl(const float* x, int64_t n, c10::BFloat16* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(out + i, load8(x + i));
+  for (; i < n; ++i) out[i] = c10::BFloat16(x[i]);
+}
+IPT_TARGET_AVX2 inline void to_bf16_avx2(const float* x, int64_t n, c10::BFloat16* out) { to_bf16_impl(x, n, out); }
+inline void to_bf16_base(const float* x, int64_t n, c10::BFloat16* out) { to_bf16_impl(x, n, out); }
+inline void to_bf16(const float* x, int64_t n, c10::BFloat16* out) {
+  if (use_avx2())
+    to_bf16_avx2(x, n, out);
+  else
+    to_bf16_base(x, n, out);
 }
 
 // exp(x) for x <= 0 (fine up to ~88): Cephes' expf reduction and polynomial, branch-free; relative

@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "ipt/common/error.h"
+#include "ipt/ops/vec8.h"
 
 namespace ipt::train {
 
@@ -30,10 +31,10 @@ bool fusable(const torch::Tensor& p, const torch::Tensor& grad, const torch::Ten
 // The whole update of one float32 parameter in one read and one write of the parameter and its
 // moments: the tensor expression in AdamW::step makes six passes and two temporaries, which was a
 // fifth of a SmolLM2-135M training step. The clipping factor is applied as the gradient is read,
-// and a bfloat16 compute copy (mixed precision), when given, is written from the new value in the
-// same pass. Plain multiplies and adds in both versions (no fused multiply-add), so the AVX-512 one
+// and a bfloat16 compute copy (mixed precision), when given, is written from each block of new
+// values while it is in cache. Plain multiplies and adds in both versions (no fused multiply-add), so the AVX-512 one
 // gives the scalar one's results bit for bit.
-void adamw_scalar(float* p, const float* g, float* m, float* v, c10::BFloat16* copy, int64_t begin, int64_t end,
+void adamw_scalar(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end,
                   const AdamWCoefficients& c) {
   for (int64_t k = begin; k < end; ++k) {
     const float gk = g[k] * c.grad_scale;
@@ -42,26 +43,11 @@ void adamw_scalar(float* p, const float* g, float* m, float* v, c10::BFloat16* c
     m[k] = mk;
     v[k] = vk;
     p[k] = p[k] * c.decay - c.step_size * mk / (std::sqrt(vk) * c.inv_sqrt_correction2 + c.eps);
-    if (copy) copy[k] = c10::BFloat16(p[k]);
   }
 }
 
-// float -> bfloat16 bits, rounded to nearest even, NaN kept a NaN (c10::BFloat16's rounding). The
-// maskz forms with every lane set are the plain intrinsics without GCC 12's false
-// uninitialised-value warnings.
-__attribute__((target("avx512f"))) inline __m256i to_bf16_avx512(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(0xFFFF, bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded =
-      _mm512_maskz_srli_epi32(0xFFFF, _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0));
-  return _mm512_maskz_cvtepi32_epi16(0xFFFF, rounded);
-}
-
-__attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, float* m, float* v,
-                                                     c10::BFloat16* copy, int64_t begin, int64_t end,
-                                                     const AdamWCoefficients& c) {
+__attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, float* m, float* v, int64_t begin,
+                                                     int64_t end, const AdamWCoefficients& c) {
   const __m512 beta1 = _mm512_set1_ps(c.beta1), beta2 = _mm512_set1_ps(c.beta2);
   const __m512 one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
   const __m512 decay = _mm512_set1_ps(c.decay), step_size = _mm512_set1_ps(c.step_size);
@@ -81,9 +67,8 @@ __attribute__((target("avx512f"))) void adamw_avx512(float* p, const float* g, f
     const __m512 update = _mm512_div_ps(_mm512_mul_ps(step_size, mk), denom);
     const __m512 pk = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + k), decay), update);
     _mm512_storeu_ps(p + k, pk);
-    if (copy) _mm256_storeu_si256(reinterpret_cast<__m256i*>(copy + k), to_bf16_avx512(pk));
   }
-  adamw_scalar(p, g, m, v, copy, k, end, c);
+  adamw_scalar(p, g, m, v, k, end, c);
 }
 
 void adamw_fused(float* p, const float* g, float* m, float* v, c10::BFloat16* copy, int64_t n,
@@ -91,9 +76,11 @@ void adamw_fused(float* p, const float* g, float* m, float* v, c10::BFloat16* co
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
     if (avx512)
-      adamw_avx512(p, g, m, v, copy, begin, end, c);
+      adamw_avx512(p, g, m, v, begin, end, c);
     else
-      adamw_scalar(p, g, m, v, copy, begin, end, c);
+      adamw_scalar(p, g, m, v, begin, end, c);
+    // The block just updated (128 KiB, still in cache) into the bf16 copy.
+    if (copy) ops::vec8::to_bf16(p + begin, end - begin, copy + begin);
   });
 }
 

@@ -22,7 +22,6 @@
 #include "ipt/ops/gemm/bf16_gemm.h"
 #include "ipt/ops/vec8.h"
 
-
 namespace ipt::ops::attention_detail {
 
 // ---------------------------------------------------------------------------------------------
@@ -206,26 +205,8 @@ void softmax_grad_block(T* S, T* dP, int64_t ld, int64_t n, int64_t rows_per_hea
 
 // float -> bfloat16, rounded to nearest even (NaN stays NaN), `cols` values of each of `rows` rows
 // `ld` apart: the probabilities and score gradients as operands of bf16 products.
-IPT_ALWAYS_INLINE void to_bf16_impl(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x + r * ld;
-    c10::BFloat16* dst = out + r * ld;
-    int64_t c = 0;
-    for (; c + 8 <= cols; c += 8) store8(dst + c, load8(row + c));
-    for (; c < cols; ++c) dst[c] = c10::BFloat16(row[c]);
-  }
-}
-IPT_TARGET_AVX2 void to_bf16_avx2(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
-  to_bf16_impl(x, rows, cols, ld, out);
-}
-void to_bf16_base(const float* x, int64_t rows, int64_t cols, int64_t ld, c10::BFloat16* out) {
-  to_bf16_impl(x, rows, cols, ld, out);
-}
 void to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, at::BFloat16* out) {
-  if (use_avx2())
-    to_bf16_avx2(x, rows, cols, ld, out);
-  else
-    to_bf16_base(x, rows, cols, ld, out);
+  for (int64_t r = 0; r < rows; ++r) vec8::to_bf16(x + r * ld, cols, out + r * ld);
 }
 
 }  // namespace
