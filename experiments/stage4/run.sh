@@ -11,6 +11,7 @@
 #                                                     tune splits: rows of 128 tokens (one chunk, so only
 #                                                     attention can find the needle), then the same 2048 stage
 #   experiments/stage4/run.sh tune|eval ttt128|twin128   the same evaluation for it
+#   experiments/stage4/run.sh eval-into OUT MODEL NAME   the test-split evaluation of any model (stage 5's)
 # The ship rule, fixed before training: stage 4's TTT model replaces models/default if, on the tune
 # splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at 512 / 1024 / 2048
 # stays within 10 points of the bundled model's at every length, and its English NLL at 2048 and
@@ -71,8 +72,11 @@ tune)
     --json > $out/tune-ppl-english-$name.json
   ;;
 eval)
-  name=$2
-  m=$(model_dir $name)
+  bash "$0" eval-into $out "$(model_dir $2)" $2
+  ;;
+eval-into)
+  # The test-split evaluation of one model, also used by stage 5: OUT_DIR MODEL_DIR NAME.
+  out=$2 m=$3 name=$4
   cmp=--compare-no-ttt; [ ${name#twin} != $name ] && cmp=""   # the twin has no fast weights to freeze
   for p in "The state of the union is" "The kernel"; do
     $IPT -t 1 generate -m $m -p "$p" -n 48 --temp 0 > "$out/generate-$name-$(echo $p | cut -d' ' -f2).txt"
