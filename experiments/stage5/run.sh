@@ -7,10 +7,13 @@
 # update can help), for 1000 steps; then rows of 2048 with stage 3's mix so the fast weights keep
 # their range. Every command, in order:
 #   experiments/stage4/run.sh prepare             runs/stage4-base (models/default) and the twin's start
+#   experiments/stage5/run.sh prepare             the bundled model's rows: stage 4's files (same commands, seeds)
 #   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
 #   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey)
 #   experiments/stage5/run.sh tune bundled|ttt    the ship rule's inputs, tune splits only
 #   experiments/stage5/run.sh eval ttt|twin       test splits (experiments/stage4/run.sh eval's set)
+#   python3 experiments/stage4/tables.py runs exp11 "stage 5"     the tables
+#   python3 experiments/stage5/english_words.py MODEL tune|test [generate flags]   continuations scored
 # The ship rule, fixed before training (stage 4's): stage 5's TTT model replaces models/default if, on
 # the tune splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at
 # 512 / 1024 / 2048 stays within 10 points of the bundled model's at every length, and its English
@@ -34,6 +37,9 @@ model_dir() {
 }
 
 case "${1:-}" in
+prepare)
+  cp runs/exp10/*-bundled.json $out/
+  ;;
 train)
   m=$2  # ttt | twin
   $IPT -t 1 train --config experiments/configs/stage5-$m.yaml
