@@ -1,13 +1,10 @@
 """Stage 4's tables (docs/RESULTS.md section 10) from runs/exp10/*.json: the ship rule's tune
 figures, then the test splits' retrieval (by needle distance at 256 tokens; by length beyond the
-window) and NLL, for the bundled model, the stage-4 TTT model and its twin. Stage 5 (section 11)
-writes the same files into runs/exp11.
-Usage: python3 experiments/stage4/tables.py [RUNS_DIR [EXPERIMENT [STAGE]]]   (default: runs exp10 "stage 4")"""
+window) and NLL, for the bundled model, the stage-4 TTT model and its twin.
+Usage: python3 experiments/stage4/tables.py [RUNS_DIR]"""
 import json, os, sys
 
-args = sys.argv[1:] + ["runs", "exp10", "stage 4"][len(sys.argv) - 1:]
-out = os.path.join(args[0], args[1])
-stage = args[2]
+out = os.path.join(sys.argv[1] if len(sys.argv) > 1 else "runs", "exp10")
 
 
 def load(name):
@@ -35,7 +32,7 @@ for name in ("bundled", "ttt"):
 print()
 print("| model | in window 0–64 / 64–128 (samples) | beyond, 128–256 | passkey 512 / 1024 / 2048 | niah_single_1 512 / 1024 / 2048 | niah_single_2 512 / 1024 / 2048 |")
 print("|---|--|--|--|--|--|")
-for name, label in (("bundled", "bundled (stage 3)"), ("ttt", f"{stage}, TTT model"), ("twin", f"{stage}, twin")):
+for name, label in (("bundled", "bundled (stage 3)"), ("ttt", "stage 4, TTT model"), ("twin", "stage 4, twin")):
     r256, pk, nh = load(f"test-ruler256-{name}.json"), load(f"test-ruler-passkey-{name}.json"), load(f"test-ruler-niah-{name}.json")
     if not (r256 and pk and nh):
         print(f"| {label} | n/a | n/a | n/a | n/a | n/a |")
@@ -56,7 +53,7 @@ print()
 print("| domain | model | 512 | 2048 | 8192 |")
 print("|---|---|--:|--:|--:|")
 for dom in ("english", "prose", "code", "techdoc"):
-    for name, label in (("bundled", "bundled (stage 3)"), ("ttt", f"{stage}, TTT model"), ("twin", f"{stage}, twin")):
+    for name, label in (("bundled", "bundled (stage 3)"), ("ttt", "stage 4, TTT model"), ("twin", "stage 4, twin")):
         p = load(f"test-ppl-{dom}-{name}.json")
         if not p:
             print(f"| {dom} | {label} | n/a | n/a | n/a |")

@@ -11,12 +11,15 @@
 #   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
 #   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey)
 #   experiments/stage5/run.sh tune bundled|ttt    the ship rule's inputs, tune splits only
-#   experiments/stage5/run.sh eval ttt|twin       test splits (experiments/stage4/run.sh eval's set)
+#   experiments/stage5/run.sh eval NAME           test splits (experiments/stage4/run.sh eval's set), e.g. chunk64-d0.95
+#   experiments/stage5/run.sh long NAME           NLL at every context 512 ... 16384 (code, technical writing) and
+#                                                 512 ... 8192 (the two prose splits, whose documents are shorter)
 #   experiments/stage5/run.sh train64 ttt|twin    one stage of 4096-token rows with the update chunk 64 (and the twin)
 #   experiments/stage5/run.sh chunk C D           the bundled model with its update chunk C and decay D set at
 #                                                 inference (runs/stage5-chunkC-dD, a copy), then `tune` on it
-#   python3 experiments/stage4/tables.py runs exp11 "stage 5"     the tables
-#   python3 experiments/stage5/english_words.py MODEL tune|test [generate flags]   continuations scored
+#   experiments/stage5/run.sh english NAME        its continuations of the test prompts scored (english_words.py),
+#                                                 sampled with `ipt generate`'s defaults and greedy
+#   python3 experiments/stage5/tables.py          the tables
 # The ship rule, fixed before training (stage 4's): stage 5's TTT model replaces models/default if, on
 # the tune splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at
 # 512 / 1024 / 2048 stays within 10 points of the bundled model's at every length, and its English
@@ -76,11 +79,27 @@ chunk)
   # The fast weights absorb a chunk only after it ends, so a needle in the question's own chunk is out of
   # their reach: a shorter chunk at inference shortens that blind stretch. The decay is per update, so
   # D = 0.95^(C/128) keeps the bundled model's decay per token.
-  c=$2 d=$3 m=runs/stage5-chunk$2-d$3
-  mkdir -p $m
-  cp runs/stage4-base/{model.safetensors,tokenizer.json,tokenizer_config.json} $m/
-  python3 -c "import json,sys; c=json.load(open('runs/stage4-base/config.json')); c.update(ttt_chunk=int(sys.argv[1]), ttt_decay=float(sys.argv[2])); json.dump(c, open(sys.argv[3], 'w'), indent=2)" $c $d $m/config.json
+  # (The copies of the figures were written by a few lines of Python setting the two keys; `ipt convert`
+  # writes the same config.json and bit-identical weights.)
+  $IPT -t 1 convert --in runs/stage4-base --out runs/stage5-chunk$2-d$3 --ttt-layers 2,5 --ttt-chunk $2 --ttt-decay $3 \
+    --dtype bfloat16
   bash "$0" tune chunk$2-d$3
+  ;;
+long)
+  # Every context in one run per domain, so each row scores the same documents' same final blocks.
+  m=$(model_dir $2)
+  P="--block 256 --same-docs --docs 12 --compare-no-ttt --json"
+  for d in exp5/heldout-code exp8/heldout-techdoc; do
+    $IPT -t 1 eval ppl -m $m --data data/$d --contexts 512 1024 2048 4096 8192 16384 $P > $out/test-ppl16k-$(basename $d)-$2.json
+  done
+  for d in exp9/prose/test exp5/heldout-prose; do
+    $IPT -t 1 eval ppl -m $m --data data/$d --contexts 512 1024 2048 4096 8192 $P > $out/test-ppl8k-$(echo $d | tr / _)-$2.json
+  done
+  ;;
+english)
+  m=$(model_dir $2)
+  IPT=$IPT python3 experiments/stage5/english_words.py $m test > $out/english-words-test-default.json
+  IPT=$IPT python3 experiments/stage5/english_words.py $m test --temp 0 > $out/english-words-test-greedy.json
   ;;
 copy)
   name=$2
