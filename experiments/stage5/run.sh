@@ -9,6 +9,7 @@
 #   experiments/stage4/run.sh prepare             runs/stage4-base (models/default) and the twin's start
 #   experiments/stage5/run.sh prepare             the bundled model's rows: stage 4's files (same commands, seeds)
 #   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
+#   experiments/stage5/run.sh train-more ttt|twin 800 more steps of the one-chunk copy stage (see below)
 #   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey)
 #   experiments/stage5/run.sh tune bundled|ttt    the ship rule's inputs, tune splits only
 #   experiments/stage5/run.sh eval NAME           test splits (experiments/stage4/run.sh eval's set), e.g. chunk64-d0.95
@@ -29,8 +30,12 @@
 # bundled model's ttt_chunk and ttt_decay; if none passes, chunk 128 stays. This rule was written after
 # seeing one figure, the tune in-window retrieval at 256 of C 64 and 32 with the scaled D (81.3 and
 # 70.0 against 12.7; a quick look before the sweep was planned), and before any other.
-# The dense-copy stage (`train`) was stopped at step 500 of 1000 (2.0 M tokens): both models still
-# scored 0 of 40 on induction and on passkey at 128 tokens (`copy` on checkpoints 250 and 500).
+# The dense-copy stage (`train`) was stopped at step 500 of 1000 (2.0 M tokens) to free the cores,
+# both models then scoring 0 of 40 on induction and on passkey at 128 tokens (`copy` on checkpoints
+# 250 and 500), and resumed to step 1000 afterwards: still 0 and 0, but the twin's answers began with
+# the right first word in 3 of 5 induction samples. So `train-more` continues both for 800 steps; if
+# either then scores >= 50% on induction or passkey at 128 (tune), its `train` second stage (rows of
+# 2048) follows and the ship rule above is applied against the model shipped by `chunk` below.
 # `train64` (written after the chunk-64 figures of `run.sh chunk`, before its own): the bundled model
 # trained for one 4096-token stage with the update chunk 64 (D 0.9747) on, and its twin for the same
 # tokens. Its TTT model replaces the setting chosen above if it passes the same rule and its tune
@@ -66,6 +71,12 @@ train)
     --data.max_seq_len=2048 --train.global_batch_size=8 --train.micro_batch_size=8 --train.lr=3e-4 --train.lr_min=3e-5 \
     --train.seed=11 --train.output_dir=runs/stage5-$m-2048 --train.max_steps=$STEPS_2048 --train.save_steps=20 \
     --train.eval_steps=20
+  ;;
+train-more)
+  m=$2  # ttt | twin
+  $IPT -t 1 train --config experiments/configs/stage5-$m.yaml --model.model_path=runs/stage5-$m-128/checkpoint-$STEPS_128 \
+    --train.output_dir=runs/stage5-$m-128more --train.max_steps=800 --train.save_steps=200 --train.eval_steps=200 \
+    --train.lr=5e-4 --train.lr_min=5e-5 --train.seed=13
   ;;
 train64)
   m=$2  # ttt | twin
