@@ -10,8 +10,8 @@
 #   experiments/stage5/run.sh prepare             the bundled model's rows: stage 4's files (same commands, seeds)
 #   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
 #   experiments/stage5/run.sh train-more ttt|twin 800 more steps of the one-chunk copy stage (see below)
-#   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey)
-#   experiments/stage5/run.sh tune bundled|ttt    the ship rule's inputs, tune splits only
+#   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey; predictions kept)
+#   experiments/stage5/run.sh tune NAME           the ship rule's inputs, tune splits only
 #   experiments/stage5/run.sh eval NAME           test splits (experiments/stage4/run.sh eval's set), e.g. chunk64-d0.95
 #   experiments/stage5/run.sh long NAME           NLL at every context 512 ... 16384 (code, technical writing) and
 #                                                 512 ... 8192 (the two prose splits, whose documents are shorter)
@@ -115,8 +115,9 @@ english)
 copy)
   name=$2
   m=$(model_dir $name)
+  f=$out/tune-copy128-$(echo $name | tr / _)
   $IPT -t 1 eval ruler -m $m --tasks induction passkey --lengths 128 --samples 40 --seed 1000 \
-    --haystack data/exp5/tune --json > $out/tune-copy128-$(echo $name | tr / _).json
+    --haystack data/exp5/tune --predictions $f.predictions.jsonl --json > $f.json
   ;;
 tune)
   name=$2

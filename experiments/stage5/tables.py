@@ -1,4 +1,4 @@
-"""Stage 5's tables (docs/RESULTS.md section 11) from runs/exp11/*.json: the tune sweep of the update
+"""Stage 5's tables (docs/RESULTS.md section 11) from runs/exp11/*.json: the copy stage's checkpoints, the tune sweep of the update
 chunk at inference (and the model trained at chunk 64) against the ship rule, then the test splits for
 the bundled model before (chunk 128) and after (the chosen chunk): retrieval by needle distance and by
 length, NLL by context, and the continuations' English.
@@ -23,6 +23,36 @@ def in_window(run):
     return sum(x["score"] * x["samples"] for x in b) / n, n
 
 
+# Route (a): the copy stage's checkpoints at 128 tokens (`run.sh copy`): the score (all four words right),
+# and how often the answer's first word is right, from the predictions file.
+def first_word_rate(name):
+    try:
+        rows = [json.loads(l) for l in open(os.path.join(out, f"tune-copy128-{name}.predictions.jsonl"))]
+    except OSError:
+        return None
+    first = lambda text: (text.split() or [""])[0]
+    rows = [r for r in rows if r["task"] == "induction"]
+    return sum(first(r["prediction"]) == first(r["answers"][0]) for r in rows), len(rows)
+
+
+print("| checkpoint (tokens) | TTT model: induction / passkey / first word | twin: induction / passkey / first word |")
+print("|---|--|--|")
+for label, ckpt in (("bundled (0)", None), ("250 (1.0 M)", "128_checkpoint-250"), ("500 (2.0 M)", "128_checkpoint-500"),
+                    ("750 (3.1 M)", "128_checkpoint-750"), ("1000 (4.1 M)", "128_checkpoint-1000"),
+                    ("1200 (4.9 M)", "128more_checkpoint-200"), ("1400 (5.7 M)", "128more_checkpoint-400"),
+                    ("1600 (6.6 M)", "128more_checkpoint-600"), ("1800 (7.4 M)", "128more_checkpoint-800")):
+    cells = []
+    for m in ("ttt", "twin"):
+        name = "bundled" if ckpt is None else f"runs_stage5-{m}-{ckpt}"
+        r, fw = load(f"tune-copy128-{name}.json"), first_word_rate(name)
+        if not r:
+            cells.append("n/a")
+            continue
+        sc = {x["task"]: x["score"] for x in r["runs"][0]["results"]}
+        cells.append(f"{sc['induction']:.0f} / {sc['passkey']:.0f} / " + (f"{fw[0]} of {fw[1]}" if fw else "n/a"))
+    print(f"| {label} | {cells[0]} | {cells[1]} |")
+
+print()
 print("| tune splits | chunk / decay | in window (samples) | retrieval 512 / 1024 / 2048 | English NLL 2048 / 8192 | rule |")
 print("|---|---|--:|--|--|--|")
 base = None
