@@ -12,6 +12,7 @@
 #                                                     attention can find the needle), then the same 2048 stage
 #   experiments/stage4/run.sh tune|eval ttt128|twin128   the same evaluation for it
 #   experiments/stage4/run.sh eval-into OUT MODEL NAME   the test-split evaluation of any model (stage 5's)
+#   experiments/stage4/run.sh tune-into OUT MODEL NAME   the ship rule's tune figures of any model (stage 5's)
 # The ship rule, fixed before training: stage 4's TTT model replaces models/default if, on the tune
 # splits, its in-window retrieval (length 256) gains >= 20 points, its retrieval at 512 / 1024 / 2048
 # stays within 10 points of the bundled model's at every length, and its English NLL at 2048 and
@@ -62,8 +63,11 @@ train128)
     --train.eval_steps=$STEPS_2048
   ;;
 tune)
-  name=$2
-  m=$(model_dir $name)
+  bash "$0" tune-into $out "$(model_dir $2)" $2
+  ;;
+tune-into)
+  # The ship rule's inputs for one model, also used by stage 5: OUT_DIR MODEL_DIR NAME.
+  out=$2 m=$3 name=$4
   $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 256 --samples 40 --seed 1000 \
     --haystack data/exp5/tune --json > $out/tune-ruler256-$name.json
   $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 512 1024 2048 --samples 20 --seed 1000 \

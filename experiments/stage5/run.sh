@@ -120,14 +120,7 @@ copy)
     --haystack data/exp5/tune --predictions $f.predictions.jsonl --json > $f.json
   ;;
 tune)
-  name=$2
-  m=$(model_dir $name)
-  $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 256 --samples 40 --seed 1000 \
-    --haystack data/exp5/tune --json > $out/tune-ruler256-$name.json
-  $IPT -t 1 eval ruler -m $m --tasks passkey niah_single_1 --lengths 512 1024 2048 --samples 20 --seed 1000 \
-    --haystack data/exp5/tune --json > $out/tune-ruler-$name.json
-  $IPT -t 1 eval ppl -m $m --data data/exp9/prose/tune --contexts 2048 8192 --block 256 --same-docs --docs 14 \
-    --json > $out/tune-ppl-english-$name.json
+  IPT=$IPT bash experiments/stage4/run.sh tune-into $out "$(model_dir $2)" $2
   ;;
 eval)
   IPT=$IPT bash experiments/stage4/run.sh eval-into $out "$(model_dir $2)" $2
