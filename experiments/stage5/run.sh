@@ -10,6 +10,7 @@
 #   experiments/stage5/run.sh prepare             the bundled model's rows: stage 4's files (same commands, seeds)
 #   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
 #   experiments/stage5/run.sh train-more ttt|twin 800 more steps of the one-chunk copy stage (see below)
+#   experiments/stage5/run.sh train-more2 twin    1000 more for the twin only (cores were free while CI ran)
 #   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey; predictions kept)
 #   experiments/stage5/run.sh tune NAME           the ship rule's inputs, tune splits only
 #   experiments/stage5/run.sh eval NAME           test splits (experiments/stage4/run.sh eval's set), e.g. chunk64-d0.95
@@ -77,6 +78,12 @@ train-more)
   $IPT -t 1 train --config experiments/configs/stage5-$m.yaml --model.model_path=runs/stage5-$m-128/checkpoint-$STEPS_128 \
     --train.output_dir=runs/stage5-$m-128more --train.max_steps=800 --train.save_steps=200 --train.eval_steps=200 \
     --train.lr=5e-4 --train.lr_min=5e-5 --train.seed=13
+  ;;
+train-more2)
+  m=$2  # twin (the TTT model's in-window route is the chunk below)
+  $IPT -t 1 train --config experiments/configs/stage5-$m.yaml --model.model_path=runs/stage5-$m-128more/checkpoint-800 \
+    --train.output_dir=runs/stage5-$m-128more2 --train.max_steps=1000 --train.save_steps=250 --train.eval_steps=250 \
+    --train.lr=5e-4 --train.lr_min=5e-5 --train.seed=14
   ;;
 train64)
   m=$2  # ttt | twin

@@ -40,7 +40,9 @@ print("|---|--|--|")
 for label, ckpt in (("bundled (0)", None), ("250 (1.0 M)", "128_checkpoint-250"), ("500 (2.0 M)", "128_checkpoint-500"),
                     ("750 (3.1 M)", "128_checkpoint-750"), ("1000 (4.1 M)", "128_checkpoint-1000"),
                     ("1200 (4.9 M)", "128more_checkpoint-200"), ("1400 (5.7 M)", "128more_checkpoint-400"),
-                    ("1600 (6.6 M)", "128more_checkpoint-600"), ("1800 (7.4 M)", "128more_checkpoint-800")):
+                    ("1600 (6.6 M)", "128more_checkpoint-600"), ("1800 (7.4 M)", "128more_checkpoint-800"),
+                    ("2050 (8.4 M)", "128more2_checkpoint-250"), ("2300 (9.4 M)", "128more2_checkpoint-500"),
+                    ("2550 (10.4 M)", "128more2_checkpoint-750"), ("2800 (11.5 M)", "128more2_checkpoint-1000")):
     cells = []
     for m in ("ttt", "twin"):
         name = "bundled" if ckpt is None else f"runs_stage5-{m}-{ckpt}"
