@@ -112,7 +112,7 @@ for dom in ("english", "prose", "code", "techdoc"):
             print(f"| {dom} ({run['points'][0]['docs_used']} docs) | {label}, {'TTT' if run.get('ttt', True) else 'frozen'} | {row} |")
 
 print()
-for f in sorted(os.listdir(out)):
+for f in sorted(os.listdir(out) if os.path.isdir(out) else []):
     if f.startswith("english-words-"):
         d = load(f)
         print(f"{f}: flags {' '.join(d['flags']) or '(defaults)'}: {d['words']} words, English {100 * d['english_words']:.1f}%, "
