@@ -40,6 +40,8 @@ def shares(texts, lexicon):
 
 
 def read_lexicon():
+    if not os.path.exists("/usr/share/dict/words"):
+        sys.exit("english_words.py: no /usr/share/dict/words (Debian: apt-get install wamerican)")
     with open("/usr/share/dict/words", encoding="utf-8", errors="replace") as f:
         # Single letters other than "a" and "I" are in the list as letters, not words.
         return {w.strip().lower() for w in f if len(w.strip()) > 1} | {"a", "i"}
@@ -65,7 +67,10 @@ def main() -> int:
     for prompt in PROMPTS[split]:
         for seed in SEEDS[:1] if greedy else SEEDS:
             cmd = [ipt, "-t", "1", "generate", "-m", model, "-p", prompt, "-n", "48", "--seed", str(seed), *flags]
-            text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"english_words.py: {' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+            text = done.stdout
             rows.append({"prompt": prompt, "seed": seed, "text": text})
     print(json.dumps({"model": model, "split": split, "flags": flags,
                       **shares([r["text"] for r in rows], lexicon), "continuations": rows}, indent=1))

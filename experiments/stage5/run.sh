@@ -4,13 +4,14 @@
 # current chunk and that 2,560 in-window passkey rows (5 supervised tokens each) made no copying head.
 # Here the supervision is dense: half the rows are induction copies (a random word sequence, then its
 # first half again, the loss on every token), on rows of one chunk (128 tokens, so no fast-weight
-# update can help), for 1000 steps; then rows of 2048 with stage 3's mix so the fast weights keep
-# their range. Every command, in order:
+# update can help), for 1000 steps; then, if a copying head forms, rows of 2048 with stage 3's mix
+# so the fast weights keep their range. Every command, in order:
 #   experiments/stage4/run.sh prepare             runs/stage4-base (models/default) and the twin's start
 #   experiments/stage5/run.sh prepare             the bundled model's rows: stage 4's files (same commands, seeds)
-#   experiments/stage5/run.sh train ttt|twin      both stages (the two models side by side, -t 1 each)
+#   experiments/stage5/run.sh train ttt|twin      the copy stage (the two models side by side, -t 1 each)
 #   experiments/stage5/run.sh train-more ttt|twin 800 more steps of the one-chunk copy stage (see below)
 #   experiments/stage5/run.sh train-more2 twin    1000 more for the twin only (cores were free while CI ran)
+#   experiments/stage5/run.sh recover CKPT NAME   the 2048-token stage after the copy stage (trigger below; not run)
 #   experiments/stage5/run.sh copy NAME           in-window diagnostics (128 tokens: induction, passkey; predictions kept)
 #   experiments/stage5/run.sh tune NAME           the ship rule's inputs, tune splits only
 #   experiments/stage5/run.sh eval NAME           test splits (experiments/stage4/run.sh eval's set), e.g. chunk64-d0.95
@@ -56,7 +57,6 @@ model_dir() {
     chunk*) echo runs/stage5-$1 ;;
     ttt64|twin64) echo runs/stage5c-${1%64}-4096/checkpoint-60 ;;
     ttt|twin) echo runs/stage5-$1-2048/checkpoint-$STEPS_2048 ;;
-    ttt128|twin128) echo runs/stage5-${1%128}-128/checkpoint-$STEPS_128 ;;
     *) echo "$1" ;;  # a checkpoint directory
   esac
 }
@@ -67,10 +67,18 @@ prepare)
   ;;
 train)
   m=$2  # ttt | twin
+  # (Run as written until step 500, then stopped and continued with
+  #  `$IPT -t 1 train --config experiments/configs/stage5-$m.yaml --resume runs/stage5-$m-128/checkpoint-500`.)
   $IPT -t 1 train --config experiments/configs/stage5-$m.yaml
-  $IPT -t 1 train --config experiments/configs/stage3-$m.yaml --model.model_path=runs/stage5-$m-128/checkpoint-$STEPS_128 \
+  ;;
+recover)
+  # Rows of 2048 with stage 3's mix, so the fast weights keep their range: only for a copy-stage
+  # checkpoint that reached the trigger above (none did; not run). CHECKPOINT NAME: NAME is then a
+  # model for `tune` and `eval` as runs/stage5-NAME-2048/checkpoint-40.
+  m=$(python3 -c "import json,sys; print('ttt' if json.load(open(sys.argv[1] + '/config.json')).get('ttt_mode') else 'twin')" $2)
+  $IPT -t 1 train --config experiments/configs/stage3-$m.yaml --model.model_path=$2 \
     --data.max_seq_len=2048 --train.global_batch_size=8 --train.micro_batch_size=8 --train.lr=3e-4 --train.lr_min=3e-5 \
-    --train.seed=11 --train.output_dir=runs/stage5-$m-2048 --train.max_steps=$STEPS_2048 --train.save_steps=20 \
+    --train.seed=11 --train.output_dir=runs/stage5-$3-2048 --train.max_steps=$STEPS_2048 --train.save_steps=20 \
     --train.eval_steps=20
   ;;
 train-more)
